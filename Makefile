@@ -1,0 +1,68 @@
+# formerflow: `make run` then `make test` is all a fresh machine needs.
+SHELL := /bin/bash
+PY    := .venv/bin/python
+ROOT  := $(CURDIR)
+
+# Quiet, offline, fast runs (see ../shared/STACK.md).
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export PREFECT_HOME ?= $(ROOT)/.prefect
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+export PREFECT_LOGGING_LEVEL ?= WARNING
+export MLFLOW_TRACKING_URI ?= sqlite:///$(ROOT)/mlflow.db
+export TMPDIR := $(ROOT)/.tmp
+export FORMERFLOW_ROOT := $(ROOT)
+export PATH := $(ROOT)/.venv/bin:$(PATH)
+
+.PHONY: run test bench serve lint ui repro clean help
+
+help:
+	@echo "make run    - create .venv if missing, install, run the whole pipeline on the defaults"
+	@echo "make test   - create .venv if missing, install, run the test suite"
+	@echo "make bench  - benchmarks (tables on stdout, JSON in bench/results/)"
+	@echo "make serve  - serve the Prefect deployments with their cron schedules"
+	@echo "make lint   - ruff"
+	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
+	@echo "make repro  - dvc repro (the same stages through DVC)"
+
+.venv/.installed: pyproject.toml
+	@mkdir -p $(TMPDIR)
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.dvc/config.local:
+	@# Local DVC settings that must not be committed: no analytics, no update checks.
+	@.venv/bin/dvc config --local core.analytics false && .venv/bin/dvc config --local core.check_update false
+
+setup: .venv/.installed .dvc/config.local
+	@mkdir -p $(TMPDIR) $(PREFECT_HOME)
+
+.PHONY: setup
+run: setup
+	$(PY) -m flows.pipeline
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/netflow_ingest.py
+	$(PY) bench/pipeline_overhead.py
+
+serve: setup
+	$(PY) -m flows.deployments
+
+lint: setup
+	.venv/bin/ruff check .
+
+ui: setup
+	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+
+repro: setup
+	.venv/bin/dvc repro
+
+clean:
+	rm -rf data/raw data/processed artifacts reports checkpoints mlflow.db mlartifacts .prefect/results .tmp

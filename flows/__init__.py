@@ -1,0 +1,1 @@
+"""Prefect flows: compose the stage functions of :mod:`tasks`; no stage logic lives here."""

@@ -1,0 +1,48 @@
+"""Deployments with cron schedules: one per domain plus the whole pipeline (``prefect.yaml`` mirrors them).
+
+``make serve`` (``python -m flows.deployments``) serves them with ``prefect.serve``
+from this process. Schedules only fire against a real Prefect server (the
+ephemeral one registers deployments but creates no scheduled runs), so start
+one first: ``prefect server start --host 127.0.0.1`` and
+``export PREFECT_API_URL=http://127.0.0.1:4200/api``. With a work pool
+instead: ``prefect work-pool create formerflow --type process``,
+``prefect --no-prompt deploy --all``, ``prefect worker start --pool formerflow``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from prefect.schedules import Cron
+
+from flows.pipeline import domain_flow, pipeline
+
+TIMEZONE = "UTC"
+# (deployment name, flow, parameters, cron, schedule slug)
+DEPLOYMENTS = [
+    ("netflow", "formerflow-domain", {"domain": "netflow"}, "0 2 * * *", "netflow-nightly"),
+    ("all-domains", "formerflow-pipeline", {}, "0 4 * * 0", "pipeline-weekly"),
+]
+
+
+def deployments() -> list:
+    """The RunnerDeployments of :data:`DEPLOYMENTS`."""
+    flows = {"formerflow-domain": domain_flow, "formerflow-pipeline": pipeline}
+    return [
+        flows[flow_name].to_deployment(
+            name=name, parameters=parameters, schedules=[Cron(cron, timezone=TIMEZONE, slug=slug)],
+            tags=["formerflow"],
+        )
+        for name, flow_name, parameters, cron, slug in DEPLOYMENTS
+    ]
+
+
+def main() -> int:
+    from prefect import serve
+
+    serve(*deployments())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Prefect flows: one per domain (:func:`domain_flow`) and the pipeline over domains (:func:`pipeline`).
+
+Each stage function of :mod:`tasks.stages` is wrapped as one Prefect task:
+
+* retries with exponential backoff on the I/O stage (ingest), only for
+  transient I/O errors (a missing file or a schema error is not retried);
+* caching keyed on the stage's params, the content hashes of its inputs
+  (upstream outputs) and of its own outputs on disk, never on tensors: a
+  re-run with nothing changed returns the cached manifests at once, and a
+  deleted or edited output forces the stage to run again. ``register`` is
+  never cached (it changes the registry);
+* the domains fan out through the flow's task runner (threads by default).
+
+Each domain gets one MLflow parent run with a child run per stage, a Prefect
+markdown artifact with the metrics and compression tables, and, after the
+run, ``dvc commit`` so that ``dvc repro`` sees the same outputs as up to date.
+
+Run it: ``python -m flows.pipeline`` (all domains of ``pipeline.domains``),
+``python -m flows.pipeline --domain netflow --set train.netflow.epochs=2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
+
+from tasks import store, tracking
+from tasks.params import STAGES, Params, load_params
+from tasks.stages import run_stage
+
+STAGE_OUTPUTS = {
+    "ingest": lambda p: [p.raw],
+    "preprocess": lambda p: [p.processed],
+    "train": lambda p: [p.teacher, p.baselines],
+    "compress": lambda p: [p.compressed, p.reports / "compress.json"],
+    "evaluate": lambda p: [p.reports / "metrics.json", p.reports / "report.md", p.reports / "plots"],
+}
+
+
+def stage_cache_key(context, parameters: dict[str, Any]) -> str:
+    """Cache key of a stage task: stage, domain, params of this and earlier stages, input and output hashes."""
+    stage, domain = parameters["stage"], parameters["domain"]
+    params = parameters["params"]
+    upto = STAGES[: STAGES.index(stage) + 1]
+    sections = {s: params.get(s, {}).get(domain) for s in upto}
+    upstream = (parameters.get("upstream") or {}).get("outputs")
+    paths = store.domain_paths(domain)
+    outputs = {str(p): store.content_hash(p) for p in STAGE_OUTPUTS[stage](paths)}
+    source = context.task.fn.__code__.co_code if context is not None else b""
+    blob = json.dumps({"stage": stage, "domain": domain, "params": sections, "upstream": upstream,
+                       "outputs": outputs, "root": str(paths.root)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode() + source).hexdigest()
+
+
+def _transient(task_, task_run, state) -> bool:
+    """Retry only transient I/O failures: a missing file, bad schema or bad value fails at once."""
+    try:
+        state.result()
+    except (FileNotFoundError, IsADirectoryError, PermissionError, ValueError):
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(task_run_name="{stage}-{domain}", persist_result=True, result_serializer="json",
+      cache_key_fn=stage_cache_key)
+def stage_task(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None,
+               upstream: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One stage of one domain, in a child MLflow run of the domain's pipeline run."""
+    from prefect.runtime import flow_run
+
+    flow_run_id = str(flow_run.id) if flow_run.id else "none"
+    return run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
+                     tags={"prefect.flow_run_id": flow_run_id})
+
+
+def _task_for(stage: str, refresh: bool):
+    storage = Path(store.project_root() / ".prefect" / "results")
+    if stage == "register":
+        return stage_task.with_options(cache_policy=NO_CACHE, persist_result=False, cache_key_fn=None)
+    opts: dict[str, Any] = {"result_storage": storage, "refresh_cache": refresh}
+    if stage == "ingest":
+        opts.update(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+                    retry_condition_fn=_transient)
+    return stage_task.with_options(**opts)
+
+
+def _report_markdown(domain: str, manifests: dict[str, dict[str, Any]]) -> str:
+    from tasks.evaluate import compression_table
+
+    ev, reg = manifests.get("evaluate", {}), manifests.get("register", {})
+    comp = manifests.get("compress", {}).get("methods")
+    lines = [f"# formerflow · {domain}", "", "## Test metrics", "", ev.get("table", "(not evaluated)"), ""]
+    if comp:
+        lines += ["## Compression trade-off", "", compression_table(comp), ""]
+    if reg:
+        lines += ["## Registry", "",
+                  f"`{reg['registered_model']}` version {reg['version']} ({reg['model']}) is `candidate`; "
+                  f"promoted to `champion`: **{reg['promoted']}** ({reg['reason']}).", ""]
+    return "\n".join(lines)
+
+
+def dvc_commit(domains: list[str]) -> str:
+    """Record the outputs a Prefect run wrote in dvc.lock, so ``dvc repro`` finds them up to date."""
+    root = store.project_root()
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").exists() or not Path(dvc).exists():
+        return "skipped (no DVC repository or dvc not installed)"
+    targets = [f"{s}@{d}" for d in domains for s in STAGES]
+    proc = subprocess.run([dvc, "commit", "--force", "--quiet", *targets], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"dvc commit failed: {proc.stderr.strip()[-500:]}"
+    return "committed " + ", ".join(targets)
+
+
+def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str, dict[str, Any]]:
+    from prefect.runtime import flow_run
+
+    pdict = params.model_dump(mode="json")
+    flow_run_id = str(flow_run.id) if flow_run.id else "none"
+    parents = {}
+    for domain in domains:
+        ctx = tracking.start_run(domain, "pipeline", tags={"prefect.flow_run_id": flow_run_id})
+        parents[domain] = (ctx, ctx.__enter__())
+        parents[domain][1].log_params({"stages": ",".join(STAGES)})
+    futures: dict[str, dict[str, Any]] = {d: {} for d in domains}
+    try:
+        for domain in domains:  # submit every chain first so domains run in parallel
+            upstream = None
+            for stage in STAGES:
+                fut = _task_for(stage, refresh).submit(stage, domain, pdict, parents[domain][1].run_id, upstream)
+                futures[domain][stage] = fut
+                upstream = fut
+        results = {d: {s: f.result() for s, f in fs.items()} for d, fs in futures.items()}
+    except BaseException:
+        for ctx, _ in parents.values():
+            ctx.__exit__(*sys.exc_info())
+        raise
+    for domain, (ctx, run) in parents.items():
+        run.set_tags({"registered.version": results[domain]["register"]["version"]})
+        ctx.__exit__(None, None, None)
+        create_markdown_artifact(key=f"{domain}-report", markdown=_report_markdown(domain, results[domain]),
+                                 description=f"formerflow {domain}: metrics, compression, registry")
+    return results
+
+
+@flow(name="formerflow-domain", log_prints=True)
+def domain_flow(domain: str = "netflow", profiles: list[str] | None = None, overrides: list[str] | None = None,
+                refresh_cache: bool = False) -> dict[str, Any]:
+    """ingest -> preprocess -> train -> compress -> evaluate -> register for one domain."""
+    return pipeline.fn(domains=[domain], profiles=profiles, overrides=overrides, refresh_cache=refresh_cache)
+
+
+@flow(name="formerflow-pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None,
+             overrides: list[str] | None = None, refresh_cache: bool = False) -> dict[str, Any]:
+    """Every stage of every domain in ``domains`` (default: ``pipeline.domains`` of the params)."""
+    params = load_params(profiles=profiles, overrides=overrides or [])
+    domains = domains or list(params.pipeline.domains)
+    results = _run_domains(domains, params, refresh_cache)
+    for domain in domains:
+        reg = results[domain]["register"]
+        print(f"{domain}: {reg['registered_model']} v{reg['version']} candidate; champion "
+              f"v{reg['champion_version']} ({reg['reason']})")
+    if params.pipeline.dvc_commit:
+        print(dvc_commit(domains))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--domain", action="append", help="domain to run (repeatable; default pipeline.domains)")
+    ap.add_argument("--profile", action="append", default=None, help="params profile (profiles/<name>.yaml)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--refresh-cache", action="store_true", help="ignore Prefect's cache and run every stage")
+    args = ap.parse_args(argv)
+    results = pipeline(domains=args.domain, profiles=args.profile, overrides=args.overrides,
+                       refresh_cache=args.refresh_cache)
+    for domain, manifests in results.items():
+        print(f"\n== {domain} ==\n{manifests['evaluate']['table']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

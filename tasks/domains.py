@@ -1,0 +1,25 @@
+"""Domain name -> the module holding that domain's ingest/preprocess and its hooks.
+
+A domain module provides ``ingest(params, run)``, ``preprocess(params, run)``,
+``load_schema()``, ``load_split(name, task)``, ``model_config(params, schema)``,
+``task_info(params, schema)``, ``fit_baselines(...)``, ``baseline_features(split)``
+and ``score_frame(model, meta, frame)``; the generic stages (train, compress,
+evaluate, register, score) call only these.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from tasks.params import DOMAINS
+
+
+class UnknownDomainError(ValueError):
+    pass
+
+
+def get(domain: str) -> ModuleType:
+    if domain not in DOMAINS:
+        raise UnknownDomainError(f"unknown domain {domain!r}; known domains: {', '.join(DOMAINS)}")
+    return importlib.import_module(f"tasks.{domain}")

@@ -1,0 +1,277 @@
+"""The ``evaluate`` stage: metrics, plots and the report, every model side by side.
+
+Metrics come from scikit-learn; plots from matplotlib. For the netflow domain
+(binary intrusion detection, attack = positive):
+
+* balanced accuracy, F1 of the attack class, macro-F1, per-class precision /
+  recall / F1, benign false-positive rate, ROC-AUC, confusion matrix;
+* recall per attack family (which campaigns the detector misses);
+* latency per window at batch 1 and throughput at a larger batch on CPU.
+
+Outputs: ``reports/<domain>/metrics.json``, ``report.md``, ``plots/*.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks import store
+from tasks.params import Params
+
+
+def classification_metrics(
+    y: np.ndarray,
+    probs: np.ndarray,
+    task: str,
+    class_names: list[str],
+    *,
+    threshold: float = 0.5,
+    families: np.ndarray | None = None,
+    family_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Metrics of one model's scores.
+
+    Args:
+        y: (N,) true labels (binary flag or class index).
+        probs: Binary: (N,) P(positive). Multi-class: (N, K) class probabilities.
+        task: ``binary`` or ``multiclass`` (class 0 is the negative / benign class).
+        class_names: Names of the label values.
+        threshold: Decision threshold of the binary task.
+        families: (N,) finer class index of every sample (attack family), for per-family recall.
+        family_names: Names of the family indices.
+
+    Returns:
+        A JSON-serialisable dict of scalar metrics, per-class tables and the confusion matrix.
+    """
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    labels = list(range(len(class_names)))
+    if task == "binary":
+        pred = (probs >= threshold).astype(np.int64)
+        attack_true, attack_pred, attack_score = y, pred, probs
+    else:
+        pred = probs.argmax(axis=1)
+        attack_true, attack_pred, attack_score = (y != 0).astype(int), (pred != 0).astype(int), 1.0 - probs[:, 0]
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    cm = confusion_matrix(y, pred, labels=labels)
+    negatives = attack_true == 0
+    out: dict[str, Any] = {
+        "n": int(len(y)),
+        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "f1": float(f1_score(attack_true, attack_pred, pos_label=1, zero_division=0)),
+        "benign_fpr": float(attack_pred[negatives].mean()) if negatives.any() else float("nan"),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.tolist(),
+    }
+    out["roc_auc"] = (float(roc_auc_score(attack_true, attack_score))
+                      if len(np.unique(attack_true)) == 2 else float("nan"))
+    if task == "multiclass" and len(np.unique(y)) == probs.shape[1]:
+        out["roc_auc_ovr_macro"] = float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    if families is not None and family_names is not None:
+        out["family_recall"] = {
+            family_names[k]: float((attack_pred[families == k] == (0 if k == 0 else 1)).mean())
+            for k in np.unique(families)
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(cm: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(class_names), 3.5 + 0.4 * len(class_names)))
+    ConfusionMatrixDisplay(np.asarray(cm), display_labels=class_names).plot(ax=ax, colorbar=False, values_format="d")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str) -> None:
+    """One ROC curve per model (attack vs benign)."""
+    from sklearn.metrics import auc, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (y, score) in curves.items():
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, score)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set_xlabel("false-positive rate (benign flagged)")
+    ax.set_ylabel("true-positive rate (attacks caught)")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- report
+TABLE_COLUMNS = [
+    ("balanced_accuracy", "bal. acc"), ("f1", "F1 (attack)"), ("macro_f1", "macro-F1"),
+    ("benign_fpr", "benign FPR"), ("roc_auc", "ROC-AUC"), ("latency_ms", "latency ms/window (b=1)"),
+    ("throughput_per_s", "windows/s (batched)"), ("bytes", "size (KB)"), ("parameters", "params"),
+]
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if key == "bytes":
+        return f"{value / 1024:,.0f}"
+    if key in ("parameters", "throughput_per_s"):
+        return f"{value:,.0f}"
+    if key == "latency_ms":
+        return f"{value:.3f}"
+    return f"{value:.4f}"
+
+
+def metrics_table(models: dict[str, dict[str, Any]]) -> str:
+    """The side-by-side markdown table of every evaluated model."""
+    head = "| model | kind | " + " | ".join(label for _, label in TABLE_COLUMNS) + " |"
+    sep = "|---|---|" + "---:|" * len(TABLE_COLUMNS)
+    rows = [f"| {name} | {m.get('kind', '')} | " + " | ".join(_fmt(k, m.get(k)) for k, _ in TABLE_COLUMNS) + " |"
+            for name, m in models.items()]
+    return "\n".join([head, sep, *rows])
+
+
+def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[str]) -> None:
+    models = result["models"]
+    lines = [
+        f"# formerflow report: {domain}",
+        "",
+        f"Test split: {result['n_test']} windows, the last rows in time order. Task: {result['task']}; "
+        f"threshold {result['threshold']}. Latency on CPU, batch 1, median of repeats.",
+        "",
+        metrics_table(models),
+        "",
+        "## Per-class results",
+        "",
+    ]
+    for name, m in models.items():
+        lines.append(f"**{name}**: " + "; ".join(
+            f"{c}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f} (n={v['support']})"
+            for c, v in m["per_class"].items()))
+        if m.get("family_recall"):
+            lines.append("  detection rate by family: " + ", ".join(
+                f"{k} {v:.3f}" for k, v in m["family_recall"].items()))
+        lines.append("")
+    if result.get("compression"):
+        lines += ["## Compression trade-off", "", compression_table(result["compression"]), ""]
+    lines += ["## Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots] + [""]
+    store.atomic_write_text(path, "\n".join(lines))
+
+
+def compression_table(table: dict[str, dict[str, float]]) -> str:
+    rows = ["| model | size (KB) | size ratio | latency ms | speed-up |", "|---|---:|---:|---:|---:|"]
+    for name, r in table.items():
+        rows.append(f"| {name} | {r['bytes'] / 1024:,.1f} | {r['size_ratio']:.3f} | {r['latency_ms']:.3f} | "
+                    f"{r['speedup']:.2f}x |")
+    return "\n".join(rows)
+
+
+def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
+    """Score the teacher, every compressed model and the baselines on the test split.
+
+    Returns:
+        The manifest with the metrics of every model and the primary metric.
+    """
+    import polars as pl
+
+    from tasks import domains
+    from tasks.compress import load_any
+    from tasks.measure import latency_ms, size_on_disk
+    from tasks.train import count_parameters, predict, probabilities
+
+    dom = domains.get(domain)
+    p = params.section("evaluate", domain)
+    task = params.section("train", domain).task
+    paths = store.domain_paths(domain)
+    schema = dom.load_schema()
+    info = dom.task_info(params, schema)
+    test = dom.load_split("test", task)
+    y = test.labels
+    families = getattr(test, "classes", None)
+    folders = {"teacher": paths.teacher}
+    if paths.compressed.exists():
+        folders.update({f.name: f for f in sorted(paths.compressed.iterdir()) if (f / "config.json").exists()})
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    attack_true = y if task == "binary" else (y != 0).astype(int)
+    for name, folder in folders.items():
+        model, meta = load_any(folder)
+        probs = probabilities(predict(model, test, 1024), task)
+        m = classification_metrics(y, probs, task, info["class_names"], threshold=p.threshold,
+                                   families=families, family_names=info["family_names"])
+        lat = latency_ms(model, model.example_inputs(p.latency_batch_size), p.latency_repeats)
+        thr = latency_ms(model, model.example_inputs(p.throughput_batch_size), max(3, p.latency_repeats // 10))
+        m.update(kind=meta.get("compression", "transformer"), latency_ms=lat["per_item_ms"],
+                 throughput_per_s=1e3 / thr["per_item_ms"], bytes=size_on_disk(folder / "model.safetensors"),
+                 parameters=count_parameters(model) if "compression" not in meta else None)
+        results[name] = m
+        curves[name] = (attack_true, probs if task == "binary" else 1.0 - probs[:, 0])
+    base_file = paths.baselines / "predictions.parquet"
+    if base_file.exists():
+        preds = pl.read_parquet(base_file)
+        timings = store.read_json(paths.baselines / "metrics.json").get("timings", {})
+        for bname in timings:
+            if task == "binary":
+                probs = preds[bname].to_numpy()
+            else:
+                probs = preds.select([f"{bname}.{c}" for c in info["class_names"]]).to_numpy()
+            m = classification_metrics(y, probs, task, info["class_names"], threshold=p.threshold,
+                                       families=families, family_names=info["family_names"])
+            m.update(kind="single-flow baseline", latency_ms=None,
+                     throughput_per_s=1e3 / timings[bname]["ms_per_record_batched"], bytes=None, parameters=None)
+            results[bname] = m
+            curves[bname] = (attack_true, probs if task == "binary" else 1.0 - probs[:, 0])
+    compression = None
+    if (paths.reports / "compress.json").exists():
+        compression = store.read_json(paths.reports / "compress.json")["methods"]
+    result = {"domain": domain, "task": task, "threshold": p.threshold, "n_test": int(len(y)),
+              "models": results, "compression": compression}
+    with store.atomic_dir(paths.reports / "plots") as plots_dir:
+        plot_files = []
+        for name, m in results.items():
+            f = plots_dir / f"confusion_{name}.png"
+            plot_confusion(m["confusion_matrix"], info["class_names"], f"{domain}: {name}", f)
+            plot_files.append(f.name)
+        plot_roc(curves, plots_dir / "roc.png", f"{domain}: ROC, attack vs benign (test split)")
+        plot_files.insert(0, "roc.png")
+    store.atomic_write_json(paths.reports / "metrics.json", result)
+    write_report(domain, result, paths.reports / "report.md", plot_files)
+    if run is not None:
+        for name, m in results.items():
+            run.log_metrics({f"{name}.{k}": v for k, v in m.items() if isinstance(v, int | float)})
+        run.log_artifact(paths.reports / "report.md")
+        run.log_artifact(paths.reports / "plots", "plots")
+    return {"stage": "evaluate", "domain": domain,
+            "summary": {n: {k: m.get(k) for k, _ in TABLE_COLUMNS} for n, m in results.items()},
+            "table": metrics_table(results),
+            "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}

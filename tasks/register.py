@@ -1,0 +1,112 @@
+"""The ``register`` stage: log the evaluated model to MLflow's registry and apply the promotion gate.
+
+Every evaluated model becomes a new version of ``formerflow-<domain>`` with
+alias ``candidate``. The gate (``register.<domain>`` params) moves the alias
+``champion`` to it only when its primary metric is at least the current
+champion's plus ``min_delta`` and its per-window latency is within the
+budget. The decision and its reason are written to
+``reports/<domain>/registry.json`` and tagged on the version.
+
+The model is packaged as an MLflow pyfunc (:class:`tasks.serving.FormerflowModel`)
+around the project's own model folder (safetensors + config), so services
+load it with ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@champion")``.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tasks import store, tracking
+from tasks.params import Params
+
+PIP_REQUIREMENTS = ["torch==2.13.0", "mlflow==3.17.2", "polars==2.1.0", "safetensors", "numpy", "pydantic>=2.7"]
+
+
+def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary: str, min_delta: float,
+         latency_budget_ms: float) -> tuple[bool, str]:
+    """Decide whether the candidate replaces the champion. Returns (promote, reason)."""
+    value = candidate.get(primary)
+    if value is None or not math.isfinite(value):
+        return False, f"candidate has no finite {primary}"
+    latency = candidate.get("latency_ms")
+    if latency is not None and latency > latency_budget_ms:
+        return False, f"latency {latency:.3f} ms > budget {latency_budget_ms} ms"
+    if champion is None:
+        return True, "no champion yet"
+    best = champion.get(primary)
+    if best is None or not math.isfinite(best):
+        return True, f"champion has no finite {primary}"
+    if value >= best + min_delta:
+        return True, f"{primary} {value:.4f} >= champion {best:.4f} + {min_delta}"
+    return False, f"{primary} {value:.4f} < champion {best:.4f} + {min_delta}"
+
+
+def package(model_dir: Path, out: Path) -> Path:
+    """Save the pyfunc model (the model folder as an artifact) into ``out/model``."""
+    import mlflow.pyfunc
+
+    from tasks.serving import FormerflowModel
+
+    root = Path(__file__).resolve().parents[1]
+    target = out / "model"
+    mlflow.pyfunc.save_model(
+        path=str(target),
+        python_model=FormerflowModel(),
+        artifacts={"model_dir": str(model_dir)},
+        code_paths=[str(root / "tasks"), str(root / "models")],
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    return target
+
+
+def register(domain: str, params: Params, run=None) -> dict[str, Any]:
+    """Register the evaluated model as ``candidate`` and move ``champion`` when the gate passes."""
+    from mlflow.exceptions import MlflowException
+
+    p = params.section("register", domain)
+    paths = store.domain_paths(domain)
+    metrics_file = paths.reports / "metrics.json"
+    if not metrics_file.exists():
+        raise FileNotFoundError(f"{metrics_file} does not exist: run the evaluate stage first")
+    evaluated = store.read_json(metrics_file)["models"]
+    if p.model not in evaluated:
+        raise ValueError(f"register.{domain}.model = {p.model!r} was not evaluated; evaluated: {sorted(evaluated)}")
+    model_dir = paths.teacher if p.model == "teacher" else paths.compressed / p.model
+    cand = {k: v for k, v in evaluated[p.model].items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    name = tracking.registered_model_name(domain)
+    client = tracking.client()
+    champion = tracking.get_alias(name, "champion")
+    promote, reason = gate(cand, champion.metrics if champion else None, p.primary_metric, p.min_delta,
+                           p.latency_budget_ms)
+    if run is None:
+        with tracking.start_run(domain, "register") as own:
+            return register(domain, params, own)
+    with tempfile.TemporaryDirectory() as tmp:
+        package(model_dir, Path(tmp))
+        run.log_artifact(Path(tmp) / "model", "model")
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"formerflow {domain} models (see reports/{domain})")
+    lineage = {k: v for k, v in client.get_run(run.run_id).data.tags.items()
+               if k.startswith(("git.", "input.", "prefect."))}
+    tags = {**{f"metric.{k}": str(v) for k, v in cand.items()}, "model": p.model,
+            "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage,
+            "data.processed.md5": store.content_hash(paths.processed)}
+    mv = client.create_model_version(name, source=f"{run.artifact_uri}/model", run_id=run.run_id, tags=tags)
+    client.set_registered_model_alias(name, "candidate", mv.version)
+    if promote:
+        client.set_registered_model_alias(name, "champion", mv.version)
+    run.log_metrics({f"candidate.{k}": v for k, v in cand.items()})
+    run.set_tags({"registered.version": mv.version, "gate.decision": tags["gate.decision"]})
+    result = {
+        "stage": "register", "domain": domain, "registered_model": name, "version": mv.version,
+        "model": p.model, "promoted": promote, "reason": reason,
+        "champion_version": mv.version if promote else (champion.version if champion else None),
+        "primary_metric": p.primary_metric, "candidate_value": cand.get(p.primary_metric),
+    }
+    store.atomic_write_json(paths.reports / "registry.json", result)
+    return result

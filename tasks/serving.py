@@ -1,0 +1,32 @@
+"""The MLflow pyfunc wrapper that every registered formerflow model uses.
+
+The registered artifact holds the model folder written by this project
+(``model.safetensors`` + ``config.json`` with the fitted preprocessing schema),
+so a service needs only ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@champion")``
+and raw records: the wrapper applies the same preprocessing as training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.pyfunc
+
+
+class FormerflowModel(mlflow.pyfunc.PythonModel):
+    """Loads a teacher or compressed model folder and scores raw records of its domain."""
+
+    def load_context(self, context) -> None:
+        from tasks.compress import load_any
+
+        self.model, self.meta = load_any(Path(context.artifacts["model_dir"]))
+
+    def predict(self, context, model_input, params=None):
+        """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame."""
+        import polars as pl
+
+        from tasks import domains
+
+        frame = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
+        dom = domains.get(self.meta["schema"]["domain"])
+        return dom.score_frame(self.model, self.meta, frame).to_pandas()

@@ -1,0 +1,247 @@
+"""Artifact paths, fsspec I/O, atomic writes and content hashes.
+
+Every stage reads its inputs and writes its outputs through this module, so the
+layout lives in one place (:class:`DomainPaths`) and every write is atomic: a
+file is written to a temporary name beside its target and renamed; a folder is
+built in a temporary sibling and swapped in only when the stage succeeded. A
+failing stage therefore leaves the previous outputs untouched and nothing
+half-written behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def project_root() -> Path:
+    """The project folder: ``$FORMERFLOW_ROOT`` if set, else the current directory."""
+    return Path(os.environ.get("FORMERFLOW_ROOT") or os.getcwd()).resolve()
+
+
+@dataclass(frozen=True)
+class DomainPaths:
+    """Where each stage of one domain reads and writes (see DESIGN.md "Artifacts")."""
+
+    domain: str
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw" / self.domain
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed" / self.domain
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "artifacts" / self.domain
+
+    @property
+    def teacher(self) -> Path:
+        return self.artifacts / "teacher"
+
+    @property
+    def baselines(self) -> Path:
+        return self.artifacts / "baselines"
+
+    @property
+    def compressed(self) -> Path:
+        return self.artifacts / "compressed"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports" / self.domain
+
+    @property
+    def checkpoints(self) -> Path:
+        """Resumable training state; outside DVC's outputs so a re-run can resume from it."""
+        return self.root / "checkpoints" / self.domain
+
+
+def domain_paths(domain: str, root: Path | None = None) -> DomainPaths:
+    return DomainPaths(domain, (root or project_root()).resolve())
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and swap it in on success.
+
+    On an exception the temporary folder is removed and ``target`` is left as it
+    was, so no stage ever leaves a half-written output folder.
+
+    Yields:
+        The temporary folder to write into.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    if target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old.exists():
+            os.replace(old, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- hashing
+def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """MD5 of a file's bytes (the hash DVC records for a file)."""
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hash(path: str | Path) -> str:
+    """Content hash of a file or a folder (relative paths + file hashes, order-independent).
+
+    Returns ``"missing"`` when the path does not exist, so it can be used in
+    cache keys that must change when an output disappears.
+    """
+    path = Path(path)
+    if path.is_file():
+        return file_md5(path)
+    if not path.is_dir():
+        return "missing"
+    h = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if any(part.startswith(".") for part in Path(rel).parts):
+            continue  # temp files, .gitignore
+        h.update(rel.encode())
+        h.update(file_md5(file).encode())
+    return h.hexdigest() + ".dir"
+
+
+# ----------------------------------------------------------------------------- fsspec I/O
+def is_remote(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def expand_urls(url: str) -> list[str]:
+    """Expand a path, URL or glob into a sorted list of concrete file URLs/paths.
+
+    Raises:
+        FileNotFoundError: Nothing matches (the message names the pattern).
+    """
+    import fsspec
+
+    fs, _, paths = fsspec.get_fs_token_paths(url)
+    has_glob = any(ch in url for ch in "*?[")
+    if not has_glob:
+        if not fs.exists(paths[0]):
+            raise FileNotFoundError(f"no such file: {url}")
+        if fs.isdir(paths[0]):
+            raise IsADirectoryError(f"{url} is a folder: give a file or a glob such as {url.rstrip('/')}/*.csv")
+    if not paths:
+        raise FileNotFoundError(f"the pattern {url!r} matches no file")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("file", "local"):
+        return sorted(paths)
+    return sorted(fs.unstrip_protocol(p) for p in paths)
+
+
+def source_fingerprint(url: str) -> dict[str, Any]:
+    """Cheap identity of a source file: size and modification time/etag from fsspec ``info``."""
+    import fsspec
+
+    fs, _, paths = fsspec.get_fs_token_paths(url)
+    info = fs.info(paths[0])
+    keep = {k: info.get(k) for k in ("size", "mtime", "ETag", "etag", "LastModified", "created") if k in info}
+    return {"url": url, **{k: str(v) for k, v in keep.items()}}
+
+
+def retry(
+    fn: Callable[[], T],
+    *,
+    retries: int,
+    delay_s: float,
+    what: str,
+    retry_on: tuple[type[BaseException], ...] = (OSError, TimeoutError, ConnectionError),
+    no_retry: tuple[type[BaseException], ...] = (FileNotFoundError, IsADirectoryError, PermissionError),
+) -> T:
+    """Call ``fn`` with exponential backoff on transient I/O errors.
+
+    Missing files are not retried (they will not appear by waiting); other
+    OSErrors (network, timeouts) are, ``retries`` times, with ``delay_s``,
+    ``2*delay_s``, ... between tries.
+
+    Raises:
+        OSError: The last error, re-raised with ``what`` and the number of tries.
+    """
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except no_retry:
+            raise
+        except retry_on as exc:
+            if attempt >= retries:
+                raise OSError(f"{what}: failed after {attempt + 1} tries: {exc}") from exc
+            time.sleep(delay_s * (2**attempt))
+            attempt += 1

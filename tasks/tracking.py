@@ -1,0 +1,212 @@
+"""MLflow tracking and registry, always through ``MlflowClient`` with explicit run ids.
+
+The fluent ``mlflow.start_run`` API keeps the active run in thread-local state,
+which is unsafe across Prefect's worker threads; every call here names its run.
+
+Defaults: tracking store ``sqlite:///<project>/mlflow.db`` and artifacts in
+``<project>/mlartifacts``. ``MLFLOW_TRACKING_URI`` points everything at a
+server instead, with no code change.
+
+Run layout: one experiment per domain (``formerflow-<domain>``), one parent run
+per pipeline run and one child run per stage. A stage called on its own (by DVC
+through the CLI) opens a top-level run unless ``FORMERFLOW_PARENT_RUN_ID`` names
+a parent. Every run carries the lineage tags of :func:`lineage_tags`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.store import project_root
+
+PARENT_ENV = "FORMERFLOW_PARENT_RUN_ID"
+FLOW_RUN_ENV = "FORMERFLOW_FLOW_RUN_ID"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def artifact_root() -> Path:
+    return Path(os.environ.get("FORMERFLOW_MLARTIFACTS") or project_root() / "mlartifacts")
+
+
+def experiment_name(domain: str) -> str:
+    return f"formerflow-{domain}"
+
+
+def registered_model_name(domain: str) -> str:
+    return f"formerflow-{domain}"
+
+
+def client():
+    """An ``MlflowClient`` on the configured tracking and registry URI."""
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(domain: str) -> str:
+    """Get or create the domain's experiment, with artifacts under :func:`artifact_root` for local stores."""
+    c = client()
+    name = experiment_name(domain)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if tracking_uri().startswith(("sqlite:", "file:")) or "://" not in tracking_uri():
+        location = (artifact_root() / domain).resolve().as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by another stage
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The current git commit (with ``-dirty`` when the work tree has changes), or ``unknown``."""
+    root = root or project_root()
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def lineage_tags(input_hashes: Mapping[str, str] | None = None, flow_run_id: str | None = None) -> dict[str, str]:
+    """Tags every run carries: git commit, content hashes of the inputs, Prefect flow-run id."""
+    tags = {
+        "git.commit": git_commit(),
+        "prefect.flow_run_id": flow_run_id or os.environ.get(FLOW_RUN_ENV) or "none",
+    }
+    for name, value in (input_hashes or {}).items():
+        tags[f"input.{name}.md5"] = value
+    return tags
+
+
+@dataclass
+class StageRun:
+    """A handle on one MLflow run; every call is explicit about the run id."""
+
+    run_id: str
+    experiment_id: str
+    _client: Any = field(repr=False)
+
+    def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
+        flat = _flatten(params, prefix)
+        from mlflow.entities import Param
+
+        items = [Param(k[:250], str(v)[:6000]) for k, v in flat.items()]
+        for i in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k[:250], float(v), now, step or 0)
+            for k, v in _flatten(metrics).items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+        ]
+        for i in range(0, len(items), 500):
+            self._client.log_batch(self.run_id, metrics=items[i : i + 500])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            self._client.log_batch(self.run_id, tags=items)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.exists():
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    @property
+    def artifact_uri(self) -> str:
+        return self._client.get_run(self.run_id).info.artifact_uri
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+@contextlib.contextmanager
+def start_run(
+    domain: str,
+    name: str,
+    *,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[StageRun]:
+    """Open an MLflow run (a child of ``parent_run_id`` or ``$FORMERFLOW_PARENT_RUN_ID`` if given).
+
+    The run ends FINISHED on success and FAILED (re-raising) on an exception.
+    """
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    c = client()
+    exp = experiment_id(domain)
+    parent = parent_run_id or os.environ.get(PARENT_ENV)
+    all_tags = {MLFLOW_RUN_NAME: name, "formerflow.domain": domain, **lineage_tags(), **(tags or {})}
+    if parent:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent
+    run = c.create_run(exp, run_name=name, tags=all_tags)
+    handle = StageRun(run.info.run_id, exp, c)
+    try:
+        yield handle
+    except BaseException:
+        c.set_terminated(run.info.run_id, status="FAILED")
+        raise
+    c.set_terminated(run.info.run_id, status="FINISHED")
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class VersionInfo:
+    name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+
+
+def get_alias(name: str, alias: str) -> VersionInfo | None:
+    """The version behind ``name@alias`` with its recorded metrics, or None if the alias is not set."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        mv = c.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    metrics = {k.removeprefix("metric."): float(v) for k, v in (mv.tags or {}).items() if k.startswith("metric.")}
+    return VersionInfo(name, mv.version, mv.run_id, metrics)

@@ -1,0 +1,75 @@
+"""Shared fixtures: a throw-away project folder with tiny params, its own MLflow store, one Prefect harness."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+# Small enough that every stage takes seconds on 2 cores, big enough for every split to hold windows.
+TINY = {
+    "ingest": {"netflow": {"synthetic": {"n_flows": 4000, "n_files": 2}}},
+    "train": {"netflow": {"epochs": 2, "steps_per_epoch": 6, "batch_size": 64, "baseline_max_rows": 3000}},
+    "compress": {"netflow": {"latency_repeats": 3}},
+    "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 64}},
+}
+
+
+def deep_merge(a: dict, b: dict) -> dict:
+    from tasks.params import deep_merge as merge
+
+    return merge(a, b)
+
+
+def write_params(root: Path, extra: dict | None = None) -> Path:
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    data = deep_merge(deep_merge(base, TINY), extra or {})
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A project root in a temp folder: tiny params.yaml, profiles/, own MLflow sqlite + artifacts."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    write_params(root)
+    shutil.copytree(REPO / "profiles", root / "profiles")
+    monkeypatch.setenv("FORMERFLOW_ROOT", str(root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.delenv("FORMERFLOW_PROFILE", raising=False)
+    monkeypatch.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One ephemeral Prefect API for the whole session (starting one costs 10-20 s)."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        try:
+            ctx = temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        except Exception:  # older settings without the heartbeat knob
+            ctx = None
+        if ctx is None:
+            yield
+        else:
+            with ctx:
+                yield
