@@ -77,11 +77,7 @@ def _transient(task_, task_run, state) -> bool:
     return False
 
 
-@task(task_run_name="{stage}-{domain}", persist_result=True, result_serializer="json",
-      cache_key_fn=stage_cache_key)
-def stage_task(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None,
-               upstream: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One stage of one domain, in a child MLflow run of the domain's pipeline run."""
+def _run(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None) -> dict[str, Any]:
     from prefect.runtime import flow_run
 
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
@@ -89,11 +85,26 @@ def stage_task(stage: str, domain: str, params: dict[str, Any], parent_run_id: s
                      tags={"prefect.flow_run_id": flow_run_id})
 
 
+@task(task_run_name="{stage}-{domain}", persist_result=True, result_serializer="json",
+      cache_key_fn=stage_cache_key)
+def stage_task(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None,
+               upstream: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One cached stage of one domain, in a child MLflow run of the domain's pipeline run."""
+    return _run(stage, domain, params, parent_run_id)
+
+
+@task(task_run_name="{stage}-{domain}", cache_policy=NO_CACHE)
+def register_task(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None,
+                  upstream: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The register stage: never cached, since it changes the model registry."""
+    return _run(stage, domain, params, parent_run_id)
+
+
 def _task_for(stage: str, refresh: bool):
-    storage = Path(store.project_root() / ".prefect" / "results")
     if stage == "register":
-        return stage_task.with_options(cache_policy=NO_CACHE, persist_result=False, cache_key_fn=None)
-    opts: dict[str, Any] = {"result_storage": storage, "refresh_cache": refresh}
+        return register_task
+    opts: dict[str, Any] = {"result_storage": Path(store.project_root() / ".prefect" / "results"),
+                            "refresh_cache": refresh}
     if stage == "ingest":
         opts.update(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
                     retry_condition_fn=_transient)

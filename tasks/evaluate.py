@@ -68,7 +68,9 @@ def classification_metrics(
         "n": int(len(y)),
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        # Macro-F1 over the classes present in labels or predictions: a chronological test split
+        # often lacks some attack families, which would otherwise count as F1 = 0.
+        "macro_f1": float(f1_score(y, pred, labels=np.union1d(y, pred), average="macro", zero_division=0)),
         "f1": float(f1_score(attack_true, attack_pred, pos_label=1, zero_division=0)),
         "benign_fpr": float(attack_pred[negatives].mean()) if negatives.any() else float("nan"),
         "per_class": {

@@ -351,8 +351,9 @@ def transform_frame(frame, schema: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def split_bounds(n: int, test_fraction: float, val_fraction: float, window: int) -> dict[str, tuple[int, int]]:
     """Chronological [start, stop) row ranges: train | val | test, the test rows last."""
-    n_test = int(np.ceil(n * test_fraction))
-    n_val = int(np.ceil(n * val_fraction)) if val_fraction > 0 else 0
+    # round() first so float noise (100 * 0.07 = 7.000000000000001) does not add a row.
+    n_test = int(np.ceil(round(n * test_fraction, 9)))
+    n_val = int(np.ceil(round(n * val_fraction, 9))) if val_fraction > 0 else 0
     n_train = n - n_test - n_val
     for name, size in (("train", n_train), ("val", n_val), ("test", n_test)):
         if name == "val" and val_fraction == 0:
@@ -401,7 +402,7 @@ def preprocess(params: Params, run=None) -> dict[str, Any]:
     x_num, x_cat = transform_frame(frame, schema)
     class_index = {c: i for i, c in enumerate(classes)}
     y_class = np.array([class_index[c] for c in frame[LABEL].to_list()], dtype=np.int64)
-    y = frame[IS_ATTACK].cast(pl.Int64).to_numpy()
+    y = frame[IS_ATTACK].cast(pl.Int64).to_numpy().copy()  # polars hands out a read-only view
     with store.atomic_dir(paths.processed) as out:
         for name, (a, b) in bounds.items():
             if b <= a:

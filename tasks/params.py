@@ -332,9 +332,34 @@ def load_params(
     if overrides:
         sources.append("overrides")
     try:
-        return Params.model_validate(data)
+        params = Params.model_validate(data)
     except ValidationError as exc:
         raise ParamsError(format_validation_error(exc, " + ".join(sources))) from None
+    check_model_configs(params, " + ".join(sources))
+    return params
+
+
+def check_model_configs(params: Params, source: str = "params") -> None:
+    """Validate each ``train.<domain>.model`` against the model registry at load time.
+
+    The model config is free-form in the schema (each architecture has its own
+    dataclass), so it is checked by building that dataclass: an unknown
+    architecture, field or value fails here, naming its dotted path.
+    """
+    from models.registry import get, make_config
+
+    for domain in DOMAINS:
+        spec = getattr(params.train, domain).model
+        key = f"{domain}/{spec.arch}"
+        path = f"train.{domain}.model"
+        try:
+            get(key)
+        except KeyError as exc:
+            raise ParamsError(f"{source}: {path}.arch: {exc.args[0]}") from None
+        try:
+            make_config(key, spec.config)
+        except (TypeError, ValueError) as exc:
+            raise ParamsError(f"{source}: {path}.config: {exc}") from None
 
 
 def params_hash(section: BaseModel | dict) -> str:

@@ -46,15 +46,16 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary
 
 def package(model_dir: Path, out: Path) -> Path:
     """Save the pyfunc model (the model folder as an artifact) into ``out/model``."""
-    import mlflow.pyfunc
+    import warnings
 
-    from tasks.serving import FormerflowModel
+    import mlflow.pyfunc
 
     root = Path(__file__).resolve().parents[1]
     target = out / "model"
+    warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
     mlflow.pyfunc.save_model(
         path=str(target),
-        python_model=FormerflowModel(),
+        python_model=str(root / "tasks" / "serving_entry.py"),
         artifacts={"model_dir": str(model_dir)},
         code_paths=[str(root / "tasks"), str(root / "models")],
         pip_requirements=PIP_REQUIREMENTS,

@@ -21,7 +21,7 @@ class FormerflowModel(mlflow.pyfunc.PythonModel):
 
         self.model, self.meta = load_any(Path(context.artifacts["model_dir"]))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input, params=None):  # noqa: D102 - MLflow's signature
         """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame."""
         import polars as pl
 

@@ -106,7 +106,9 @@ def predict(model, data: Windows, batch_size: int = 1024, device: str = "cpu") -
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     """Binary: P(positive) (N,); multi-class: softmax (N, K)."""
     if task == "binary":
-        return 1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))
+        from scipy.special import expit
+
+        return expit(logits[:, 0].astype(np.float64))  # no overflow warning for very negative logits
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -160,7 +162,7 @@ def fit(
         checkpoint_dir: Where ``last.pt`` is written after every epoch; if it
             exists and ``cfg.resume``, training continues after its epoch.
         on_epoch: Called with ``(epoch, metrics)`` after each epoch.
-        progress: Show a tqdm progress bar.
+        progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY).
 
     Returns:
         What happened: best epoch and metric, history, whether it stopped early or resumed.
@@ -190,7 +192,7 @@ def fit(
     t_start = time.perf_counter()
     stopped = state["bad_epochs"] >= cfg.patience
     bar = tqdm(total=cfg.epochs * steps, initial=state["epoch"] * steps, desc="train", unit="step",
-               disable=not progress, mininterval=1.0, leave=False)
+               disable=None if progress else True, mininterval=1.0, leave=False)
     try:
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             if stopped:

@@ -201,17 +201,17 @@ _BURSTS = {K_WEB: (0.15, 2, 10, 0.2, 0.6), K_ANSIBLE: (0.01, 5, 25, 0.3, 0.7),
            K_MONITOR: (0.012, 5, 40, 0.2, 0.5), K_BACKUP: (0.008, 3, 12, 0.15, 0.4)}
 # attack families: share of attack flows, median campaign size, variant probabilities
 _FAMILY_WEIGHT = np.array([0.25, 0.22, 0.23, 0.15, 0.15])
-_FAMILY_SIZE = np.array([200.0, 250.0, 150.0, 120.0, 60.0])
+_FAMILY_SIZE = np.array([80.0, 100.0, 60.0, 50.0, 30.0])
 _VARIANTS = {
     K_DOS: [0.35, 0.2, 0.3, 0.15],  # http flood, https flood, syn flood, mixed
-    K_DDOS: [0.3, 0.25, 0.25, 0.2],  # udp flood, syn flood, http flood, dns flood
+    K_DDOS: [0.4, 0.25, 0.2, 0.15],  # udp flood, syn flood, http flood, dns flood
     K_RECON: [0.45, 0.2, 0.35],  # syn scan, ping sweep, banner scan
     K_BRUTE: [0.5, 0.2, 0.3],  # ssh, ftp, web login
-    K_THEFT: [0.4, 0.3, 0.15, 0.15],  # bulk exfil, beacon, dns tunnel, raw exfil
+    K_THEFT: [0.35, 0.3, 0.15, 0.2],  # bulk exfil, beacon, dns tunnel, raw exfil
 }
 _DENSITY = {  # (kind, variant) -> (lo, hi); missing variant means the family default
     K_DOS: (0.75, 0.97), K_DDOS: (0.8, 0.97), K_RECON: (0.6, 0.95), K_BRUTE: (0.5, 0.9),
-    (K_THEFT, 0): (0.3, 0.7), (K_THEFT, 1): (0.3, 0.6), (K_THEFT, 2): (0.5, 0.9), (K_THEFT, 3): (0.4, 0.8),
+    (K_THEFT, 0): (0.4, 0.8), (K_THEFT, 1): (0.4, 0.7), (K_THEFT, 2): (0.5, 0.9), (K_THEFT, 3): (0.4, 0.8),
 }
 _SCAN_PORTS = np.array([21, 22, 23, 25, 53, 80, 110, 111, 135, 139, 143, 443, 445, 993, 995, 1433, 1723, 3306,
                         3389, 5432, 5900, 6379, 8080, 8443, 9200])
@@ -795,7 +795,7 @@ def _groups(n_benign_burst: dict[int, int], n_attack: int, rng: np.random.Genera
     share[np.argmax(_FAMILY_WEIGHT)] += n_attack - share.sum()
     for fam_i, total in enumerate(share.tolist()):
         k = K_DOS + fam_i
-        s = _sizes(total, _FAMILY_SIZE[fam_i], 0.8, 8, 4000, rng)
+        s = _sizes(total, _FAMILY_SIZE[fam_i], 0.7, 8, 1500, rng)
         v = _pick(rng.random(len(s)), _VARIANTS[k])
         d = np.empty(len(s))
         for var in np.unique(v):
@@ -876,7 +876,7 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
     m = sel(K_DOS, 2)
     tmpl[m] = T_TCP_FAIL
     dport[m] = np.where(gu[gg[m], 0] < 0.6, 80, 443)
-    tool[m] = np.where(gu[gg[m], 1] < 0.5, 1, 0)
+    tool[m] = np.where(gu[gg[m], 1] < 0.6, 1, 0)
     m = sel(K_DOS, 3)
     tmpl[m] = np.where(mu[m] < 0.5, T_HTTP, T_TCP_FAIL)
     dport[m] = 80
@@ -885,7 +885,7 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
     m = sel(K_DDOS, 1)
     tmpl[m] = T_TCP_FAIL
     dport[m] = np.where(gu[gg[m], 0] < 0.6, 80, 443)
-    tool[m] = np.where(gu[gg[m], 1] < 0.5, 1, 0)
+    tool[m] = np.where(gu[gg[m], 1] < 0.6, 1, 0)
     tmpl[sel(K_DDOS, 2)] = T_HTTP
     tmpl[sel(K_DDOS, 3)] = T_DNS
     # Recon: syn scan (sequential or random ports, half with nmap's signature), ping sweep, banner scan
@@ -894,7 +894,7 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
     seq = (1 + np.floor(gu[gg[m], 0] * 2000) + pos[m]) % 65535 + 1
     rnd = rng.integers(1, 65536, int(m.sum()))
     dport[m] = np.where(gu[gg[m], 1] < 0.5, seq, rnd)
-    tool[m] = np.where(gu[gg[m], 2] < 0.5, 2, 0)
+    tool[m] = np.where(gu[gg[m], 2] < 0.6, 2, 0)
     tmpl[sel(K_RECON, 1)] = T_PING
     m = sel(K_RECON, 2)
     tmpl[m] = T_TCP_SHORT

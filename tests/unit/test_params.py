@@ -36,6 +36,15 @@ def test_bad_value_names_path_and_value(project):
         load_params(overrides=["train.netflow.task=regression"])
 
 
+def test_model_config_checked_at_load(project):
+    with pytest.raises(ParamsError, match=r"train\.netflow\.model\.config: .*head"):
+        load_params(overrides=["train.netflow.model.config.head=avg"])
+    with pytest.raises(ParamsError, match=r"train\.netflow\.model\.config: .*unknown config field.*'depth'"):
+        load_params(overrides=["train.netflow.model.config.depth=3"])
+    with pytest.raises(ParamsError, match=r"train\.netflow\.model\.arch: .*netflow/flowtransformer"):
+        load_params(overrides=["train.netflow.model.arch=lstm"])
+
+
 def test_split_fractions_checked(project):
     with pytest.raises(ParamsError, match=r"preprocess\.netflow"):
         load_params(overrides=["preprocess.netflow.test_fraction=0.5", "preprocess.netflow.val_fraction=0.45"])

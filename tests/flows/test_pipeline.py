@@ -1,0 +1,113 @@
+"""End to end through real Prefect flow runs, a real MLflow store and registry, and the scoring flow."""
+
+from __future__ import annotations
+
+import pandas as pd
+import polars as pl
+import pytest
+
+from tasks import tracking
+from tasks.synthetic.netflow import generate
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(domain: str):
+    c = tracking.client()
+    exp = c.get_experiment_by_name(tracking.experiment_name(domain))
+    return c.search_runs([exp.experiment_id], max_results=500)
+
+
+def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harness):
+    from flows.pipeline import pipeline
+    from flows.scoring import score_flow
+
+    first = pipeline(domains=["netflow"])["netflow"]
+    reg = first["register"]
+    assert reg["version"] == "1" and reg["promoted"] and reg["reason"] == "no champion yet"
+
+    c = tracking.client()
+    champ = c.get_model_version_by_alias("formerflow-netflow", "champion")
+    assert champ.version == "1"
+    assert c.get_model_version_by_alias("formerflow-netflow", "candidate").version == "1"
+    # lineage tags on the version: git commit, input hashes, the Prefect flow-run id
+    assert champ.tags["prefect.flow_run_id"] not in ("", "none")
+    assert "git.commit" in champ.tags
+    assert float(champ.tags["metric.balanced_accuracy"]) == pytest.approx(
+        first["evaluate"]["summary"]["teacher"]["balanced_accuracy"])
+
+    runs = _runs("netflow")
+    parents = [r for r in runs if r.info.run_name == "pipeline"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(r.info.run_name for r in children) == sorted(
+        ["ingest", "preprocess", "train", "compress", "evaluate", "register"])
+    train_run = next(r for r in children if r.info.run_name == "train")
+    history = c.get_metric_history(train_run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2]  # logged per epoch
+    assert all(r.data.tags["prefect.flow_run_id"] == champ.tags["prefect.flow_run_id"] for r in children)
+
+    assert (project / "reports/netflow/report.md").read_text().count("| teacher |") == 1
+    assert (project / "reports/netflow/plots/roc.png").stat().st_size > 1000
+
+    # The Prefect markdown artifact with the metrics table.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as pc:
+        arts = pc.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["netflow-report"])))
+    assert arts and "| teacher |" in arts[0].data and "Compression trade-off" in arts[0].data
+
+    # Second run: only register runs (stages 1-5 come from Prefect's cache); a strict gate keeps v1.
+    second = pipeline(domains=["netflow"], overrides=["register.netflow.min_delta=0.5"])["netflow"]
+    assert second["train"] == first["train"]  # same manifest, train_seconds included: not re-run
+    assert second["register"]["version"] == "2" and not second["register"]["promoted"]
+    assert "balanced_accuracy" in second["register"]["reason"]
+    assert c.get_model_version_by_alias("formerflow-netflow", "champion").version == "1"
+    assert c.get_model_version_by_alias("formerflow-netflow", "candidate").version == "2"
+    assert len([r for r in _runs("netflow") if r.info.run_name == "train"]) == 1
+
+    # Deleting an output invalidates its cache entry: the stage runs again.
+    import shutil
+
+    shutil.rmtree(project / "artifacts/netflow/compressed")
+    third = pipeline(domains=["netflow"])["netflow"]
+    assert (project / "artifacts/netflow/compressed/int8/model.safetensors").exists()
+    assert third["train"] == first["train"]
+    assert len([r for r in _runs("netflow") if r.info.run_name == "compress"]) == 2
+
+    # Scoring flow: new flows from a CSV, the champion, predictions as Parquet.
+    new = generate(project / "new", n_flows=1500, seed=11)[0]
+    out = project / "preds" / "scores.parquet"
+    manifest = score_flow("netflow", str(new), str(out))
+    preds = pl.read_parquet(out)
+    assert preds.height == 1500 == manifest["rows"]
+    assert preds["p_attack"].is_between(0, 1).all()
+    assert preds["full_context"].sum() == 1500 - 7
+    assert {"IPV4_SRC_ADDR", "prediction", "row"} <= set(preds.columns)
+
+
+def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harness):
+    """A service only needs mlflow.pyfunc.load_model and raw records."""
+    import mlflow.pyfunc
+    import numpy as np
+
+    from flows.pipeline import pipeline
+    from tasks import netflow
+    from tasks.compress import load_any
+    from tasks.train import predict, probabilities
+
+    pipeline(domains=["netflow"])
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    model = mlflow.pyfunc.load_model("models:/formerflow-netflow@champion")
+    raw = pl.read_parquet(project / "data/raw/netflow/flows.parquet")
+    source = pl.read_csv(sorted((project / "data/raw/netflow/source").glob("*.csv"))[-1], infer_schema=False)
+    scored = model.predict(source.to_pandas())
+    assert isinstance(scored, pd.DataFrame) and len(scored) == source.height
+    # The pyfunc's preprocessing equals the pipeline's: its scores on the last test windows match evaluate's.
+    test = netflow.load_split("test")
+    teacher, _ = load_any(project / "artifacts/netflow/teacher")
+    p_eval = probabilities(predict(teacher, test), "binary")
+    n = 200
+    assert raw.height >= n
+    np.testing.assert_allclose(scored["p_attack"].to_numpy()[-n:], p_eval[-n:], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,323 @@
+"""The one training loop (tasks/train.py): balanced batches, determinism, checkpoint/resume,
+early stopping on the validation metric, best-epoch weights, and the model-file round trip.
+
+A FlowTransformer of a few hundred parameters on tiny synthetic windows keeps this fast.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from tasks.netflow import FlowWindows
+from tasks.params import TrainLoopParams
+from tasks.train import (
+    balanced_batches,
+    fit,
+    load_model,
+    predict,
+    probabilities,
+    save_model,
+    shuffled_batches,
+)
+
+KEY = "netflow/flowtransformer"
+W = 4
+TINY_MODEL = {"n_numeric": 4, "categorical_levels": [4, 3], "window": W, "embed_dim": 8, "internal_size": 8,
+              "n_heads": 1, "n_layers": 1, "mlp_sizes": [8]}
+
+
+def tiny_model(n_outputs: int = 1, seed: int = 0):
+    torch.manual_seed(seed)
+    return models.build(KEY, {**TINY_MODEL, "n_outputs": n_outputs})
+
+
+def windows(n: int, seed: int, task: str = "binary", flip: bool = False) -> FlowWindows:
+    """Rows whose first numeric feature leaks the label (so training has something to learn)."""
+    rng = np.random.default_rng(seed)
+    y_class = rng.choice(3, size=n, p=[0.6, 0.3, 0.1]).astype(np.int64)
+    y = (y_class != 0).astype(np.int64)
+    x_num = rng.random((n, 4)).astype(np.float32)
+    x_num[:, 0] = 0.8 * (y_class / 2.0) + 0.2 * x_num[:, 0]
+    x_cat = np.stack([rng.integers(0, 4, n), rng.integers(0, 3, n)], axis=1).astype(np.int64)
+    if flip:  # labels contradicting the feature: the better the model fits training, the worse it does here
+        y, y_class = 1 - y, (3 - y_class) % 3
+    return FlowWindows(x_num, x_cat, y, y_class, W, task)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these models are tiny, and on a busy 2-core machine two threads spin-wait
+    each other (measured: 13x slower). Determinism checks compare runs at the same thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {"train": windows(400, 1), "val": windows(120, 2)}
+
+
+def loop(**overrides) -> TrainLoopParams:
+    base = {"seed": 0, "epochs": 3, "steps_per_epoch": 4, "batch_size": 32, "eval_batch_size": 64, "lr": 1e-2,
+            "weight_decay": 0.01, "grad_clip": 1.0, "patience": 10, "balanced_batches": True, "resume": True,
+            "device": "cpu"}
+    return TrainLoopParams(**{**base, **overrides})
+
+
+def state(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ----------------------------------------------------------------------------- batches
+def test_balanced_batches_equal_class_shares():
+    labels = np.array([0] * 100 + [1] * 50 + [2] * 20)
+    rng = np.random.default_rng(0)
+    batches = balanced_batches(labels, 30, 5, rng)
+    assert len(batches) == 5
+    for idx in batches:
+        assert len(idx) == 30
+        counts = np.bincount(labels[idx], minlength=3)
+        np.testing.assert_array_equal(counts, [10, 10, 10])
+        assert len(np.unique(idx)) == 30  # every class has >= 10 rows: no replacement
+    # an odd batch size: the remainder goes to the first classes
+    for idx in balanced_batches(labels, 32, 3, np.random.default_rng(1)):
+        np.testing.assert_array_equal(np.bincount(labels[idx], minlength=3), [11, 11, 10])
+
+
+def test_balanced_batches_replacement_only_for_a_too_small_class():
+    labels = np.array([0] * 50 + [1] * 3 + [2] * 10)
+    saw_repeat = False
+    for idx in balanced_batches(labels, 30, 20, np.random.default_rng(0)):
+        per = {c: idx[labels[idx] == c] for c in range(3)}
+        assert all(len(v) == 10 for v in per.values())
+        assert len(np.unique(per[0])) == 10  # large class: without replacement
+        # exactly 10 rows: drawn without replacement, so each of them exactly once
+        np.testing.assert_array_equal(np.sort(per[2]), np.arange(53, 63))
+        assert set(per[1]) <= {50, 51, 52}  # 3 rows for 10 slots: with replacement
+        saw_repeat |= len(np.unique(per[1])) < 10
+    assert saw_repeat
+
+
+def test_balanced_batches_binary_half_half_and_reproducible():
+    labels = np.array([0] * 90 + [1] * 10)
+    a = balanced_batches(labels, 8, 4, np.random.default_rng(7))
+    b = balanced_batches(labels, 8, 4, np.random.default_rng(7))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert labels[x].sum() == 4
+    # the indices are shuffled inside a batch (not all benign first)
+    assert any((np.diff(labels[x]) < 0).any() for x in a)
+
+
+def test_shuffled_batches_cover_the_data():
+    batches = shuffled_batches(10, 4, 5, np.random.default_rng(0))
+    assert [len(b) for b in batches] == [4] * 5
+    flat = np.concatenate(batches)
+    assert set(flat[:10]) == set(range(10))  # the first pass is a permutation
+
+
+# ----------------------------------------------------------------------------- predict / probabilities
+def test_predict_is_ordered_and_batch_size_independent(data):
+    model = tiny_model()
+    val = data["val"]
+    full = predict(model, val, 1000)
+    assert full.shape == (len(val), 1) and full.dtype == np.float32
+    small = predict(model, val, 7)
+    np.testing.assert_allclose(small, full, rtol=1e-5, atol=1e-6)
+    (xn, xc), _ = val.batch(np.array([5]))
+    with torch.no_grad():
+        np.testing.assert_allclose(model(xn, xc).numpy(), full[5:6], rtol=1e-5, atol=1e-6)
+
+
+def test_probabilities():
+    logits = np.array([[0.0], [2.0], [-30.0], [30.0]], dtype=np.float32)
+    p = probabilities(logits, "binary")
+    assert p.shape == (4,)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-logits[:, 0].astype(np.float64))))
+    assert p[0] == 0.5 and 0 < p[2] < 1e-12 and 1 - p[3] < 1e-12
+    z = np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, -1000.0]])
+    pm = probabilities(z, "multiclass")
+    np.testing.assert_allclose(pm.sum(axis=1), 1.0)
+    e = np.exp([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(pm[0], e / e.sum())
+    np.testing.assert_allclose(pm[1], [0.5, 0.5, 0.0], atol=1e-12)  # stable for large logits
+
+
+def test_binary_probabilities_of_extreme_logits_without_overflow():
+    """A very negative logit is P = 0, not an 'overflow encountered in exp' RuntimeWarning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = probabilities(np.array([[-800.0], [800.0]], dtype=np.float32), "binary")
+    np.testing.assert_array_equal(p, [0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- fit
+def test_fit_is_deterministic_for_a_seed(data):
+    runs = []
+    for _ in range(2):
+        model = tiny_model()
+        result = fit(model, data["train"], data["val"], loop(), task="binary", progress=False)
+        runs.append((state(model), result))
+    assert_same_state(runs[0][0], runs[1][0])
+    assert runs[0][1].history == runs[1][1].history
+    assert runs[0][1].best_epoch == runs[1][1].best_epoch
+    # a different seed draws other batches and other dropout masks
+    other = tiny_model()
+    fit(other, data["train"], data["val"], loop(seed=1), task="binary", progress=False)
+    assert any(not torch.equal(v, state(other)[k]) for k, v in runs[0][0].items())
+
+
+def test_fit_history_and_callback_once_per_epoch(data):
+    calls = []
+    model = tiny_model()
+    result = fit(model, data["train"], data["val"], loop(), task="binary", progress=True,
+                 on_epoch=lambda e, m: calls.append((e, dict(m))))
+    assert [e for e, _ in calls] == [1, 2, 3]
+    assert [m for _, m in calls] == result.history
+    for e, m in calls:
+        assert m["epoch"] == e
+        assert set(m) == {"epoch", "train_loss", "val_loss", "val_balanced_accuracy"}
+        assert all(np.isfinite(v) for v in m.values())
+    assert result.epochs_run == 3 and not result.stopped_early and result.resumed_from is None
+    assert result.best_metric == max(m["val_balanced_accuracy"] for m in result.history)
+
+
+def test_resume_gives_the_same_result_as_one_run(data, tmp_path):
+    """3 epochs in one go == 2 epochs, stop, then continue to 3 from the checkpoint."""
+    straight = tiny_model()
+    r_straight = fit(straight, data["train"], data["val"], loop(epochs=3), task="binary", progress=False)
+
+    ckpt = tmp_path / "ckpt"
+    first = tiny_model()
+    r_first = fit(first, data["train"], data["val"], loop(epochs=2), task="binary", checkpoint_dir=ckpt,
+                  progress=False)
+    assert r_first.epochs_run == 2 and r_first.resumed_from is None
+    assert (ckpt / "last.pt").exists() and not (ckpt / "last.tmp").exists()
+    saved = torch.load(ckpt / "last.pt", map_location="cpu", weights_only=True)  # no pickled objects
+    assert saved["epoch"] == 2 and len(saved["history"]) == 2
+
+    epochs_seen = []
+    resumed = tiny_model(seed=123)  # a different init: everything must come from the checkpoint
+    r_resumed = fit(resumed, data["train"], data["val"], loop(epochs=3), task="binary", checkpoint_dir=ckpt,
+                    progress=False, on_epoch=lambda e, m: epochs_seen.append(e))
+    assert r_resumed.resumed_from == 2
+    assert epochs_seen == [3]  # only the missing epoch ran
+    assert r_resumed.epochs_run == 3
+    assert_same_state(state(straight), state(resumed))
+    assert r_resumed.history == r_straight.history
+    assert (r_resumed.best_epoch, r_resumed.best_metric) == (r_straight.best_epoch, r_straight.best_metric)
+
+
+def test_resume_of_a_finished_run_trains_nothing(data, tmp_path):
+    first = tiny_model()
+    r1 = fit(first, data["train"], data["val"], loop(epochs=2), task="binary", checkpoint_dir=tmp_path,
+             progress=False)
+    again = tiny_model(seed=5)
+    calls = []
+    r2 = fit(again, data["train"], data["val"], loop(epochs=2), task="binary", checkpoint_dir=tmp_path,
+             progress=False, on_epoch=lambda e, m: calls.append(e))
+    assert calls == [] and r2.resumed_from == 2 and r2.epochs_run == 2
+    assert_same_state(state(first), state(again))  # the best weights of the checkpoint
+    assert r2.history == r1.history
+
+
+def test_resume_false_ignores_the_checkpoint(data, tmp_path):
+    fit(tiny_model(), data["train"], data["val"], loop(epochs=2), task="binary", checkpoint_dir=tmp_path,
+        progress=False)
+    calls = []
+    r = fit(tiny_model(), data["train"], data["val"], loop(epochs=2, resume=False), task="binary",
+            checkpoint_dir=tmp_path, progress=False, on_epoch=lambda e, m: calls.append(e))
+    assert r.resumed_from is None and calls == [1, 2]
+
+
+def test_early_stopping_when_validation_does_not_improve(data):
+    # lr = 0 (bypassing the params validation, which demands lr > 0): the weights never change, so the
+    # validation metric of epoch 1 is never beaten.
+    cfg = loop(epochs=6, patience=2).model_copy(update={"lr": 0.0})
+    model = tiny_model()
+    before = state(model)
+    calls = []
+    r = fit(model, data["train"], data["val"], cfg, task="binary", progress=False,
+            on_epoch=lambda e, m: calls.append(e))
+    assert r.stopped_early
+    assert r.epochs_run == 3 < cfg.epochs  # epoch 1 best, epochs 2 and 3 not better -> stop
+    assert calls == [1, 2, 3] and len(r.history) == 3
+    assert r.best_epoch == 1
+    assert_same_state(before, state(model))
+
+    r1 = fit(tiny_model(), data["train"], data["val"], cfg.model_copy(update={"patience": 1}), task="binary",
+             progress=False)
+    assert r1.stopped_early and r1.epochs_run == 2
+
+
+def test_model_ends_with_the_best_epoch_weights(data):
+    """Validation labels contradict training: later epochs get worse, the loop must restore the best one."""
+    val = windows(120, 3, flip=True)
+    snapshots: dict[int, dict] = {}
+    model = tiny_model()
+    r = fit(model, data["train"], val, loop(epochs=4, lr=3e-2), task="binary", progress=False,
+            on_epoch=lambda e, m: snapshots.__setitem__(e, state(model)))
+    scores = [h["val_balanced_accuracy"] for h in r.history]
+    assert r.best_epoch == int(np.argmax(scores)) + 1  # first epoch with the highest score
+    assert r.best_metric == max(scores)
+    assert r.best_epoch < r.epochs_run, "test premise: the best epoch is not the last one"
+    assert_same_state(snapshots[r.best_epoch], state(model))
+    last = snapshots[r.epochs_run]
+    assert any(not torch.equal(last[k], v) for k, v in state(model).items())
+    # and the restored model reproduces the best epoch's validation score
+    from sklearn.metrics import balanced_accuracy_score
+
+    pred = (probabilities(predict(model, val), "binary") >= 0.5).astype(int)
+    assert balanced_accuracy_score(val.labels, pred) == pytest.approx(r.best_metric)
+
+
+def test_fit_without_validation_watches_training_loss(data):
+    model = tiny_model()
+    r = fit(model, data["train"], None, loop(epochs=2), task="binary", progress=False)
+    assert all(set(h) == {"epoch", "train_loss"} for h in r.history)
+    best = min(h["train_loss"] for h in r.history)
+    assert r.best_metric == pytest.approx(-best)
+
+
+def test_fit_multiclass(data):
+    train = windows(400, 1, task="multiclass")
+    val = windows(120, 2, task="multiclass")
+    model = tiny_model(n_outputs=3)
+    r = fit(model, train, val, loop(epochs=2, balanced_batches=False), task="multiclass", progress=False)
+    assert r.epochs_run == 2 and np.isfinite(r.best_metric)
+    logits = predict(model, val)
+    assert logits.shape == (len(val), 3)
+
+
+# ----------------------------------------------------------------------------- model files
+def test_save_and_load_model_round_trip(data, tmp_path):
+    model = tiny_model()
+    fit(model, data["train"], data["val"], loop(epochs=1), task="binary", progress=False)
+    save_model(tmp_path, model, KEY, {"task": "binary", "class_names": ["Benign", "Attack"]})
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["key"] == KEY and meta["config"] == model.config_dict()
+    assert meta["task"] == "binary" and meta["class_names"] == ["Benign", "Attack"]
+    loaded, meta2 = load_model(tmp_path)
+    assert meta2 == meta
+    assert not loaded.training
+    assert_same_state(state(model), state(loaded))
+    np.testing.assert_array_equal(predict(loaded, data["val"]), predict(model, data["val"]))
+    # the weights file is plain safetensors (no pickle)
+    from safetensors.torch import load_file
+
+    assert set(load_file(str(tmp_path / "model.safetensors"))) == set(model.state_dict())
