@@ -112,6 +112,7 @@ def machine() -> dict[str, Any]:
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
         "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -43,6 +43,7 @@ Offline; everything happens in a throw-away project root under ``$TMPDIR`` (or
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     impls = ["polars", *[i for i in dict.fromkeys(a.impl or ["pandas"]) if i != "polars"]]
 
     t_start = time.perf_counter()
+    load_before = os.getloadavg()[0]
     root = make_root("ingest")
     env = quiet_env(root)
     script = Path(__file__).resolve()
@@ -274,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{ref['attacks']:,} attacks; best of {a.repeat})\n")
         print(text)
         print("\n'polars speed-up' = that implementation's seconds / polars' seconds (>1: polars is faster). "
-              "Outputs checked equal: rows, attacks, columns, numeric sums, label counts, distinct categoricals.")
+              "Outputs checked equal: rows, attacks, columns, numeric sums, label counts, distinct categoricals. "
+              f"Load average before/after {load_before:.1f}/{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.")
         path = write_json(NAME, {
             "benchmark": NAME, "machine": machine(), "args": {k: v for k, v in vars(a).items()
                                                               if k not in ("worker", "csv", "csv_dir", "out")},

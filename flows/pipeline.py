@@ -4,11 +4,11 @@ Each stage function of :mod:`tasks.stages` is wrapped as one Prefect task:
 
 * retries with exponential backoff on the I/O stage (ingest), only for
   transient I/O errors (a missing file or a schema error is not retried);
-* caching keyed on the stage's params, the content hashes of its inputs
-  (upstream outputs) and of its own outputs on disk, never on tensors: a
-  re-run with nothing changed returns the cached manifests at once, and a
-  deleted or edited output forces the stage to run again. ``register`` is
-  never cached (it changes the registry);
+* caching keyed on the stage's params and the content hashes of its inputs
+  (upstream outputs), never on tensors: a re-run with nothing changed returns
+  the cached manifests at once. Each run records the hashes of the outputs it
+  wrote; a deleted or edited output bypasses the cache so the stage runs
+  again. ``register`` is never cached (it changes the registry);
 * the domains fan out through the flow's task runner (threads by default).
 
 Each domain gets one MLflow parent run with a child run per stage, a Prefect
@@ -50,18 +50,36 @@ STAGE_OUTPUTS = {
 
 
 def stage_cache_key(context, parameters: dict[str, Any]) -> str:
-    """Cache key of a stage task: stage, domain, params of this and earlier stages, input and output hashes."""
+    """Cache key of a stage task: stage, domain, params of this and earlier stages, upstream output hashes."""
     stage, domain = parameters["stage"], parameters["domain"]
     params = parameters["params"]
     upto = STAGES[: STAGES.index(stage) + 1]
     sections = {s: params.get(s, {}).get(domain) for s in upto}
     upstream = (parameters.get("upstream") or {}).get("outputs")
-    paths = store.domain_paths(domain)
-    outputs = {str(p): store.content_hash(p) for p in STAGE_OUTPUTS[stage](paths)}
     source = context.task.fn.__code__.co_code if context is not None else b""
     blob = json.dumps({"stage": stage, "domain": domain, "params": sections, "upstream": upstream,
-                       "outputs": outputs, "root": str(paths.root)}, sort_keys=True, default=str)
+                       "root": str(store.project_root())}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode() + source).hexdigest()
+
+
+def _output_record(stage: str, domain: str) -> Path:
+    return store.project_root() / ".prefect" / "outputs" / domain / f"{stage}.json"
+
+
+def _output_hashes(stage: str, domain: str) -> dict[str, str]:
+    return {str(p): store.content_hash(p) for p in STAGE_OUTPUTS[stage](store.domain_paths(domain))}
+
+
+def outputs_changed(stage: str, domain: str) -> bool:
+    """True when a stage's outputs on disk differ from what its last run wrote (deleted or edited).
+
+    The cache key cannot include the outputs themselves (they do not exist before
+    the first run), so a stale cache entry is bypassed with ``refresh_cache``.
+    """
+    record = _output_record(stage, domain)
+    if not record.exists():
+        return False
+    return store.read_json(record) != _output_hashes(stage, domain)
 
 
 def _transient(task_, task_run, state) -> bool:
@@ -81,8 +99,11 @@ def _run(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | N
     from prefect.runtime import flow_run
 
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
-    return run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
-                     tags={"prefect.flow_run_id": flow_run_id})
+    manifest = run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
+                         tags={"prefect.flow_run_id": flow_run_id})
+    if stage in STAGE_OUTPUTS:
+        store.atomic_write_json(_output_record(stage, domain), _output_hashes(stage, domain))
+    return manifest
 
 
 @task(task_run_name="{stage}-{domain}", persist_result=True, result_serializer="json",
@@ -100,11 +121,11 @@ def register_task(stage: str, domain: str, params: dict[str, Any], parent_run_id
     return _run(stage, domain, params, parent_run_id)
 
 
-def _task_for(stage: str, refresh: bool):
+def _task_for(stage: str, domain: str, refresh: bool):
     if stage == "register":
         return register_task
     opts: dict[str, Any] = {"result_storage": Path(store.project_root() / ".prefect" / "results"),
-                            "refresh_cache": refresh}
+                            "refresh_cache": refresh or outputs_changed(stage, domain)}
     if stage == "ingest":
         opts.update(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
                     retry_condition_fn=_transient)
@@ -154,7 +175,7 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
         for domain in domains:  # submit every chain first so domains run in parallel
             upstream = None
             for stage in STAGES:
-                fut = _task_for(stage, refresh).submit(stage, domain, pdict, parents[domain][1].run_id, upstream)
+                fut = _task_for(stage, domain, refresh).submit(stage, domain, pdict, parents[domain][1].run_id, upstream)
                 futures[domain][stage] = fut
                 upstream = fut
         results = {d: {s: f.result() for s, f in fs.items()} for d, fs in futures.items()}

@@ -46,13 +46,10 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary
 
 def package(model_dir: Path, out: Path) -> Path:
     """Save the pyfunc model (the model folder as an artifact) into ``out/model``."""
-    import warnings
-
     import mlflow.pyfunc
 
     root = Path(__file__).resolve().parents[1]
     target = out / "model"
-    warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
     mlflow.pyfunc.save_model(
         path=str(target),
         python_model=str(root / "tasks" / "serving_entry.py"),
@@ -104,9 +101,9 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     run.log_metrics({f"candidate.{k}": v for k, v in cand.items()})
     run.set_tags({"registered.version": mv.version, "gate.decision": tags["gate.decision"]})
     result = {
-        "stage": "register", "domain": domain, "registered_model": name, "version": mv.version,
+        "stage": "register", "domain": domain, "registered_model": name, "version": str(mv.version),
         "model": p.model, "promoted": promote, "reason": reason,
-        "champion_version": mv.version if promote else (champion.version if champion else None),
+        "champion_version": str(mv.version) if promote else (str(champion.version) if champion else None),
         "primary_metric": p.primary_metric, "candidate_value": cand.get(p.primary_metric),
     }
     store.atomic_write_json(paths.reports / "registry.json", result)

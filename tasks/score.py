@@ -28,7 +28,6 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     Returns:
         A manifest: model URI, rows scored, attacks flagged, output path.
     """
-    import mlflow.pyfunc
     import polars as pl
 
     from tasks import domains
@@ -37,11 +36,7 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     p = params.section("score", domain)
     ip = params.section("ingest", domain)
     uri = model_uri or p.model_uri or f"models:/{tracking.registered_model_name(domain)}@champion"
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    mlflow.set_registry_uri(tracking.tracking_uri())
-    model = mlflow.pyfunc.load_model(uri)
+    model = tracking.load_pyfunc(uri)
     urls = store.retry(lambda: store.expand_urls(input_url), retries=ip.retries, delay_s=ip.retry_delay_s,
                        what=f"score input {input_url}")
     with tempfile.TemporaryDirectory() as cache:

@@ -127,12 +127,16 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         The temporary folder to write into.
     """
     target = Path(target)
+    created = [p for p in reversed(target.parents) if not p.exists()]  # parents made here, outermost first
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for parent in reversed(created):  # leave no empty data/raw behind either
+            with contextlib.suppress(OSError):
+                parent.rmdir()
         raise
     old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
     if target.exists():

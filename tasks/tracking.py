@@ -209,4 +209,24 @@ def get_alias(name: str, alias: str) -> VersionInfo | None:
     except MlflowException:
         return None
     metrics = {k.removeprefix("metric."): float(v) for k, v in (mv.tags or {}).items() if k.startswith("metric.")}
-    return VersionInfo(name, mv.version, mv.run_id, metrics)
+    return VersionInfo(name, str(mv.version), mv.run_id, metrics)
+
+
+def load_pyfunc(model_uri: str):
+    """``mlflow.pyfunc.load_model`` against this project's store, restoring MLflow's global URIs after.
+
+    ``models:/`` URIs are resolved through the fluent API's process-global
+    tracking and registry URIs; setting them only for the duration of the load
+    keeps two projects (or two tests) in one process from seeing each other.
+    """
+    import mlflow
+    import mlflow.pyfunc
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])

@@ -46,8 +46,9 @@ latents.
   direction that sent no payload.
 * Derived fields are exactly consistent: ``*_BYTES = payload + header * packets``;
   the five ``NUM_PKTS_*`` bins count the packets of both directions and sum to
-  ``IN_PKTS + OUT_PKTS`` (each direction is header-only packets, full-size
-  packets and equal-sized remainder packets); ``LONGEST``/``SHORTEST_FLOW_PKT``
+  ``IN_PKTS + OUT_PKTS`` (each direction is header-only packets plus data
+  packets: full-size ones and an equal-sized remainder for bulk TCP, otherwise
+  equal-sized ones); ``LONGEST``/``SHORTEST_FLOW_PKT``
   and ``MIN``/``MAX_IP_PKT_LEN`` come from the same packets (``MIN_IP_PKT_LEN``
   is 0 when one direction is empty, as nProbe writes it); duration is think time
   plus bytes over a log-normal link rate; ``DURATION_IN``/``_OUT`` are 0 for a
@@ -68,25 +69,28 @@ HTTP(S) flows between the same pair), configuration-management runs (5-25 short
 SSH sessions from the admin host), monitoring sweeps (pings or health-check
 connections to many servers) and backups (chunks of large uploads).
 
-**Attacks** arrive as campaigns: ``size`` flows from one attacker (one to three
-hosts; DDoS: 20-200 external bots) against one target, at a density ``d`` (the
-share of all flows during the campaign that belong to it; benign traffic keeps
-flowing in between). Within a campaign the latents are strongly correlated
+**Attacks** arrive as campaigns: ``size`` flows (log-normal, median 30-100 by
+family, 8-1500) from one attacker (one or two hosts, internal or external; DDoS:
+20-200 external bots) against one target, starting at a uniform random time, at
+a density ``d`` (the share of all flows during the campaign that belong to it;
+benign traffic keeps flowing in between, and campaigns may overlap). Families
+take 25 / 22 / 23 / 15 / 15 % of the attack flows (DoS, DDoS, Reconnaissance,
+BruteForce, Theft). Within a campaign the latents are strongly correlated
 (``z = rho * z_campaign + sqrt(1 - rho**2) * z_flow`` with rho about 0.9), so
 attempts look alike, while every latent is still exactly N(0, 1) over campaigns,
 the same as for benign flows.
 
 * ``DoS`` (d 0.75-0.97): an HTTP or HTTPS request flood, a SYN flood on 80/443,
-  or a mix; half of the SYN floods come from a packet tool (window 512, 40-byte
+  or a mix; 60 % of the SYN floods come from a packet tool (window 512, 40-byte
   header, one packet per flow).
 * ``DDoS`` (d 0.8-0.97, many sources): UDP floods (no answer), SYN floods, HTTP
   request floods, DNS query floods.
 * ``Reconnaissance`` (d 0.6-0.95): SYN port scans over sequential or random
-  ports (half with nmap's signature: window 1024, 44-byte SYN), ICMP ping sweeps
+  ports (60 % with nmap's signature: window 1024, 44-byte SYN), ICMP ping sweeps
   over consecutive hosts, and banner scans of common service ports.
 * ``BruteForce`` (d 0.5-0.9): SSH or FTP password guessing (each attempt is a
   short login session; FTP answers 530) or web-login guessing over HTTP(S).
-* ``Theft`` (d 0.3-0.9): data exfiltration in chunks of large HTTPS uploads,
+* ``Theft`` (d 0.4-0.9): data exfiltration in chunks of large HTTPS uploads,
   keylogger beacons (small periodic HTTPS posts), DNS tunnelling (oversized
   queries) and raw transfers to an unusual port.
 
@@ -99,7 +103,10 @@ packet-tool SYNs, DNS tunnels, raw exfiltration) have single-flow tells. What
 separates the rest is the neighbourhood: runs of near-identical flows to one
 service at a high rate. IP addresses are drawn from the same pools for benign and
 attack flows and FlowTransformer does not read them anyway; the signal is in the
-37 model features plus row order. Labels are noise-free.
+37 model features plus row order. Labels are noise-free. Measured on 30k flows
+with the last 20 % held out (``tests/data/test_synthetic_netflow.py``, seeds
+0-9): a single-flow logistic regression reaches a balanced accuracy of about
+0.61-0.79, the same model given the W = 8 flows ending at the target 0.90-0.96.
 
 Usage::
 
@@ -111,8 +118,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # ----------------------------------------------------------------------------- schema
 NF_V2_COLUMNS: list[str] = [
@@ -160,6 +171,7 @@ _FLOAT_COLUMNS = {"L7_PROTO", "SRC_TO_DST_SECOND_BYTES", "DST_TO_SRC_SECOND_BYTE
 FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
 _MTU = 1500
 _UDP_HDR = 28  # IPv4 + UDP (and IPv4 + ICMP echo header)
+_MAX_PAYLOAD = 3_000_000_000  # one flow moves at most ~3 GB each way (log-normal tails are clipped here)
 
 # latent columns
 ZI, ZO, ZD, ZP, ZC, ZS, ZL, ZM, ZR = range(9)
@@ -643,9 +655,13 @@ class _Flows:
         for pay, data, ctrl, hdr in ((self.in_pay, self.in_data, self.in_ctrl, self.hdr_in),
                                      (self.out_pay, self.out_data, self.out_ctrl, self.hdr_out)):
             maxpay = _MTU - hdr
-            pay = np.maximum(pay, 0)
+            pay = np.clip(pay, 0, _MAX_PAYLOAD)
             data = np.where(pay > 0, np.clip(np.maximum(data, -(-pay // maxpay)), 1, np.maximum(pay, 1)), 0)
-            n_full = np.where(data > 0, np.clip((pay - data) // (maxpay - 1), 0, np.maximum(data - 1, 0)), 0)
+            # TCP segments bulk data into full-size packets plus a remainder; datagrams and chatty
+            # sessions (average payload under half a packet) send equal-sized packets
+            bulk = tcp & (pay > data * maxpay // 2)
+            n_full = np.minimum(pay // maxpay, (pay - data) // (maxpay - 1))
+            n_full = np.where(bulk & (data > 0), np.clip(n_full, 0, np.maximum(data - 1, 0)), 0)
             m_rest = data - n_full
             rest = pay - n_full * maxpay
             avg = np.where(m_rest > 0, rest / np.maximum(m_rest, 1), 0)
@@ -811,7 +827,10 @@ def _groups(n_benign_burst: dict[int, int], n_attack: int, rng: np.random.Genera
 
 
 def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.ndarray]:
-    """All flows as NF-v2 columns (host ids instead of IP strings, family ids), in time order."""
+    """All flows as NF-v2 columns (host ids instead of IP strings, family ids), in generation order.
+
+    ``_order`` is the permutation into time order and ``_hosts_ip`` maps host ids to addresses.
+    """
     if n_flows < 1:
         raise ValueError(f"n_flows must be >= 1, got {n_flows}")
     if not 0.0 <= attack_fraction < 1.0:
@@ -870,7 +889,7 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
     tmpl[sel(K_BACKUP, 0)] = T_UPLOAD
     tmpl[sel(K_BACKUP, 1)] = T_SMB
     sub[sel(K_BACKUP, 1)] = 2
-    # DoS: http flood, https flood, syn flood (half from a packet tool), mixed http + syn
+    # DoS: http flood, https flood, syn flood (60 % from a packet tool), mixed http + syn
     tmpl[sel(K_DOS, 0)] = T_HTTP
     tmpl[sel(K_DOS, 1)] = T_HTTPS
     m = sel(K_DOS, 2)
@@ -888,7 +907,7 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
     tool[m] = np.where(gu[gg[m], 1] < 0.6, 1, 0)
     tmpl[sel(K_DDOS, 2)] = T_HTTP
     tmpl[sel(K_DDOS, 3)] = T_DNS
-    # Recon: syn scan (sequential or random ports, half with nmap's signature), ping sweep, banner scan
+    # Recon: syn scan (sequential or random ports, 60 % with nmap's signature), ping sweep, banner scan
     m = sel(K_RECON, 0)
     tmpl[m] = T_TCP_FAIL
     seq = (1 + np.floor(gu[gg[m], 0] * 2000) + pos[m]) % 65535 + 1
@@ -942,8 +961,8 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
         g_att[mk] = np.where(g.kind[mk] == K_ANSIBLE, h.roles["admin"][0], h.roles["monitor"][0])
 
         mm = grouped
-        two = mu < 0.5
-        attacker = np.where(two & (rng.random(n) < 0.4), g_att2[gg], g_att[gg])  # 1-2 attacker hosts
+        # a second attacker host sends about a fifth of a campaign's flows
+        attacker = np.where((mu < 0.5) & (rng.random(n) < 0.4), g_att2[gg], g_att[gg])
         cli[mm] = np.where(kind[mm] >= K_DOS, attacker[mm], g_att[gg[mm]])
         keep_srv = (kind == K_WEB) | (kind == K_BACKUP)  # these bursts keep the pair of their first flow
         first = starts[gg] + n_single
@@ -975,17 +994,17 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
     cols["Label"] = (fam >= 0).astype(np.int64)
     cols["Attack"] = fam
 
-    order = np.argsort(t, kind="stable")
-    cols = {k: v[order] for k, v in cols.items()}
+    cols["_order"] = np.argsort(t, kind="stable")
     cols["_hosts_ip"] = h.ip
     return cols
 
 
-def synthesize(n_flows: int = 60_000, seed: int = 0, attack_fraction: float = 0.3):
+def synthesize(n_flows: int = 60_000, seed: int = 0, attack_fraction: float = 0.3) -> pl.DataFrame:
     """The synthetic flows as a polars DataFrame with the :data:`NF_V2_COLUMNS`, in time order."""
     import polars as pl
 
     cols = _simulate(n_flows, seed, attack_fraction)
+    order = pl.Series("order", cols.pop("_order"))
     ips = pl.Series("ip", cols.pop("_hosts_ip"))
     names = pl.Series("name", [BENIGN, *ATTACK_FAMILIES])
     data = {}
@@ -999,7 +1018,7 @@ def synthesize(n_flows: int = 60_000, seed: int = 0, attack_fraction: float = 0.
             data[c] = pl.Series(c, v.astype(np.float64))
         else:
             data[c] = pl.Series(c, v.astype(np.int64))
-    return pl.DataFrame({c: s.alias(c) for c, s in data.items()})
+    return pl.DataFrame({c: s.alias(c) for c, s in data.items()}).select(pl.all().gather(order))
 
 
 def generate(out_dir: str | Path, n_flows: int = 60_000, seed: int = 0, n_files: int = 1,
@@ -1007,7 +1026,9 @@ def generate(out_dir: str | Path, n_flows: int = 60_000, seed: int = 0, n_files:
     """Write synthetic NF-v2 flows as ``part-0000.csv`` ... in ``out_dir``.
 
     Rows are in time order and split into ``n_files`` consecutive chunks; every file
-    has the header. The same arguments give byte-identical files.
+    has the header. The same arguments give byte-identical files. Each file is
+    written under a temporary name and renamed; ``part-NNNN.csv`` files left in
+    ``out_dir`` by an earlier run with more files are removed.
 
     Args:
         out_dir: Folder to write into (created if missing).
@@ -1032,6 +1053,8 @@ def generate(out_dir: str | Path, n_flows: int = 60_000, seed: int = 0, n_files:
         df.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])).write_csv(tmp)
         tmp.replace(path)
         paths.append(path)
+    for stale in sorted(set(out.glob("part-[0-9][0-9][0-9][0-9].csv")) - set(paths)):
+        stale.unlink()
     return paths
 
 
