@@ -198,8 +198,12 @@ def expand_urls(url: str) -> list[str]:
     fs, _, paths = fsspec.get_fs_token_paths(url)
     has_glob = any(ch in url for ch in "*?[")
     if not has_glob:
-        if not fs.exists(paths[0]):
-            raise FileNotFoundError(f"no such file: {url}")
+        try:
+            fs.info(paths[0])
+        except FileNotFoundError as exc:
+            if is_transient(exc):
+                raise  # unreachable, not missing: the caller retries
+            raise FileNotFoundError(f"no such file: {url}") from None
         if fs.isdir(paths[0]):
             raise IsADirectoryError(f"{url} is a folder: give a file or a glob such as {url.rstrip('/')}/*.csv")
     if not paths:
@@ -242,10 +246,37 @@ def retry(
     while True:
         try:
             return fn()
-        except no_retry:
-            raise
         except retry_on as exc:
+            if isinstance(exc, no_retry) and not is_transient(exc):
+                raise
             if attempt >= retries:
-                raise OSError(f"{what}: failed after {attempt + 1} tries: {exc}") from exc
+                cause = _root_cause(exc)
+                raise OSError(f"{what}: failed after {attempt + 1} tries: {type(cause).__name__}: {cause}") from exc
             time.sleep(delay_s * (2**attempt))
             attempt += 1
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    return list(_chain(exc))[-1]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when a network error hides in the exception chain.
+
+    fsspec's HTTP filesystem reports a refused or dropped connection as
+    FileNotFoundError; the aiohttp / socket error is its cause.
+    """
+    for e in _chain(exc):
+        if isinstance(e, ConnectionError | TimeoutError):
+            return True
+        if any(n in type(e).__name__ for n in ("ClientConnector", "ServerDisconnected", "Timeout")):
+            return True
+    return False

@@ -55,7 +55,7 @@ def test_retry_backs_off_then_names_what_failed():
         calls.append(1)
         raise ConnectionError("refused")
 
-    with pytest.raises(OSError, match=r"reading x: failed after 3 tries: refused"):
+    with pytest.raises(OSError, match=r"reading x: failed after 3 tries: ConnectionError: refused"):
         store.retry(flaky, retries=2, delay_s=0.001, what="reading x")
     assert len(calls) == 3
     calls.clear()
