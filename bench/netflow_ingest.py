@@ -20,13 +20,13 @@ own subprocess so that its peak memory is its own:
 * ``pandas-str`` (opt-in, slow): the strict mirror of the polars semantics: every column
   read as ``str``, stripped, then ``pd.to_numeric(errors="coerce")`` + the check.
 
-Reported per implementation: seconds (best of ``--repeat``), the phases, rows/s, MB/s
-of CSV, peak RSS above the worker's post-import baseline (``VmHWM``), and polars'
-speed-up over it. Every implementation's Parquet is checked afterwards (untimed):
-the row count, the number of attacks, the column names, the sum of every numeric
-column, the label counts and the number of distinct values of each categorical
-column must agree with polars' (asserted, so a wrong implementation cannot report a
-speed).
+Reported per implementation: seconds (best of ``--repeat``, default 2, the runs of the
+implementations interleaved), the phases, rows/s, MB/s of CSV, peak RSS above the
+worker's post-import baseline (``VmHWM``), and polars' speed-up over it. Every
+implementation's Parquet is checked afterwards (untimed): the row count, the number
+of attacks, the column names, the sum of every numeric column, the label counts and
+the number of distinct values of each categorical column must agree with polars'
+(asserted, so a wrong implementation cannot report a speed).
 
 How to run
 ----------
@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attack-fraction", type=float, default=0.3)
     ap.add_argument("--impl", action="append", choices=IMPLS, default=None,
                     help="implementation to time (repeatable; default: polars and pandas; polars always runs)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per implementation; the best is reported")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs per implementation, interleaved; the best is reported (default 2)")
     ap.add_argument("--keep", action="store_true", help="keep the throw-away root (CSV and Parquet files)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds allowed per worker process")
     ap.add_argument("--worker", choices=("generate", "check", *IMPLS), help=argparse.SUPPRESS)
@@ -239,14 +240,16 @@ def main(argv: list[str] | None = None) -> int:
         csv, mb = gen["csv"], gen["bytes"] / 1e6
         runs: dict[str, list[dict[str, Any]]] = {}
         checks: dict[str, dict[str, Any]] = {}
-        for impl in impls:
-            out = root / f"{impl}.parquet"
-            for r in range(a.repeat):
+        for r in range(a.repeat):  # interleaved, so a change in the machine's load hits every implementation
+            for impl in impls:
                 print(f"[{NAME}] {impl} run {r + 1}/{a.repeat} ...", file=sys.stderr, flush=True)
+                out = root / f"{impl}.parquet"
                 res, wall = run_worker(script, ["--worker", impl, "--csv", csv, "--out", str(out)],
                                        env, root, a.timeout, impl)
                 res["process_wall_s"] = wall
                 runs.setdefault(impl, []).append(res)
+        for impl in impls:
+            out = root / f"{impl}.parquet"
             checks[impl], _ = run_worker(script, ["--worker", "check", "--out", str(out)], env, root, a.timeout,
                                          f"check of {impl}")
             out.unlink()

@@ -9,7 +9,9 @@ seconds on a busy 2-core VM and has nothing to do with orchestration), plus any
 
 1. **direct**: the six stage functions called in one process,
    ``tasks.stages.run_stage(stage, "netflow", params)`` (with MLflow tracking, as the
-   flow has), each timed; their sum is the baseline.
+   flow has), each timed; their sum is the baseline. They run on the main thread, as
+   ``python -m tasks`` and DVC run them; ``--direct-thread`` runs them on a worker
+   thread as the flow's ``ThreadPoolTaskRunner`` does.
 2. **Prefect**: in a copy of the repo's pipeline files (dvc.yaml, tiny params.yaml,
    profiles/, tasks/, models/, flows/, .dvc/config, pyproject.toml; ``git init``), so
    the flow's closing ``dvc commit`` runs as in the project. One process imports,
@@ -26,6 +28,11 @@ seconds on a busy 2-core VM and has nothing to do with orchestration), plus any
    ``dvc repro`` runs, each asserted to report the pipeline up to date. ``--dvc-full``
    also times ``dvc repro --force`` (six ``python -m tasks`` stage processes, about
    two minutes here, so off by default).
+
+Every stage process gets ``OMP_NUM_THREADS=1`` (``--threads``): with torch's and
+scikit-learn's default two OpenMP threads, the training time on a busy shared 2-core VM
+varied 3-4x between identical runs (a contended OpenMP team spin-waits), which swamped
+the few seconds being measured.
 
 Fixed costs are kept out of the comparisons and shown on their own: interpreter and
 imports, the MLflow experiment (every root gets a copy of an empty, migrated MLflow
@@ -161,8 +168,10 @@ def work_flow(a: argparse.Namespace) -> dict[str, Any]:
         t_flow = time.perf_counter() - t0
         results = state.result()  # raises if the flow failed
         tasks = _task_times(str(state.state_details.flow_run_id))
-        assert commit.get("message", "").startswith("committed"), f"the flow's dvc commit: {commit}"
-        runs.append({"refresh_cache": refresh, "flow_s": t_flow, "dvc_commit_s": commit["seconds"], "tasks": tasks,
+        if commit:  # not called with --set pipeline.dvc_commit=false
+            assert commit["message"].startswith("committed"), f"the flow's dvc commit: {commit}"
+        runs.append({"refresh_cache": refresh, "flow_s": t_flow, "dvc_commit_s": commit.get("seconds", 0.0),
+                     "dvc_commit": commit.get("message"), "tasks": tasks,
                      "task_run_sum_s": sum(t["run_s"] for t in tasks.values()),
                      "cache_hits": sorted(s for s, t in tasks.items() if t["state"] == "Cached"),
                      "registered_version": results[DOMAIN]["register"]["version"]})
@@ -262,13 +271,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--direct-thread", action="store_true",
                     help="call the direct stages in a worker thread, as the flow's ThreadPoolTaskRunner does "
                          "(torch's CPU threading behaves differently off the main thread)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP_NUM_THREADS (torch, scikit-learn) and OPENBLAS_NUM_THREADS of every stage process "
+                         "(default 1: on a busy 2-core VM more threads make the training time vary 3-4x from "
+                         "run to run, which would swamp the overhead measured; 0 leaves them unset)")
     ap.add_argument("--dvc-repeat", type=int, default=3, help="no-op dvc repro runs (the median is reported)")
     ap.add_argument("--prefect-home", type=Path, default=None,
                     help="PREFECT_HOME of the flow runs (default $TMPDIR/bench-prefect-home, reused)")
     ap.add_argument("--keep", action="store_true", help="keep the throw-away roots")
     ap.add_argument("--timeout", type=float, default=600, help="seconds allowed per subprocess")
     ap.add_argument("--worker", choices=("direct", "flow", "mlflow-template"), help=argparse.SUPPRESS)
-    ap.add_argument("--refresh", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--db", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -291,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     prefect_cold = not (prefect_home / "prefect.db").exists()
     roots: list[Path] = []
 
+    def worker_env(root: Path, **kw: Any) -> dict[str, str]:
+        env = quiet_env(root, **kw)
+        if a.threads > 0:
+            env.update(OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads),
+                       MKL_NUM_THREADS=str(a.threads))
+        return env
+
     def new_root(kind: str, template: Path) -> Path:
         root = make_root(kind)
         roots.append(root)
@@ -306,12 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         # 1. the stages called directly
         root = new_root("direct", template)
         log(f"direct stages in {root} ...")
-        direct, direct_wall = run_worker(script, ["--worker", "direct", *(["--direct-thread"] if a.direct_thread else [])],
-                                         quiet_env(root), root, a.timeout, "direct")
+        flags = ["--direct-thread"] if a.direct_thread else []
+        direct, direct_wall = run_worker(script, ["--worker", "direct", *flags], worker_env(root), root, a.timeout,
+                                         "direct")
 
         # 2-3. the Prefect flow, fresh then again, in a git + DVC copy of the repo (so its `dvc commit` runs)
         root = new_root("flow", template)
-        env = quiet_env(root, prefect_home=prefect_home)
+        env = worker_env(root, prefect_home=prefect_home)
         dvc_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # DVC's stages import the copy's tasks/
         where = subprocess.run([sys.executable, "-c", "import tasks; print(tasks.__file__)"], cwd=root, env=dvc_env,
                                capture_output=True, text=True, check=True).stdout.strip()
@@ -373,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         text = table(["measurement", "seconds", "task run s", "note"], rows, align="lrrl")
         total = time.perf_counter() - t_start
         load_after = os.getloadavg()
+        threads = f"OMP_NUM_THREADS={a.threads}" if a.threads > 0 else "default threads"
         print(f"\n## Pipeline overhead on the tiny params (tests/conftest.py TINY, baselines [logreg]"
-              f"{' + ' + ', '.join(a.overrides) if a.overrides else ''})\n")
+              f"{' + ' + ', '.join(a.overrides) if a.overrides else ''}; {threads})\n")
         print(text)
         print("\n'task run s': the stage's running time as Prefect recorded it in that flow run (task run "
               "total_run_time). One run each; load average before/after "
@@ -385,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                   "stage_cache_key / result storage).")
         path = write_json(NAME, {
             "benchmark": NAME, "machine": {**machine(), "loadavg_before": load_before, "loadavg_after": load_after},
-            "args": {k: str(v) for k, v in vars(a).items() if k not in ("worker", "refresh", "db")},
-            "direct_in_worker_thread": a.direct_thread,
+            "args": {k: str(v) for k, v in vars(a).items() if k not in ("worker", "db")},
+            "direct_in_worker_thread": a.direct_thread, "omp_num_threads": a.threads or None,
             "params_extra": {"tiny": TINY, "bench": extra}, "prefect_home": str(prefect_home),
             "prefect_home_cold": prefect_cold,
             "direct": {**direct, "process_wall_s": direct_wall},

@@ -86,6 +86,17 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
     assert preds["full_context"].sum() == 1500 - 7
     assert {"IPV4_SRC_ADDR", "prediction", "row"} <= set(preds.columns)
 
+    # The same through the CLI, against an explicit version URI.
+    import subprocess
+    import sys
+
+    out2 = project / "preds" / "cli.parquet"
+    proc = subprocess.run([sys.executable, "-m", "tasks", "score", "netflow", "--input", str(new), "--output",
+                           str(out2), "--model-uri", "models:/formerflow-netflow/1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert pl.read_parquet(out2)["p_attack"].to_list() == preds["p_attack"].to_list()
+
 
 def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harness):
     """A service only needs mlflow.pyfunc.load_model and raw records."""
