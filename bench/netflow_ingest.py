@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.worker:
         worker_main(a)
         return 0
-    if a.rows < 1000:
-        ap.error("--rows must be at least 1000")
+    if a.rows < 1000 or a.repeat < 1:
+        ap.error("--rows must be at least 1000 and --repeat at least 1")
     impls = ["polars", *[i for i in dict.fromkeys(a.impl or ["pandas"]) if i != "polars"]]
 
     t_start = time.perf_counter()

@@ -26,8 +26,8 @@ seconds on a busy 2-core VM and has nothing to do with orchestration), plus any
 3. **DVC** (``--no-dvc`` to skip): ``dvc repro`` in that copy after the flows (the
    flow's ``dvc commit`` should leave nothing to do), then ``--dvc-repeat`` no-op
    ``dvc repro`` runs, each asserted to report the pipeline up to date. ``--dvc-full``
-   also times ``dvc repro --force`` (six ``python -m tasks`` stage processes, about
-   two minutes here, so off by default).
+   also times ``dvc repro --force`` (six ``python -m tasks`` stage processes, 1-2
+   minutes here, so off by default).
 
 Every stage process gets ``OMP_NUM_THREADS=1`` (``--threads``): with torch's and
 scikit-learn's default two OpenMP threads, the training time on a busy shared 2-core VM
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="param override on top of the tiny test params (repeatable)")
     ap.add_argument("--no-dvc", dest="dvc", action="store_false", help="skip the dvc repro timings")
     ap.add_argument("--dvc-full", action="store_true",
-                    help="also time a full `dvc repro --force` (six stage processes; about as long as the flow)")
+                    help="also time a full `dvc repro --force` (six stage processes; 1-2 minutes on 2 cores)")
     ap.add_argument("--direct-thread", action="store_true",
                     help="call the direct stages in a worker thread, as the flow's ThreadPoolTaskRunner does "
                          "(torch's CPU threading behaves differently off the main thread)")
@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         answer({"direct": work_direct, "flow": work_flow, "mlflow-template": work_mlflow_template}[a.worker](a))
         return 0
 
+    if a.dvc_repeat < 1:
+        ap.error("--dvc-repeat must be at least 1")
     sys.path.insert(0, str(REPO))
     from tasks.params import parse_override
     from tests.conftest import TINY, deep_merge

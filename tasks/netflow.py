@@ -248,11 +248,15 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
             files = generate(out / "source", n_flows=s.n_flows, seed=s.seed, n_files=s.n_files,
                              attack_fraction=s.attack_fraction)
             urls = [str(f) for f in files]
+            # Record where the files will live once the folder is swapped in, not the temp folder,
+            # so the manifest (and the DVC hash of data/raw) is the same on every run.
+            shown = [str((paths.raw / f.relative_to(out)).relative_to(paths.root)) for f in files]
             fingerprint: Any = {"synthetic": s.model_dump()}
         else:
             urls = store.retry(lambda: store.expand_urls(p.source), retries=p.retries, delay_s=p.retry_delay_s,
                                what=f"ingest.netflow.source {p.source}")
             fingerprint = [store.source_fingerprint(u) for u in urls] if len(urls) <= 1000 else {"n": len(urls)}
+            shown = urls
         lf = read_flows(urls, p.spec, fmt=p.format, cache=Path(cache), retries=p.retries, delay_s=p.retry_delay_s)
         if p.max_rows:
             lf = lf.head(p.max_rows)
@@ -269,7 +273,7 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
             # Not fatal (a capture can be all attacks) but worth saying loudly.
             print(f"warning: no row has {p.spec.label_column} == {p.spec.benign_value!r}")
         manifest = {
-            "stage": "ingest", "domain": DOMAIN, "source": p.source, "files": urls,
+            "stage": "ingest", "domain": DOMAIN, "source": p.source, "files": shown,
             "fingerprint": fingerprint, "rows": n_rows, "class_counts": class_counts,
             "spec": p.spec.name, "outputs": {"flows": store.content_hash(target)},
         }
