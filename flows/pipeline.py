@@ -191,26 +191,29 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
     return results
 
 
-@flow(name="formerflow-domain", log_prints=True)
+@flow(name="formerflow-domain", log_prints=False)
 def domain_flow(domain: str = "netflow", profiles: list[str] | None = None, overrides: list[str] | None = None,
                 refresh_cache: bool = False) -> dict[str, Any]:
     """ingest -> preprocess -> train -> compress -> evaluate -> register for one domain."""
     return pipeline.fn(domains=[domain], profiles=profiles, overrides=overrides, refresh_cache=refresh_cache)
 
 
-@flow(name="formerflow-pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="formerflow-pipeline", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None,
              overrides: list[str] | None = None, refresh_cache: bool = False) -> dict[str, Any]:
     """Every stage of every domain in ``domains`` (default: ``pipeline.domains`` of the params)."""
     params = load_params(profiles=profiles, overrides=overrides or [])
     domains = domains or list(params.pipeline.domains)
     results = _run_domains(domains, params, refresh_cache)
+    summary = []
     for domain in domains:
         reg = results[domain]["register"]
-        print(f"{domain}: {reg['registered_model']} v{reg['version']} candidate; champion "
-              f"v{reg['champion_version']} ({reg['reason']})")
+        summary.append(f"{domain}: {reg['registered_model']} v{reg['version']} is candidate; champion is "
+                       f"v{reg['champion_version']} ({reg['reason']})")
     if params.pipeline.dvc_commit:
-        print(dvc_commit(domains))
+        summary.append("dvc: " + dvc_commit(domains))
+    for line in summary:
+        print(line)  # plain stdout (log_prints is off): Prefect logs at WARNING in make run
     return results
 
 
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                        refresh_cache=args.refresh_cache)
     for domain, manifests in results.items():
         print(f"\n== {domain} ==\n{manifests['evaluate']['table']}")
+    print("\nreports: reports/<domain>/report.md; MLflow UI: make ui")
     return 0
 
 
