@@ -38,15 +38,7 @@ from prefect.tasks import exponential_backoff
 
 from tasks import store, tracking
 from tasks.params import STAGES, Params, load_params
-from tasks.stages import run_stage
-
-STAGE_OUTPUTS = {
-    "ingest": lambda p: [p.raw],
-    "preprocess": lambda p: [p.processed],
-    "train": lambda p: [p.teacher, p.baselines],
-    "compress": lambda p: [p.compressed, p.reports / "compress.json"],
-    "evaluate": lambda p: [p.reports / "metrics.json", p.reports / "report.md", p.reports / "plots"],
-}
+from tasks.stages import run_stage, stage_outputs
 
 
 def stage_cache_key(context, parameters: dict[str, Any]) -> str:
@@ -67,7 +59,7 @@ def _output_record(stage: str, domain: str) -> Path:
 
 
 def _output_hashes(stage: str, domain: str) -> dict[str, str]:
-    return {str(p): store.content_hash(p) for p in STAGE_OUTPUTS[stage](store.domain_paths(domain))}
+    return {str(p): store.content_hash(p) for p in stage_outputs(stage, domain)}
 
 
 def outputs_changed(stage: str, domain: str) -> bool:
@@ -101,7 +93,7 @@ def _run(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | N
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
     manifest = run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
                          tags={"prefect.flow_run_id": flow_run_id})
-    if stage in STAGE_OUTPUTS:
+    if stage != "register":
         store.atomic_write_json(_output_record(stage, domain), _output_hashes(stage, domain))
     return manifest
 

@@ -116,12 +116,28 @@ def validate_columns(names: list[str], spec: FlowDatasetSpec, display: str, requ
         )
 
 
-def _typed(lf, spec: FlowDatasetSpec, names: list[str]):
-    """Rename, select and type the spec's columns: numerics as Float64, categoricals and label as strings."""
+def _invalid(spec: FlowDatasetSpec):
+    """True for a row with a non-numeric entry in a numeric field or an empty label (see :func:`_check_values`)."""
+    import polars as pl
+
+    bad = [
+        pl.col(c).is_not_null() & (pl.col(c).cast(pl.String).str.strip_chars() != "")
+        & pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).is_null()
+        for c in spec.numeric_fields
+    ]
+    label_missing = pl.col(spec.label_column).is_null() | (pl.col(spec.label_column).cast(pl.String) == "")
+    return pl.any_horizontal([*bad, label_missing])
+
+
+def _typed(lf, spec: FlowDatasetSpec, names: list[str], flag: bool = False):
+    """Rename, select and type the spec's columns: numerics as Float64, categoricals and label as strings.
+
+    With ``flag``, an extra boolean ``__invalid`` column marks rows that fail the value checks.
+    """
     import polars as pl
 
     lf = lf.rename({k: v for k, v in spec.renames.items() if k in names})
-    exprs = []
+    exprs = [_invalid(spec).alias("__invalid")] if flag else []
     for c in spec.numeric_fields:
         exprs.append(pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c))
     for c in [*spec.categorical_fields, *spec.keep_columns]:
@@ -174,21 +190,27 @@ def _check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
     raise SchemaError(f"{display}: " + "; ".join(problems[:5]))
 
 
-def read_flows(urls: list[str], spec: FlowDatasetSpec, *, fmt: str = "auto", cache: Path,
-               retries: int = 3, delay_s: float = 0.5):
-    """Validate every source file and return one lazy frame over all of them, in order.
+def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: str = "auto", cache: Path,
+                retries: int = 3, delay_s: float = 0.5, max_rows: int | None = None) -> None:
+    """Validate every source file and write them, in order, as one Parquet file.
+
+    The values are checked in the same streaming pass that writes the Parquet
+    (polars shares the scan between the sink and the check), so a large CSV is
+    read once and never held in memory. Only when a bad value is found is the
+    offending file read again to name its rows, columns and values.
 
     Args:
         urls: Concrete file URLs or paths (see :func:`tasks.store.expand_urls`).
         spec: The dataset spec (fields, label, benign value, renames).
+        target: The Parquet file to write (inside a folder being built atomically).
         fmt: ``auto`` (by extension), ``csv`` or ``parquet``.
         cache: Folder for local copies of remote or compressed files.
         retries: Retries of a remote read with exponential backoff.
         delay_s: First backoff delay.
+        max_rows: Keep only the first rows.
 
-    Returns:
-        A polars LazyFrame with the numeric fields (Float64), categorical fields
-        and ``keep_columns`` (strings), ``label`` (class name) and ``is_attack``.
+    Output columns: the numeric fields (Float64), categorical fields and
+    ``keep_columns`` (strings), ``label`` (class name) and ``is_attack``.
 
     Raises:
         SchemaError: Required columns missing or a non-numeric value in a numeric column.
@@ -196,17 +218,25 @@ def read_flows(urls: list[str], spec: FlowDatasetSpec, *, fmt: str = "auto", cac
     """
     import polars as pl
 
-    frames = []
-    for url in urls:
+    frames, scans = [], []
+    for i, url in enumerate(urls):
         local = _local_copy(url, cache, retries, delay_s)
         lf, names = _scan(local, _format_of(Path(url.split("?")[0]), fmt), url)
         validate_columns(names, spec, url)
         if lf.head(1).collect().height == 0:
             raise EmptySourceError(f"{url}: header only, no data rows")
-        if fmt != "parquet" and _format_of(Path(url), fmt) == "csv":
-            _check_values(lf, spec, url)
-        frames.append(_typed(lf, spec, names))
-    return pl.concat(frames, how="vertical")
+        scans.append(lf)
+        frames.append(_typed(lf, spec, names, flag=True).with_columns(pl.lit(i, pl.Int32).alias("__file")))
+    rows = pl.concat(frames, how="vertical")
+    if max_rows:
+        rows = rows.head(max_rows)
+    sink = rows.drop("__invalid", "__file").sink_parquet(target, maintain_order=True, lazy=True)
+    first_bad = rows.filter(pl.col("__invalid")).select("__file").head(1)
+    _, bad = pl.collect_all([sink, first_bad])
+    if bad.height:
+        i = int(bad["__file"][0])
+        _check_values(scans[i], spec, urls[i])
+        raise SchemaError(f"{urls[i]}: invalid values (non-numeric entry or empty label)")  # not reached
 
 
 def read_for_scoring(urls: list[str], spec: FlowDatasetSpec, *, cache: Path, fmt: str = "auto"):
@@ -257,11 +287,9 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
                                what=f"ingest.netflow.source {p.source}")
             fingerprint = [store.source_fingerprint(u) for u in urls] if len(urls) <= 1000 else {"n": len(urls)}
             shown = urls
-        lf = read_flows(urls, p.spec, fmt=p.format, cache=Path(cache), retries=p.retries, delay_s=p.retry_delay_s)
-        if p.max_rows:
-            lf = lf.head(p.max_rows)
         target = out / RAW_FILE
-        lf.sink_parquet(target, maintain_order=True)
+        write_flows(urls, p.spec, target, fmt=p.format, cache=Path(cache), retries=p.retries,
+                    delay_s=p.retry_delay_s, max_rows=p.max_rows)
         counts = (
             pl.scan_parquet(target).group_by(LABEL).agg(pl.len().alias("n")).sort(LABEL).collect()
         )
