@@ -51,6 +51,7 @@ test: setup
 bench: setup
 	$(PY) bench/netflow_ingest.py
 	$(PY) bench/pipeline_overhead.py
+	$(PY) bench/eeg_train.py
 
 serve: setup
 	$(PY) -m flows.deployments
