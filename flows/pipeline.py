@@ -22,6 +22,7 @@ Run it: ``python -m flows.pipeline`` (all domains of ``pipeline.domains``),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import shutil
@@ -157,27 +158,21 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
 
     pdict = params.model_dump(mode="json")
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
-    parents = {}
-    for domain in domains:
-        ctx = tracking.start_run(domain, "pipeline", tags={"prefect.flow_run_id": flow_run_id})
-        parents[domain] = (ctx, ctx.__enter__())
-        parents[domain][1].log_params({"stages": ",".join(STAGES)})
-    futures: dict[str, dict[str, Any]] = {d: {} for d in domains}
-    try:
+    with contextlib.ExitStack() as stack:  # one MLflow parent run per domain, closed FAILED on error
+        parents = {d: stack.enter_context(tracking.start_run(d, "pipeline", tags={"prefect.flow_run_id": flow_run_id}))
+                   for d in domains}
+        futures: dict[str, dict[str, Any]] = {d: {} for d in domains}
         for domain in domains:  # submit every chain first so domains run in parallel
+            parents[domain].log_params({"stages": ",".join(STAGES)})
             upstream = None
             for stage in STAGES:
-                fut = _task_for(stage, domain, refresh).submit(stage, domain, pdict, parents[domain][1].run_id, upstream)
-                futures[domain][stage] = fut
-                upstream = fut
+                upstream = _task_for(stage, domain, refresh).submit(stage, domain, pdict, parents[domain].run_id,
+                                                                    upstream)
+                futures[domain][stage] = upstream
         results = {d: {s: f.result() for s, f in fs.items()} for d, fs in futures.items()}
-    except BaseException:
-        for ctx, _ in parents.values():
-            ctx.__exit__(*sys.exc_info())
-        raise
-    for domain, (ctx, run) in parents.items():
-        run.set_tags({"registered.version": results[domain]["register"]["version"]})
-        ctx.__exit__(None, None, None)
+        for domain, run in parents.items():
+            run.set_tags({"registered.version": results[domain]["register"]["version"]})
+    for domain in domains:
         create_markdown_artifact(key=f"{domain}-report", markdown=_report_markdown(domain, results[domain]),
                                  description=f"formerflow {domain}: metrics, compression, registry")
     return results

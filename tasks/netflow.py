@@ -116,17 +116,25 @@ def validate_columns(names: list[str], spec: FlowDatasetSpec, display: str, requ
         )
 
 
+def _not_a_number(column: str):
+    """True where a non-empty entry of ``column`` does not parse as a number (empty/NaN/inf are accepted)."""
+    import polars as pl
+
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    return pl.col(column).is_not_null() & (text != "") & text.cast(pl.Float64, strict=False).is_null()
+
+
+def _no_label(column: str):
+    import polars as pl
+
+    return pl.col(column).is_null() | (pl.col(column).cast(pl.String) == "")
+
+
 def _invalid(spec: FlowDatasetSpec):
     """True for a row with a non-numeric entry in a numeric field or an empty label (see :func:`_check_values`)."""
     import polars as pl
 
-    bad = [
-        pl.col(c).is_not_null() & (pl.col(c).cast(pl.String).str.strip_chars() != "")
-        & pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).is_null()
-        for c in spec.numeric_fields
-    ]
-    label_missing = pl.col(spec.label_column).is_null() | (pl.col(spec.label_column).cast(pl.String) == "")
-    return pl.any_horizontal([*bad, label_missing])
+    return pl.any_horizontal([*(_not_a_number(c) for c in spec.numeric_fields), _no_label(spec.label_column)])
 
 
 def _typed(lf, spec: FlowDatasetSpec, names: list[str], flag: bool = False):
@@ -157,16 +165,11 @@ def _check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
     """
     import polars as pl
 
-    bad = [
-        (pl.col(c).is_not_null() & (pl.col(c).cast(pl.String).str.strip_chars() != "")
-         & pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).is_null()).alias(c)
-        for c in spec.numeric_fields
-    ]
-    label_missing = pl.col(spec.label_column).is_null() | (pl.col(spec.label_column).cast(pl.String) == "")
+    names = lf.collect_schema().names()
+    rows = lf.rename({k: v for k, v in spec.renames.items() if k in names}).with_row_index("__row", offset=1)
     flagged = (
-        lf.rename({k: v for k, v in spec.renames.items() if k in lf.collect_schema().names()})
-        .with_row_index("__row", offset=1)
-        .with_columns(*bad, label_missing.alias("__nolabel"))
+        rows.with_columns(*(_not_a_number(c).alias(c) for c in spec.numeric_fields),
+                          _no_label(spec.label_column).alias("__nolabel"))
         .filter(pl.any_horizontal([*spec.numeric_fields, "__nolabel"]))
         .head(5)
         .collect()
@@ -174,12 +177,7 @@ def _check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
     if flagged.height == 0:
         return
     problems = []
-    raw = (
-        lf.rename({k: v for k, v in spec.renames.items() if k in lf.collect_schema().names()})
-        .with_row_index("__row", offset=1)
-        .filter(pl.col("__row").is_in(flagged["__row"].to_list()))
-        .collect()
-    )
+    raw = rows.filter(pl.col("__row").is_in(flagged["__row"].to_list())).collect()
     for row in flagged.iter_rows(named=True):
         values = raw.filter(pl.col("__row") == row["__row"]).row(0, named=True)
         for c in spec.numeric_fields:

@@ -64,6 +64,10 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     """Register the evaluated model as ``candidate`` and move ``champion`` when the gate passes."""
     from mlflow.exceptions import MlflowException
 
+    if run is None:  # the model must be logged to a run: open one when called outside run_stage
+        with tracking.start_run(domain, "register") as own:
+            return register(domain, params, own)
+
     p = params.section("register", domain)
     paths = store.domain_paths(domain)
     metrics_file = paths.reports / "metrics.json"
@@ -79,9 +83,6 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     champion = tracking.get_alias(name, "champion")
     promote, reason = gate(cand, champion.metrics if champion else None, p.primary_metric, p.min_delta,
                            p.latency_budget_ms)
-    if run is None:
-        with tracking.start_run(domain, "register") as own:
-            return register(domain, params, own)
     with tempfile.TemporaryDirectory() as tmp:
         package(model_dir, Path(tmp))
         run.log_artifact(Path(tmp) / "model", "model")

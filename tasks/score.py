@@ -40,8 +40,7 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     urls = store.retry(lambda: store.expand_urls(input_url), retries=ip.retries, delay_s=ip.retry_delay_s,
                        what=f"score input {input_url}")
     with tempfile.TemporaryDirectory() as cache:
-        spec = ip.spec.model_copy(update={"label_column": ip.spec.label_column})
-        frame = dom.read_for_scoring(urls, spec, cache=Path(cache), fmt=ip.format)
+        frame = dom.read_for_scoring(urls, ip.spec, cache=Path(cache), fmt=ip.format)
     preds = pl.from_pandas(model.predict(frame.to_pandas()))
     keep = [c for c in ip.spec.keep_columns if c in frame.columns]
     out = pl.concat([frame.select(keep).with_row_index("row"), preds], how="horizontal")

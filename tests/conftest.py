@@ -42,19 +42,23 @@ def write_params(root: Path, extra: dict | None = None) -> Path:
     return path
 
 
+def setup_project(root: Path, mp: pytest.MonkeyPatch, extra: dict | None = None) -> Path:
+    """Make ``root`` a project (tiny params.yaml + ``extra``, profiles/, own MLflow sqlite) and enter it."""
+    root.mkdir(parents=True, exist_ok=True)
+    write_params(root, extra)
+    shutil.copytree(REPO / "profiles", root / "profiles")
+    mp.setenv("FORMERFLOW_ROOT", str(root))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.delenv("FORMERFLOW_PROFILE", raising=False)
+    mp.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
+    mp.chdir(root)
+    return root
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A project root in a temp folder: tiny params.yaml, profiles/, own MLflow sqlite + artifacts."""
-    root = tmp_path / "proj"
-    root.mkdir()
-    write_params(root)
-    shutil.copytree(REPO / "profiles", root / "profiles")
-    monkeypatch.setenv("FORMERFLOW_ROOT", str(root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    monkeypatch.delenv("FORMERFLOW_PROFILE", raising=False)
-    monkeypatch.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
-    monkeypatch.chdir(root)
-    return root
+    return setup_project(tmp_path / "proj", monkeypatch)
 
 
 @pytest.fixture(scope="session")

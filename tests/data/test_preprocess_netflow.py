@@ -24,7 +24,7 @@ from safetensors.numpy import load_file
 from tasks import netflow
 from tasks.netflow import FlowWindows, NumericScaler, encode_categorical, fit_levels, split_bounds
 from tasks.params import load_params
-from tests.conftest import REPO, write_params
+from tests.conftest import setup_project
 
 SPLITS = ("train", "val", "test")
 
@@ -37,16 +37,8 @@ def processed(tmp_path_factory):
     The env/cwd set-up mirrors ``conftest.project`` (which is function-scoped).
     Returns the project root, the raw frame, the schema and the tensors of every split.
     """
-    root = tmp_path_factory.mktemp("prep") / "proj"
-    root.mkdir()
-    write_params(root)
-    shutil.copytree(REPO / "profiles", root / "profiles")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FORMERFLOW_ROOT", str(root))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        mp.delenv("FORMERFLOW_PROFILE", raising=False)
-        mp.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
-        mp.chdir(root)
+        root = setup_project(tmp_path_factory.mktemp("prep") / "proj", mp)
         netflow.ingest(load_params())
         manifest = netflow.preprocess(load_params())
         proc = root / "data" / "processed" / "netflow"

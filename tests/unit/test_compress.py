@@ -4,7 +4,6 @@ and the train -> compress -> evaluate stages on a tiny project (one shared modul
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from torch import nn
 import models
 from tasks.compress import METHODS, load_any, quantize
 from tasks.train import save_model
-from tests.conftest import REPO, write_params
+from tests.conftest import setup_project
 
 KEY = "netflow/flowtransformer"
 CONFIGS = {
@@ -158,16 +157,8 @@ def pipeline(tmp_path_factory):
     from tasks.params import load_params
     from tasks.stages import run_stage
 
-    root = tmp_path_factory.mktemp("e2e") / "proj"
-    root.mkdir()
-    write_params(root, TINY_E2E)
-    shutil.copytree(REPO / "profiles", root / "profiles")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FORMERFLOW_ROOT", str(root))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        mp.delenv("FORMERFLOW_PROFILE", raising=False)
-        mp.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
-        mp.chdir(root)
+        root = setup_project(tmp_path_factory.mktemp("e2e") / "proj", mp, TINY_E2E)
         params = load_params()
         manifests = {stage: run_stage(stage, "netflow", params, track=False)
                      for stage in ("ingest", "preprocess", "train", "compress", "evaluate")}
