@@ -21,6 +21,7 @@ TIMEZONE = "UTC"
 # (deployment name, flow, parameters, cron, schedule slug)
 DEPLOYMENTS = [
     ("netflow", "formerflow-domain", {"domain": "netflow"}, "0 2 * * *", "netflow-nightly"),
+    ("eeg", "formerflow-domain", {"domain": "eeg"}, "30 2 * * *", "eeg-nightly"),
     ("all-domains", "formerflow-pipeline", {}, "0 4 * * 0", "pipeline-weekly"),
 ]
 

@@ -35,7 +35,8 @@ def score_flow(domain: str, input_url: str, output: str, model_uri: str | None =
     create_markdown_artifact(
         key=f"{domain}-scoring",
         markdown=(f"# Scoring · {domain}\n\nModel `{manifest['model_uri']}` scored {manifest['rows']:,} records "
-                  f"from `{input_url}`; flagged {manifest['flagged']:,} as attacks. Output: `{output}`."),
+                  f"from `{input_url}`; {manifest['flagged']:,} predicted positive (attack, seizure, ...). "
+                  f"Output: `{output}`."),
     )
     print(f"scored {manifest['rows']} records, flagged {manifest['flagged']}; wrote {output}")
     return manifest

@@ -48,6 +48,7 @@ def classification_metrics(
     """
     from sklearn.metrics import (
         balanced_accuracy_score,
+        cohen_kappa_score,
         confusion_matrix,
         f1_score,
         precision_recall_fscore_support,
@@ -68,6 +69,7 @@ def classification_metrics(
         "n": int(len(y)),
         "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "kappa": float(cohen_kappa_score(y, pred, labels=labels)) if len(y) else float("nan"),
         # Macro-F1 over the classes present in labels or predictions: a chronological test split
         # often lacks some attack families, which would otherwise count as F1 = 0.
         "macro_f1": float(f1_score(y, pred, labels=np.union1d(y, pred), average="macro", zero_division=0)),
@@ -81,7 +83,7 @@ def classification_metrics(
     }
     out["roc_auc"] = (float(roc_auc_score(attack_true, attack_score))
                       if len(np.unique(attack_true)) == 2 else float("nan"))
-    if task == "multiclass" and len(np.unique(y)) == probs.shape[1]:
+    if task == "multiclass" and probs.shape[1] > 2 and len(np.unique(y)) == probs.shape[1]:
         out["roc_auc_ovr_macro"] = float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
     if families is not None and family_names is not None:
         out["family_recall"] = {
@@ -136,7 +138,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title
 
 # ----------------------------------------------------------------------------- report
 TABLE_COLUMNS = [
-    ("balanced_accuracy", "bal. acc"), ("f1", "F1 (attack)"), ("macro_f1", "macro-F1"),
+    ("balanced_accuracy", "bal. acc"), ("kappa", "kappa"), ("f1", "F1 (attack)"), ("macro_f1", "macro-F1"),
     ("benign_fpr", "benign FPR"), ("roc_auc", "ROC-AUC"), ("latency_ms", "latency ms/window (b=1)"),
     ("throughput_per_s", "windows/s (batched)"), ("bytes", "size (KB)"), ("parameters", "params"),
 ]
@@ -154,24 +156,27 @@ def _fmt(key: str, value: Any) -> str:
     return f"{value:.4f}"
 
 
-def metrics_table(models: dict[str, dict[str, Any]]) -> str:
-    """The side-by-side markdown table of every evaluated model."""
-    head = "| model | kind | " + " | ".join(label for _, label in TABLE_COLUMNS) + " |"
+def metrics_table(models: dict[str, dict[str, Any]], labels: dict[str, str] | None = None) -> str:
+    """The side-by-side markdown table of every evaluated model (``labels`` renames columns per domain)."""
+    labels = labels or {}
+    head = "| model | kind | " + " | ".join(labels.get(k, label) for k, label in TABLE_COLUMNS) + " |"
     sep = "|---|---|" + "---:|" * len(TABLE_COLUMNS)
     rows = [f"| {name} | {m.get('kind', '')} | " + " | ".join(_fmt(k, m.get(k)) for k, _ in TABLE_COLUMNS) + " |"
             for name, m in models.items()]
     return "\n".join([head, sep, *rows])
 
 
-def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[str]) -> None:
+def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[str], *,
+                 test_note: str = "windows, the last rows in time order", labels: dict[str, str] | None = None,
+                 extra: str = "") -> None:
     models = result["models"]
     lines = [
         f"# formerflow report: {domain}",
         "",
-        f"Test split: {result['n_test']} windows, the last rows in time order. Task: {result['task']}; "
+        f"Test split: {result['n_test']} {test_note}. Task: {result['task']}; "
         f"threshold {result['threshold']}. Latency on CPU, batch 1, median of repeats.",
         "",
-        metrics_table(models),
+        metrics_table(models, labels),
         "",
         "## Per-class results",
         "",
@@ -186,6 +191,8 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
         lines.append("")
     if result.get("compression"):
         lines += ["## Compression trade-off", "", compression_table(result["compression"]), ""]
+    if extra:
+        lines += [extra, ""]
     lines += ["## Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots] + [""]
     store.atomic_write_text(path, "\n".join(lines))
 
@@ -264,10 +271,17 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
             f = plots_dir / f"confusion_{name}.png"
             plot_confusion(m["confusion_matrix"], info["class_names"], f"{domain}: {name}", f)
             plot_files.append(f.name)
-        plot_roc(curves, plots_dir / "roc.png", f"{domain}: ROC, attack vs benign (test split)")
+        plot_roc(curves, plots_dir / "roc.png", f"{domain}: ROC, {info.get('roc_label', 'attack vs benign')} "
+                 "(test split)")
         plot_files.insert(0, "roc.png")
+        extra_md = ""
+        if hasattr(dom, "extra_evaluate"):
+            # Domain-specific evaluation beside the test split (EEG: its protocol summary and plots).
+            extra_md, extra_plots = dom.extra_evaluate(params, result, plots_dir)
+            plot_files += extra_plots
     store.atomic_write_json(paths.reports / "metrics.json", result)
-    write_report(domain, result, paths.reports / "report.md", plot_files)
+    write_report(domain, result, paths.reports / "report.md", plot_files, labels=info.get("column_labels"),
+                 test_note=info.get("test_note", "windows, the last rows in time order"), extra=extra_md)
     if run is not None:
         for name, m in results.items():
             run.log_metrics({f"{name}.{k}": v for k, v in m.items() if isinstance(v, int | float)})
@@ -275,5 +289,5 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
         run.log_artifact(paths.reports / "plots", "plots")
     return {"stage": "evaluate", "domain": domain,
             "summary": {n: {k: m.get(k) for k, _ in TABLE_COLUMNS} for n, m in results.items()},
-            "table": metrics_table(results),
+            "table": metrics_table(results, info.get("column_labels")),
             "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}

@@ -26,7 +26,7 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
         model_uri: An MLflow model URI; defaults to ``score.<domain>.model_uri`` or the champion.
 
     Returns:
-        A manifest: model URI, rows scored, attacks flagged, output path.
+        A manifest: model URI, rows scored, rows predicted positive (class != 0: attack, seizure, ...), output path.
     """
     import polars as pl
 
@@ -37,17 +37,23 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     ip = params.section("ingest", domain)
     uri = model_uri or p.model_uri or f"models:/{tracking.registered_model_name(domain)}@champion"
     model = tracking.load_pyfunc(uri)
-    urls = store.retry(lambda: store.expand_urls(input_url), retries=ip.retries, delay_s=ip.retry_delay_s,
-                       what=f"score input {input_url}")
+    if getattr(dom, "SCORE_INPUT_EXPANDS_ITSELF", False):
+        urls = [input_url]  # the domain's fetcher takes folders, globs, URLs and archives (EEG)
+    else:
+        urls = store.retry(lambda: store.expand_urls(input_url), retries=ip.retries, delay_s=ip.retry_delay_s,
+                           what=f"score input {input_url}")
     with tempfile.TemporaryDirectory() as cache:
-        frame = dom.read_for_scoring(urls, ip.spec, cache=Path(cache), fmt=ip.format)
-    preds = pl.from_pandas(model.predict(frame.to_pandas()))
-    keep = [c for c in ip.spec.keep_columns if c in frame.columns]
-    out = pl.concat([frame.select(keep).with_row_index("row"), preds], how="horizontal")
+        frame = dom.scoring_input(urls, ip, cache=Path(cache))
+        preds = pl.from_pandas(model.predict(frame.to_pandas()))
+    if getattr(dom, "SCORE_PER_INPUT_ROW", True):
+        keep = [c for c in dom.key_columns(ip) if c in frame.columns]
+        out = pl.concat([frame.select(keep).with_row_index("row"), preds], how="horizontal")
+    else:  # one row per derived item (EEG: per epoch); the predictions carry their own keys
+        out = preds
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
         out.write_parquet(tmp.name)
     Path(tmp.name).replace(output)
     return {"stage": "score", "domain": domain, "model_uri": uri, "input": input_url, "rows": out.height,
-            "flagged": int(out["prediction"].sum()) if out.height else 0, "output": str(output)}
+            "flagged": int((out["prediction"] != 0).sum()) if out.height else 0, "output": str(output)}

@@ -248,7 +248,8 @@ def fit(
             bar.set_postfix(epoch=epoch, **{k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch"})
     finally:
         bar.close()
-    model.load_state_dict(best_state)
+    if cfg.keep == "best":
+        model.load_state_dict(best_state)
     model.to("cpu")
     return FitResult(
         best_epoch=int(state["best_epoch"]), best_metric=float(state["best_metric"]),
@@ -354,6 +355,9 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
                 timings[name] = {"fit_seconds_all": round(fit_s, 3), "ms_per_record_batched": per}
         pl.DataFrame(cols).write_parquet(bdir / "predictions.parquet")
         store.atomic_write_json(bdir / "metrics.json", {"baselines": list(p.baselines), "timings": timings})
+        if hasattr(dom, "extra_train"):
+            # Domain-specific training beside the teacher (EEG: its evaluation protocol), same atomic folder.
+            summary.update(dom.extra_train(params, bdir, run))
     store.atomic_write_text(paths.reports / "train_history.csv", pl.DataFrame(result.history).write_csv())
     store.atomic_write_json(paths.reports / "train.json", summary)
     if run is not None:

@@ -12,7 +12,7 @@ def test_repo_params_and_profiles_validate(project):
     from tests.conftest import REPO
 
     p = load_params(REPO / "params.yaml")
-    assert p.pipeline.domains == ["netflow"]
+    assert p.pipeline.domains == ["netflow", "eeg"]
     assert p.train.netflow.model.arch == "flowtransformer"
     paper = load_params(REPO / "params.yaml", profiles=["paper"])
     assert paper.preprocess.netflow.test_fraction == 0.025
@@ -67,3 +67,36 @@ def test_missing_and_malformed_file(project):
     (project / "bad.yaml").write_text("train: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(project / "bad.yaml")
+
+
+@pytest.mark.parametrize("profile", ["paper", "botiot", "bonn", "eegmmidb", "seizure"])
+def test_every_profile_validates(project, profile):
+    from tests.conftest import REPO
+
+    load_params(REPO / "params.yaml", profiles=[profile])
+
+
+def test_lookup_tables_are_replaced_not_merged(project):
+    from tests.conftest import REPO
+
+    bonn = load_params(REPO / "params.yaml", profiles=["bonn"])
+    # the default {left_hand: left_hand, ...} would name classes the Bonn spec does not have
+    assert bonn.ingest.eeg.spec.event_map == {}
+    assert set(bonn.ingest.eeg.spec.label_map.values()) == {"non_seizure", "seizure"}
+    mmi = load_params(REPO / "params.yaml", profiles=["eegmmidb"])
+    assert mmi.ingest.eeg.spec.event_map == {"T1": "left_hand", "T2": "right_hand"}
+    # ordinary sections still merge key by key
+    assert mmi.train.eeg.protocol.seeds == load_params(REPO / "params.yaml").train.eeg.protocol.seeds
+
+
+def test_eeg_spec_and_protocol_are_checked_at_load(project):
+    with pytest.raises(ParamsError, match=r"ingest\.eeg\.spec: .*classes not in classes .*\['rest'\]"):
+        load_params(overrides=["ingest.eeg.spec.event_map={T0: rest}"])
+    with pytest.raises(ParamsError, match=r"train\.eeg\.protocol\.configs\.dbconformer: .*n_heads"):
+        load_params(overrides=["train.eeg.protocol.configs={dbconformer: {n_heads: 0}}"])
+    with pytest.raises(ParamsError, match=r"train\.eeg\.protocol\.name: .*'co', 'cv' or 'loso'"):
+        load_params(overrides=["train.eeg.protocol.name=holdout"])
+    with pytest.raises(ParamsError, match=r"preprocess\.eeg: .*tmax"):
+        load_params(overrides=["preprocess.eeg.tmax=0.1"])
+    with pytest.raises(ParamsError, match=r"preprocess\.eeg: .*Nyquist"):
+        load_params(overrides=["preprocess.eeg.sfreq=50"])

@@ -253,6 +253,16 @@ def read_for_scoring(urls: list[str], spec: FlowDatasetSpec, *, cache: Path, fmt
     return frame
 
 
+def scoring_input(urls: list[str], ip, *, cache: Path):
+    """The score stage's hook: the records of ``urls`` read with the ingest spec ``ip.spec``."""
+    return read_for_scoring(urls, ip.spec, cache=cache, fmt=ip.format)
+
+
+def key_columns(ip) -> list[str]:
+    """Input columns copied beside the predictions (``ingest.netflow.spec.keep_columns``)."""
+    return list(ip.spec.keep_columns)
+
+
 def ingest(params: Params, run=None) -> dict[str, Any]:
     """Fetch the configured source (or generate the synthetic one) and write validated Parquet.
 
