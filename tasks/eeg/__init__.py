@@ -464,7 +464,8 @@ def task_info(params: Params, schema: dict) -> dict[str, Any]:
     return {"task": "multiclass", "class_names": list(schema["classes"]), "negative_class": 0, "family_names": None,
             "column_labels": {"f1": f"F1 ({schema['classes'][-1]})", "benign_fpr": f"FPR ({schema['classes'][0]})"},
             "roc_label": f"{schema['classes'][-1]} vs {schema['classes'][0]}",
-            "test_note": "epochs: per subject and class the last trials (deployment split, online EA)"}
+            "test_note": "epochs: per subject and class the last trials (deployment split"
+                         + (", online Euclidean alignment)" if schema.get("ea") else ", no alignment)")}
 
 
 # ============================================================================ protocols (train stage)
@@ -495,17 +496,22 @@ def protocol_variants(params: Params) -> list[tuple[str, str, bool]]:
     return out
 
 
-def extra_train(params: Params, out: Path, run=None) -> dict[str, Any]:
-    """Run the evaluation protocol: every variant x seed x fold, test predictions to ``protocol.parquet``.
+def run_protocol(params: Params, x: np.ndarray, subjects: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+                 schema: dict, *, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every variant x seed x fold of ``train.eeg.protocol`` on unaligned epochs ``x`` (N, C, T).
 
     Each fit is the generic loop (:func:`tasks.train.fit`) with the stage's settings
-    (``protocol.epochs`` / ``protocol.lr`` override), no validation split and the last
-    epoch kept, as the reference. DBConformer's channel-attention weights on each
-    fold's test trials are averaged into ``protocol.json`` for the topomap.
+    (``protocol.epochs`` / ``lr`` / per-model ``loops`` override), no validation split and
+    the last epoch kept, as the reference. Pure numpy/torch (no I/O), so the same function
+    runs on any machine with the data in memory.
+
+    Returns:
+        ``(columns, info)``: the test predictions as columns (model, seed, fold, subject,
+        index, y, p0..p{K-1}) and the run's description: folds, variants, seconds, and
+        DBConformer's channel-attention weights on the test trials (mean over folds and
+        seeds, overall and per class) for the topomap.
     """
-    import polars as pl
     import torch
-    from safetensors.numpy import load_file
     from tqdm.auto import tqdm
 
     import models
@@ -513,60 +519,92 @@ def extra_train(params: Params, out: Path, run=None) -> dict[str, Any]:
 
     p = params.train.eeg
     pr = p.protocol
-    if not pr.enabled:
-        return {}
-    paths = store.domain_paths(DOMAIN)
-    schema = load_schema()
-    meta = pl.read_parquet(paths.processed / "meta.parquet")
-    x = load_file(str(paths.processed / "epochs.safetensors"))["x"]
-    subjects = meta["subject"].to_numpy().astype(str)
-    labels = meta["label"].to_numpy()
-    groups = meta["group"].to_numpy()
     folds = eeg_protocol.protocol_folds(subjects, labels, pr.name, k=pr.k, pooled=pr.pooled, groups=groups)
     loop = p.model_copy(update={"epochs": pr.epochs or p.epochs, "lr": pr.lr or p.lr, "resume": False,
                                 "keep": "last"})
     variants = protocol_variants(params)
     n_classes = len(schema["classes"])
-    frames, weights, seconds = [], [], {}
+    parts: list[dict[str, np.ndarray]] = []
+    attention: dict[str, dict[str, list]] = {}
+    seconds: dict[str, float] = {}
     bar = tqdm(total=len(variants) * len(pr.seeds) * len(folds), desc=f"eeg protocol {pr.name}", unit="fit",
-               disable=None, leave=False)
+               disable=None if progress else True, leave=False)
     aligned = {ea: [align_fold(x, subjects, f, pr.name, ea) for f in folds] for ea in {v[2] for v in variants}}
     for name, arch, ea in variants:
         t0 = time.perf_counter()
+        over = {k: (int(v) if k in ("epochs", "batch_size") else v) for k, v in pr.loops.get(arch, {}).items()}
         for seed in pr.seeds:
             for fold, (xtr, xte) in zip(folds, aligned[ea], strict=True):
                 cfg = model_config(params, schema, arch, pr.configs.get(arch, {}))
                 torch.manual_seed(seed)
                 model = models.build(f"{DOMAIN}/{arch}", cfg)
-                train_set, test_set = Trials(xtr, labels[fold.train]), Trials(xte, labels[fold.test])
-                over = {k: (int(v) if k in ("epochs", "batch_size") else v) for k, v in pr.loops.get(arch, {}).items()}
-                fit(model, train_set, None, loop.model_copy(update={"seed": seed, **over}), task="multiclass",
-                    progress=False)
-                probs = probabilities(predict(model, test_set, p.eval_batch_size), "multiclass")
-                cols = {"model": name, "seed": seed, "fold": fold.name, "subject": subjects[fold.test],
+                fit(model, Trials(xtr, labels[fold.train]), None, loop.model_copy(update={"seed": seed, **over}),
+                    task="multiclass", progress=False)
+                probs = probabilities(predict(model, Trials(xte, labels[fold.test]), p.eval_batch_size),
+                                      "multiclass")
+                n = len(fold.test)
+                cols = {"model": np.full(n, name, dtype=object), "seed": np.full(n, seed),
+                        "fold": np.full(n, fold.name, dtype=object), "subject": subjects[fold.test].astype(object),
                         "index": fold.test, "y": labels[fold.test]}
                 cols.update({f"p{k}": probs[:, k] for k in range(n_classes)})
-                if n_classes == 2:
-                    cols["p1"] = probs[:, 1]
-                frames.append(pl.DataFrame(cols))
-                if arch == "dbconformer" and ea == pr.ea:
+                parts.append(cols)
+                if arch == "dbconformer":
+                    model.eval()
                     with torch.inference_mode():
                         model(torch.as_tensor(xte))
-                    weights.append(model.last_channel_weights.mean(0).numpy())
+                    w = model.last_channel_weights.numpy()  # (n_test, C)
+                    yt = labels[fold.test]
+                    a = attention.setdefault(name, {"mean": [], "by_class": []})
+                    a["mean"].append(w.mean(0))
+                    if all((yt == k).any() for k in range(n_classes)):
+                        a["by_class"].append(np.stack([w[yt == k].mean(0) for k in range(n_classes)]))
                 bar.update(1)
                 bar.set_postfix(model=name, seed=seed, fold=fold.name)
         seconds[name] = round(time.perf_counter() - t0, 2)
     bar.close()
-    pred = pl.concat(frames)
-    pred.write_parquet(out / "protocol.parquet")
+    columns = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
     info = {"protocol": pr.model_dump(mode="json"), "folds": [f.name for f in folds],
             "variants": [{"name": n, "arch": a, "ea": e} for n, a, e in variants],
-            "seconds": seconds, "channels": schema["channels"],
-            "channel_weights": np.mean(weights, axis=0).tolist() if weights else None}
-    store.atomic_write_json(out / "protocol.json", info)
+            "seconds": seconds, "channels": schema["channels"], "classes": schema["classes"],
+            # DBConformer's channel-attention weights on the test trials, mean over folds and seeds:
+            # overall (C,) and per class (K, C), per variant (with / without EA).
+            "attention": {v: {"ea": dict((n, e) for n, _, e in variants)[v],
+                              "mean": np.mean(a["mean"], axis=0).tolist(),
+                              "by_class": np.mean(a["by_class"], axis=0).tolist() if a["by_class"] else None}
+                          for v, a in attention.items()}}
+    return columns, info
+
+
+def extra_train(params: Params, out: Path, run=None) -> dict[str, Any]:
+    """The train stage's protocol step: :func:`run_protocol` on ``data/processed/eeg``, saved beside the baselines.
+
+    Writes ``protocol.parquet`` (every test prediction) and ``protocol.json`` into ``out``.
+    """
+    import polars as pl
+    from safetensors.numpy import load_file
+
+    pr = params.train.eeg.protocol
+    if not pr.enabled:
+        return {}
+    paths = store.domain_paths(DOMAIN)
+    meta = pl.read_parquet(paths.processed / "meta.parquet")
+    x = load_file(str(paths.processed / "epochs.safetensors"))["x"]
+    columns, info = run_protocol(params, x, meta["subject"].to_numpy().astype(str), meta["label"].to_numpy(),
+                                 meta["group"].to_numpy(), load_schema())
+    save_protocol(columns, info, out)
     if run is not None:
-        run.log_metrics({f"protocol.seconds.{k}": v for k, v in seconds.items()})
-    return {"protocol_fits": len(frames), "protocol_seconds": seconds}
+        run.log_metrics({f"protocol.seconds.{k}": v for k, v in info["seconds"].items()})
+    return {"protocol_fits": len(info["folds"]) * len(pr.seeds) * len(info["variants"]),
+            "protocol_seconds": info["seconds"]}
+
+
+def save_protocol(columns: dict[str, np.ndarray], info: dict[str, Any], out: Path) -> None:
+    """Write :func:`run_protocol`'s result as ``protocol.parquet`` + ``protocol.json`` in ``out``."""
+    import polars as pl
+
+    pl.DataFrame({k: (v.tolist() if v.dtype == object else v) for k, v in columns.items()}).write_parquet(
+        out / "protocol.parquet")
+    store.atomic_write_json(out / "protocol.json", info)
 
 
 # ============================================================================ protocol report (evaluate stage)
@@ -590,8 +628,12 @@ def extra_evaluate(params: Params, result: dict[str, Any], plots_dir: Path) -> t
     pr = info["protocol"]
     metrics = ["accuracy", "balanced_accuracy", "kappa"] + (["roc_auc"] if len(schema["classes"]) == 2 else [])
     n_seeds = len(pr["seeds"])
-    spread = ("± std over subjects (of the seed means); [± std over seeds of the subject mean, the reference's std]"
-              if n_seeds > 1 else "± std over subjects (one seed)")
+    pooled = pr["pooled"] or len(summary["subjects"]) == 1
+    if pooled:
+        spread = "± std over seeds" if n_seeds > 1 else "(one seed, one pooled subject: no spread)"
+    else:
+        spread = ("± std over subjects (of the seed means); [± std over seeds of the subject mean, the reference's "
+                  "std]" if n_seeds > 1 else "± std over subjects (one seed)")
     lines = [f"## Protocol: {pr['name'].upper()}"
              + (f" ({pr['k']}-fold)" if pr["name"] == "cv" else "")
              + (" over all trials pooled" if pr["pooled"] else ""),
@@ -602,8 +644,11 @@ def extra_evaluate(params: Params, result: dict[str, Any], plots_dir: Path) -> t
              "| model | " + " | ".join(metrics) + " | fit time (s) |",
              "|---|" + "---:|" * (len(metrics) + 1)]
     for model, m in summary["summary"].items():
-        cells = [f"{m[k]['mean']:.3f} ± {m[k]['std_subjects']:.3f}"
-                 + (f" [± {m[k]['std_seeds']:.3f}]" if n_seeds > 1 else "") for k in metrics]
+        if pooled:
+            cells = [f"{m[k]['mean']:.3f}" + (f" ± {m[k]['std_seeds']:.3f}" if n_seeds > 1 else "") for k in metrics]
+        else:
+            cells = [f"{m[k]['mean']:.3f} ± {m[k]['std_subjects']:.3f}"
+                     + (f" [± {m[k]['std_seeds']:.3f}]" if n_seeds > 1 else "") for k in metrics]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {info['seconds'].get(model, float('nan')):.0f} |")
     ea_rows = [v for v in info["variants"] if v["arch"] == "dbconformer"]
     if len(ea_rows) == 2:
@@ -620,15 +665,48 @@ def extra_evaluate(params: Params, result: dict[str, Any], plots_dir: Path) -> t
     eeg_protocol.plot_model_bars(summary, plots_dir / "protocol_bars.png", "balanced_accuracy",
                                  f"eeg {pr['name'].upper()}: balanced accuracy per subject")
     plots.append("protocol_bars.png")
-    if info.get("channel_weights"):
-        w = np.asarray(info["channel_weights"])
-        eeg_protocol.plot_channel_topomap(w, info["channels"], plots_dir / "channel_attention.png",
-                                          "DBConformer channel attention (mean over folds)")
-        plots.append("channel_attention.png")
-        top = eeg_protocol.top_channels(w, info["channels"])
-        result["top_channels"] = top
-        lines += [f"DBConformer's channel attention ranks highest: {', '.join(top)}.", ""]
+    attention = info.get("attention") or {}
+    if attention:
+        lines += attention_section(attention, info["channels"], schema["classes"], plots_dir, plots, result)
     return "\n".join(lines), plots
+
+
+def class_contrast(by_class: np.ndarray) -> np.ndarray:
+    """How much a channel's attention weight changes with the class: |w_1 - w_0| (binary), else std over classes."""
+    by_class = np.asarray(by_class)  # (K, C)
+    return np.abs(by_class[1] - by_class[0]) if len(by_class) == 2 else by_class.std(axis=0)
+
+
+def attention_section(attention: dict, channels: list[str], classes: list[str], plots_dir: Path, plots: list[str],
+                      result: dict[str, Any]) -> list[str]:
+    """Topomaps of DBConformer's channel attention: the mean weights and their class contrast.
+
+    The class contrast (how much a channel's weight moves between classes) is what
+    localises: on the synthetic motor imagery it peaks at C3/C4, where the generator
+    put the desynchronisation, while the mean weights do not (measured in README,
+    "Channel attention"). The variant without Euclidean alignment is preferred for the
+    picture when it ran, because EA whitens across channels, so an aligned channel is a
+    mixture of electrodes.
+    """
+    name = next((v for v, a in attention.items() if not a["ea"]), next(iter(attention)))
+    a = attention[name]
+    lines = [f"### Channel attention ({name})", ""]
+    w = np.asarray(a["mean"])
+    eeg_protocol.plot_channel_topomap(w, channels, plots_dir / "channel_attention_mean.png",
+                                      f"DBConformer ({name}): mean channel attention")
+    plots.append("channel_attention_mean.png")
+    top_mean = eeg_protocol.top_channels(w, channels)
+    result["attention"] = {"variant": name, "top_mean": top_mean}
+    lines.append(f"Mean attention weight is highest on: {', '.join(top_mean)}.")
+    if a.get("by_class") is not None:
+        contrast = class_contrast(a["by_class"])
+        eeg_protocol.plot_channel_topomap(contrast, channels, plots_dir / "channel_attention.png",
+                                          f"DBConformer ({name}): attention change {' vs '.join(classes)}")
+        plots.append("channel_attention.png")
+        top = eeg_protocol.top_channels(contrast, channels)
+        result["attention"]["top_contrast"] = top
+        lines.append(f"Attention changes most between {' and '.join(classes)} on: {', '.join(top)}.")
+    return lines + [""]
 
 
 # ============================================================================ scoring

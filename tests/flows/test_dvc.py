@@ -15,6 +15,7 @@ import yaml
 from tests.conftest import REPO, write_params
 
 pytestmark = pytest.mark.slow
+STAGES = ["ingest", "preprocess", "train", "compress", "evaluate", "register"]
 DOWNSTREAM = ["train@netflow", "compress@netflow", "evaluate@netflow", "register@netflow"]
 
 
@@ -60,7 +61,10 @@ def _ran(output: str) -> list[str]:
 
 def test_dvc_repro_noop_and_partial_rerun(dvc_repo):
     out = _dvc(dvc_repo, "repro")
-    assert _ran(out) == ["ingest@netflow", "preprocess@netflow", *DOWNSTREAM]
+    ran = _ran(out)
+    assert sorted(ran) == sorted(f"{s}@{d}" for s in STAGES for d in ("netflow", "eeg"))
+    for d in ("netflow", "eeg"):  # each domain's stages in pipeline order
+        assert [r for r in ran if r.endswith(f"@{d}")] == [f"{s}@{d}" for s in STAGES]
     assert (dvc_repo / "dvc.lock").exists()
     assert "up to date" in _dvc(dvc_repo, "repro").lower()
     assert _ran(_dvc(dvc_repo, "repro")) == []
@@ -71,14 +75,15 @@ def test_dvc_repro_noop_and_partial_rerun(dvc_repo):
     out = _dvc(dvc_repo, "repro")
     assert _ran(out) == DOWNSTREAM, out
     assert "Stage 'ingest@netflow' didn't change" in out and "Stage 'preprocess@netflow' didn't change" in out
+    assert "Stage 'train@eeg' didn't change" in out  # the other domain is left alone
     metrics = _dvc(dvc_repo, "metrics", "show")
-    assert "reports/netflow/metrics.json" in metrics
+    assert "reports/netflow/metrics.json" in metrics and "reports/eeg/metrics.json" in metrics
 
 
 def test_prefect_run_then_dvc_commit_shares_the_lock(dvc_repo, prefect_harness):
     from flows.pipeline import pipeline
 
-    pipeline(domains=["netflow"], refresh_cache=True)
+    pipeline(refresh_cache=True)  # every domain of params.yaml, as dvc.yaml's foreach
     status = _dvc(dvc_repo, "status")
     assert "up to date" in status.lower(), status
     assert _ran(_dvc(dvc_repo, "repro")) == []

@@ -40,10 +40,10 @@ def test_eeg_pipeline_registers_and_scores_new_recordings(project, prefect_harne
     assert set(proto) == {"dbconformer", "eegnet", "dbconformer-noEA"}
     for m in proto.values():
         assert 0.0 <= m["balanced_accuracy"]["mean"] <= 1.0 and m["n_subjects"] == 2
-    assert "ea_gain" in metrics and len(metrics["top_channels"]) == 6  # ceil(22 / 4)
+    assert "ea_gain" in metrics and len(metrics["attention"]["top_contrast"]) == 6  # ceil(22 / 4)
     report = (project / "reports/eeg/report.md").read_text()
     assert "## Protocol: LOSO" in report and "Euclidean alignment" in report and "| 01 |" in report
-    for plot in ("protocol_bars.png", "channel_attention.png", "roc.png"):
+    for plot in ("protocol_bars.png", "channel_attention.png", "channel_attention_mean.png", "roc.png"):
         assert (project / "reports/eeg/plots" / plot).stat().st_size > 5000
 
     # Scoring: new EDF recordings (one with cues, one without) -> per-epoch predictions.
