@@ -322,7 +322,10 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
                  checkpoint_dir=paths.checkpoints / ckpt_key, on_epoch=log_epoch)
     summary = {
         "key": key, "parameters": count_parameters(model), "best_epoch": result.best_epoch,
-        "best_val_balanced_accuracy": result.best_metric, "epochs_run": result.epochs_run,
+        # Without a validation split the loop watches -train_loss; report that as what it is.
+        **({"best_val_balanced_accuracy": result.best_metric} if "val" in splits else
+           {"final_train_loss": result.history[-1]["train_loss"] if result.history else None}),
+        "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from,
         "train_seconds": round(result.seconds, 3),
     }

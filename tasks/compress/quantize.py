@@ -38,9 +38,31 @@ def apply(model, context=None):
 
     ctx = _quiet()
     try:
-        return quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+        float_copy = _plain_linears(copy.deepcopy(model).cpu().eval())
+        return quantize_dynamic(float_copy, {torch.nn.Linear}, dtype=torch.qint8)
     finally:
         ctx.__exit__(None, None, None)
+
+
+def _plain_linears(model):
+    """Replace ``nn.Linear`` subclasses by plain ``nn.Linear`` with the same weights, in place.
+
+    quantize_dynamic matches module types exactly, so a subclass (EEGNet's max-norm classifier)
+    would stay float. At inference such a layer is a plain linear (the constraint acts on training
+    updates; its forward only re-applies a norm the trained weights already satisfy).
+    """
+    import torch
+    from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            # nn.MultiheadAttention reads its out_proj's weight directly: that one must stay float.
+            if (isinstance(child, torch.nn.Linear) and type(child) is not torch.nn.Linear
+                    and not isinstance(child, NonDynamicallyQuantizableLinear)):
+                plain = torch.nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
+    return model
 
 
 def _qlinear_type():

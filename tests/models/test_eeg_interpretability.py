@@ -10,7 +10,7 @@ electrodes: C3 and C4 both rank in the top quarter of the 22 channels by
 Why the class contrast and not the mean weight, and why without Euclidean alignment:
 a sweep on an H200 (3 synthetic datasets x 2 model seeds x 20/40 epochs, README
 "Channel attention") found the mean weights never put both C3 and C4 in the top
-quarter (0/24 runs), the class contrast did in 10/12 runs without EA and 6/12 with EA
+quarter (0/24 runs), the class contrast did in 10/12 runs without EA and 5/12 with EA
 (EA whitens across channels, so an aligned "C3" is a mixture of electrodes).
 """
 
