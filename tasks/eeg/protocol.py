@@ -502,7 +502,8 @@ def _chance_line(summary: dict) -> str:
 def per_subject_table(summary: dict, metric: str = "balanced_accuracy") -> str:
     """Markdown table of one metric: a row per subject plus ``mean ± std``, a column per model.
 
-    The ``±`` is ``std_seeds`` (the reference's std over seeds of the subject-mean). Missing values show as
+    The ``±`` is ``std_seeds`` (the reference's std over seeds of the subject-mean), or ``std_subjects``
+    when there is a single seed. Missing values show as
     ``–``. The chance level is the last line.
     """
     models = summary["models"]
@@ -520,7 +521,9 @@ def per_subject_table(summary: dict, metric: str = "balanced_accuracy") -> str:
         cells = [fmt(summary["per_subject"][m].get(s, {}).get(metric)) for m in models]
         lines.append(f"| {s} | {' | '.join(cells)} |")
     cells = [
-        f"{fmt(summary['summary'][m][metric]['mean'])} ± {fmt(summary['summary'][m][metric]['std_seeds'])}"
+        f"{fmt(summary['summary'][m][metric]['mean'])} ± "
+        # one seed has no spread over seeds: show the spread over subjects instead
+        f"{fmt(summary['summary'][m][metric]['std_seeds' if summary['summary'][m]['n_seeds'] > 1 else 'std_subjects'])}"
         for m in models
     ]
     lines.append(f"| mean ± std | {' | '.join(cells)} |")

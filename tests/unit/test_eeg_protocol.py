@@ -367,3 +367,19 @@ def test_channel_topomap_22_channels_and_fallback(tmp_path):
     plot_channel_topomap(np.array([1.0]), ["EEG"], single, title="Bonn")
     img1 = mpimg.imread(single)
     assert img1.ndim == 3 and min(img1.shape[:2]) > 100
+
+
+def test_per_subject_table_with_one_seed_shows_the_spread_over_subjects():
+    import polars as pl
+
+    from tasks.eeg.protocol import per_subject_table, summarize
+
+    y = np.array([0, 1, 0, 1])
+    pred = pl.DataFrame({
+        "model": ["A"] * 8, "seed": [1] * 8, "fold": ["f1"] * 4 + ["f2"] * 4,
+        "subject": ["S1"] * 4 + ["S2"] * 4, "y": np.concatenate([y, y]),
+        # S1 perfect (balanced accuracy 1.0); S2 always says class 1 (0.5)
+        "p1": [0.1, 0.9, 0.2, 0.8] + [0.9] * 4,
+    })
+    table = per_subject_table(summarize(pred, 2))
+    assert "| mean ± std | 0.750 ± 0.250 |" in table  # std over the two subjects, not 0.000 over one seed
