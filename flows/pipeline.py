@@ -133,6 +133,8 @@ def _report_markdown(domain: str, manifests: dict[str, dict[str, Any]]) -> str:
     lines = [f"# formerflow · {domain}", "", "## Test metrics", "", ev.get("table", "(not evaluated)"), ""]
     if comp:
         lines += ["## Compression trade-off", "", compression_table(comp), ""]
+    if ev.get("extra"):  # domain-specific sections (EEG: the protocol tables)
+        lines += [ev["extra"], ""]
     if reg:
         lines += ["## Registry", "",
                   f"`{reg['registered_model']}` version {reg['version']} ({reg['model']}) is `candidate`; "

@@ -289,5 +289,5 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
         run.log_artifact(paths.reports / "plots", "plots")
     return {"stage": "evaluate", "domain": domain,
             "summary": {n: {k: m.get(k) for k, _ in TABLE_COLUMNS} for n, m in results.items()},
-            "table": metrics_table(results, info.get("column_labels")),
+            "table": metrics_table(results, info.get("column_labels")), "extra": extra_md,
             "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}

@@ -46,6 +46,14 @@ def test_eeg_pipeline_registers_and_scores_new_recordings(project, prefect_harne
     for plot in ("protocol_bars.png", "channel_attention.png", "channel_attention_mean.png", "roc.png"):
         assert (project / "reports/eeg/plots" / plot).stat().st_size > 5000
 
+    # The Prefect markdown artifact carries the protocol tables too.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as pc:
+        arts = pc.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["eeg-report"])))
+    assert arts and "| teacher |" in arts[0].data and "## Protocol: LOSO" in arts[0].data
+
     # Scoring: new EDF recordings (one with cues, one without) -> per-epoch predictions.
     files = generate(project / "new", n_subjects=1, n_sessions=2, trials_per_class=3, seed=5)
     import mne
