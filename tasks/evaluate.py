@@ -285,6 +285,9 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
     if run is not None:
         for name, m in results.items():
             run.log_metrics({f"{name}.{k}": v for k, v in m.items() if isinstance(v, int | float)})
+        for name, m in result.get("protocol", {}).get("summary", {}).items():  # EEG: protocol means per model
+            run.log_metrics({f"protocol.{name}.{k}": v["mean"] for k, v in m.items()
+                             if isinstance(v, dict) and isinstance(v.get("mean"), float) and np.isfinite(v["mean"])})
         run.log_artifact(paths.reports / "report.md")
         run.log_artifact(paths.reports / "plots", "plots")
     return {"stage": "evaluate", "domain": domain,

@@ -46,6 +46,12 @@ def test_eeg_pipeline_registers_and_scores_new_recordings(project, prefect_harne
     for plot in ("protocol_bars.png", "channel_attention.png", "channel_attention_mean.png", "roc.png"):
         assert (project / "reports/eeg/plots" / plot).stat().st_size > 5000
 
+    # The evaluate run logged the protocol means to MLflow.
+    exp = c.get_experiment_by_name(tracking.experiment_name("eeg"))
+    ev = next(r for r in c.search_runs([exp.experiment_id]) if r.info.run_name == "evaluate")
+    assert ev.data.metrics["protocol.dbconformer.balanced_accuracy"] == pytest.approx(
+        proto["dbconformer"]["balanced_accuracy"]["mean"])
+
     # The Prefect markdown artifact carries the protocol tables too.
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
