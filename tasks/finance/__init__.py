@@ -1,0 +1,1 @@
+"""The finance domain (issue 4): groundwork, not wired into the pipeline yet."""
