@@ -518,6 +518,11 @@ def read_recording(
     if "eeg" not in types:
         raise EEGInputError(f"{name}: no EEG channel (channel types: {sorted(types)})")
     raw.pick("eeg")
+    # Some EDF writers pad labels to a fixed width with dots (PhysioNet: "Fc4.", "C3.."); use the
+    # 10-20 names so channel lists in params and montages match.
+    stripped = {n: n.rstrip(".") for n in raw.ch_names if n.rstrip(".") and n.rstrip(".") != n}
+    if stripped and len(set(raw.ch_names) - set(stripped) | set(stripped.values())) == len(raw.ch_names):
+        raw.rename_channels(stripped, verbose="error")
     try:
         raw.load_data(verbose="error")
     except Exception as exc:  # a header that promises more data than the file holds

@@ -619,8 +619,10 @@ def plot_channel_topomap(weights: np.ndarray, ch_names: list[str], path: Path, t
     ranked = top_channels(weights, ch_names)
     top = set(ranked)  # named on the plot
 
-    info = mne.create_info(list(ch_names), sfreq=1.0, ch_types="eeg")
-    info.set_montage(_montage(), on_missing="ignore", verbose="error")
+    # Match 10-20 names regardless of case and of the trailing dots some EDF headers pad names with
+    # (PhysioNet's "Fc4."), so "FC4", "Fc4." and "fc4" all find their position.
+    info = mne.create_info([n.rstrip(".") for n in ch_names], sfreq=1.0, ch_types="eeg")
+    info.set_montage(_montage(), on_missing="ignore", match_case=False, verbose="error")
     keep = [
         i
         for i, ch in enumerate(info["chs"])

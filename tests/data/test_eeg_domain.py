@@ -211,6 +211,7 @@ def test_eegmmidb_runs_ingest_with_t1_t2_events(tmp_path, monkeypatch):
     assert {f["subject"] for f in man["files"]} == {"001"}
     assert man["class_counts"] == {"left_hand": 23, "right_hand": 22}
     assert len(man["channels"]) == 64 and man["sfreqs"] == [160.0]
+    assert {"C3", "C4", "Fc4", "Cz"} <= set(man["channels"])  # PhysioNet's dot padding ("Fc4.") removed
     out = eeg.preprocess(params)
     assert out["epochs"] + sum(out["rejected"].values()) == 45
     assert eeg.load_schema()["n_times"] == 641  # 4 s at 160 Hz, inclusive end
