@@ -238,3 +238,21 @@ def test_cli(tmp_path, capsys):
     main([str(tmp_path), "--n-institutions", "1", "--years", "2022", "2023", "--seed", "5"])
     assert "2 reports" in capsys.readouterr().out
     assert (tmp_path / "labels.csv").is_file() and len(list(tmp_path.glob("*_202[23].*"))) == 2
+
+
+def test_pdfs_open_in_a_real_pdf_reader(corpus):
+    """pypdf (the reader the finance ingest will use) extracts every labelled sentence of every PDF,
+    once the hyphenation across line breaks is undone."""
+    import pypdf
+
+    out, _ = corpus
+    labels = _labels(out)
+    pdfs = sorted(out.glob("*.pdf"))
+    assert pdfs
+    for pdf in pdfs:
+        reader = pypdf.PdfReader(pdf)
+        text = "\n".join(page.extract_text() for page in reader.pages)
+        flat = re.sub(r"\s+", " ", re.sub(r"(?<=[A-Za-z])-\n(?=[a-z])", "", text))
+        sentences = [r["sentence"] for r in labels if r["file"] == pdf.name]
+        missing = [s for s in sentences if s not in flat]
+        assert sentences and not missing, (pdf.name, missing[:2])
