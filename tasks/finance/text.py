@@ -125,13 +125,17 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     return text
 
 
-def clean(text: str) -> str:
-    """NFKC, re-join words hyphenated across line breaks, collapse whitespace."""
-    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")  # soft hyphens
+def _normalize(text: str) -> str:
+    """NFKC, soft hyphens removed, words hyphenated across line breaks re-joined; line structure kept."""
+    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
     # "scienti-\nsts" -> "scientists": a hyphen at a line end between lower-case letters is a break,
     # not a compound (a compound split exactly there is rare enough to accept the ambiguity).
-    text = re.sub(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])", "", text)
-    return re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])", "", text)
+
+
+def clean(text: str) -> str:
+    """NFKC, re-join words hyphenated across line breaks, collapse whitespace."""
+    return re.sub(r"\s+", " ", _normalize(text)).strip()
 
 
 _BOUNDARY = re.compile(r"[.!?][\"'”’)]*\s+(?=[\"'“‘(]?[A-Z0-9])")
@@ -174,9 +178,7 @@ def document_sentences(text: str) -> list[str]:
     ends a block when it is blank or a heading followed by a capitalised line; a wrapped line
     that continues in lower case never does.
     """
-    text = unicodedata.normalize("NFKC", text).replace("\u00ad", "")
-    text = re.sub(r"(?<=[a-z])-[ \t]*\n[ \t]*(?=[a-z])", "", text)
-    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln.strip() for ln in _normalize(text).splitlines()]
     blocks: list[list[str]] = [[]]
     for i, line in enumerate(lines):
         nxt = next((ln for ln in lines[i + 1:] if ln), "")
