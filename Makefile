@@ -52,6 +52,7 @@ bench: setup
 	$(PY) bench/netflow_ingest.py
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/eeg_train.py
+	$(PY) bench/finance_infer.py
 
 serve: setup
 	$(PY) -m flows.deployments

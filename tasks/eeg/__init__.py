@@ -575,8 +575,10 @@ def run_protocol(params: Params, x: np.ndarray, subjects: np.ndarray, labels: np
     return columns, info
 
 
-def extra_train(params: Params, out: Path, run=None) -> dict[str, Any]:
+def extra_train(params: Params, out: Path, run=None, baselines: dict | None = None) -> dict[str, Any]:
     """The train stage's protocol step: :func:`run_protocol` on ``data/processed/eeg``, saved beside the baselines.
+
+    ``baselines`` (the stage's fitted scikit-learn baselines) is unused: EEG has none.
 
     Writes ``protocol.parquet`` (every test prediction) and ``protocol.json`` into ``out``.
     """
@@ -608,8 +610,11 @@ def save_protocol(columns: dict[str, np.ndarray], info: dict[str, Any], out: Pat
 
 
 # ============================================================================ protocol report (evaluate stage)
-def extra_evaluate(params: Params, result: dict[str, Any], plots_dir: Path) -> tuple[str, list[str]]:
+def extra_evaluate(params: Params, result: dict[str, Any], plots_dir: Path,
+                   scores: dict | None = None) -> tuple[str, list[str]]:
     """Protocol summary, per-subject table, bar plot, EA ablation and the channel-attention topomap.
+
+    ``scores`` (each model's test scores, from the stage) is unused here: the protocol has its own.
 
     Adds ``result["protocol"]`` (the summary) and returns the report's markdown section
     and the plot file names.
