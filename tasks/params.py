@@ -205,7 +205,7 @@ class FinanceIngest(Strict):
     labels: str | None = None
     """Labelled sentences (CSV / Parquet with ``sentence,label``); with ``source: synthetic`` the generator's
     ground truth is used when this is null. The candidates file written by preprocess, once annotated, is one."""
-    label_spec: LabelSpec = Field(default_factory=LabelSpec)
+    spec: LabelSpec = Field(default_factory=LabelSpec)
     metadata: str | None = None
     """Sidecar CSV ``file,institution,year`` for the documents; when null, a ``metadata.csv`` beside the
     documents is used if present, else ``name_pattern`` on the file name."""

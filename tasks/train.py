@@ -225,7 +225,7 @@ def fit(
                 losses.append(float(loss.detach()))
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
-            metrics = {"train_loss": float(np.mean(losses))}
+            metrics = {"train_loss": float(np.mean(losses)), "lr": float(opt.param_groups[0]["lr"])}
             if val is not None and len(val) > 0:
                 logits = predict(model, val, cfg.eval_batch_size, device)
                 yv = val.labels

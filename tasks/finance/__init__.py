@@ -62,7 +62,7 @@ META_COLUMNS = ("document", "institution", "year", "kind", "section")
 
 
 class LabelsError(ValueError):
-    """A labelled-sentence file does not match ``ingest.finance.label_spec``; names the file, columns and rows."""
+    """A labelled-sentence file does not match ``ingest.finance.spec``; names the file, columns and rows."""
 
 
 class NoDocumentsError(ValueError):
@@ -219,7 +219,7 @@ def read_labels(path: Path, spec: LabelSpec, display: str, sidecar: dict | None 
         raise LabelsError(f"{display}: cannot read labelled sentences: {exc}") from None
     missing = [c for c in (spec.sentence_column, spec.label_column) if c not in frame.columns]
     if missing:
-        raise LabelsError(f"{display}: missing required column(s) {missing} (ingest.finance.label_spec); "
+        raise LabelsError(f"{display}: missing required column(s) {missing} (ingest.finance.spec); "
                           f"the file has columns {frame.columns}")
     if frame.height == 0:
         raise LabelsError(f"{display}: no labelled rows (header only)")
@@ -315,7 +315,7 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
             local = _fetch(labels_url, cache, ip.retries, ip.retry_delay_s)
             shown_labels = (str((paths.raw / local.relative_to(out)).relative_to(paths.root))
                             if ip.source == "synthetic" and ip.labels is None else labels_url)
-            labelled = read_labels(local, ip.label_spec, labels_url, sidecar, ip.name_pattern)
+            labelled = read_labels(local, ip.spec, labels_url, sidecar, ip.name_pattern)
             labelled.write_parquet(out / "labels.parquet")
             counts = labelled["label"].value_counts().sort("label")
             manifest.update(labels=shown_labels, labelled_sentences=labelled.height,

@@ -67,3 +67,17 @@ def test_loads_without_network(monkeypatch, encoder):
     ids, mask = encoder.example_inputs(2)
     with torch.inference_mode():
         torch.testing.assert_close(again.embed(ids, mask), encoder.embed(ids, mask))
+
+
+def test_int8_encoder_tokenizes_and_tracks_the_float_model(encoder):
+    """The compress stage's int8 model: its classifier has no ``weight`` tensor, tokenizing must still work."""
+    import copy
+
+    from tasks.compress import quantize
+
+    q = quantize.apply(copy.deepcopy(encoder), None)
+    ids, mask = q.example_inputs(4)
+    with torch.inference_mode():
+        fp, i8 = encoder(ids, mask), q(ids, mask)
+    assert i8.shape == (4, 2) and torch.allclose(fp, i8, atol=0.1)
+    assert not any(type(m) is torch.nn.Linear for m in q.encoder.modules())  # every Linear quantized

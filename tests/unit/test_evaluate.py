@@ -171,3 +171,23 @@ def test_metrics_table_formats_missing_values():
     assert row.startswith("| a | transformer | 0.5000 |")
     assert "–" in row and "| 2 |" in row  # NaN / None shown as a dash, 2048 bytes as 2 KB
     assert head.count("|") == sep.count("|") == row.count("|")
+
+
+def test_brier_precision_recall_and_chosen_table_columns():
+    from tasks.evaluate import classification_metrics, metrics_table
+
+    y = np.array([0, 0, 1, 1, 1])
+    p1 = np.array([0.1, 0.6, 0.8, 0.4, 1.0])
+    m = classification_metrics(y, np.stack([1 - p1, p1], axis=1), "multiclass", ["non-AI", "AI"])
+    assert m["brier"] == pytest.approx(np.mean((p1 - y) ** 2))
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    binary = classification_metrics(y, p1, "binary", ["no", "yes"])
+    assert binary["brier"] == pytest.approx(m["brier"])
+    three = classification_metrics(np.array([0, 1, 2]), np.eye(3), "multiclass", ["a", "b", "c"])
+    assert "brier" not in three  # P(positive) is not one number with three classes
+    table = metrics_table({"teacher": {**m, "kind": "transformer"}}, {"f1": "F1 (AI)"},
+                          ["accuracy", "precision", "f1", "brier"])
+    head, _, row = table.splitlines()
+    assert head == "| model | kind | accuracy | precision | F1 (AI) | Brier |"
+    assert row.startswith("| teacher | transformer | 0.6000 | 0.6667 |")

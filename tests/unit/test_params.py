@@ -12,7 +12,7 @@ def test_repo_params_and_profiles_validate(project):
     from tests.conftest import REPO
 
     p = load_params(REPO / "params.yaml")
-    assert p.pipeline.domains == ["netflow", "eeg"]
+    assert p.pipeline.domains == ["netflow", "eeg", "finance"]
     assert p.train.netflow.model.arch == "flowtransformer"
     paper = load_params(REPO / "params.yaml", profiles=["paper"])
     assert paper.preprocess.netflow.test_fraction == 0.025
@@ -100,3 +100,21 @@ def test_eeg_spec_and_protocol_are_checked_at_load(project):
         load_params(overrides=["preprocess.eeg.tmax=0.1"])
     with pytest.raises(ParamsError, match=r"preprocess\.eeg: .*Nyquist"):
         load_params(overrides=["preprocess.eeg.sfreq=50"])
+
+
+def test_finance_params_are_checked_at_load(project):
+    from tests.conftest import REPO
+
+    p = load_params(REPO / "params.yaml")
+    t = p.train.finance  # FinAI-BERT's recipe (models.md 3.1)
+    assert (t.epochs, t.batch_size, t.lr, t.lr_schedule, t.select_metric) == (3, 8, 5e-5, "linear", "f1")
+    assert (p.preprocess.finance.test_fraction, p.preprocess.finance.seed, p.preprocess.finance.max_length) == (
+        0.2, 42, 128)
+    with pytest.raises(ParamsError, match=r"train\.finance.*preprocess\.finance\.encoder_dir"):
+        load_params(overrides=["train.finance.model.config.model_dir=/tmp/bert"])
+    with pytest.raises(ParamsError, match=r"ingest\.finance.*give ingest\.finance\.source"):
+        load_params(overrides=["ingest.finance.source=null"])
+    with pytest.raises(ParamsError, match=r"train\.finance\.baselines"):
+        load_params(overrides=["train.finance.baselines=[xgboost]"])
+    with pytest.raises(ParamsError, match=r"ingest\.finance\.on_bad_document"):
+        load_params(overrides=["ingest.finance.on_bad_document=ignore"])

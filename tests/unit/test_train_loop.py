@@ -321,3 +321,35 @@ def test_save_and_load_model_round_trip(data, tmp_path):
     from safetensors.torch import load_file
 
     assert set(load_file(str(tmp_path / "model.safetensors"))) == set(model.state_dict())
+
+
+def test_linear_schedule_decays_to_zero_and_f1_picks_the_epoch(data):
+    """FinAI-BERT's recipe: lr * (1 - step / total) per step (HF Trainer's default), best epoch by validation F1."""
+    epochs, steps = 4, 5
+    model = tiny_model()
+    res = fit(model, data["train"], data["val"], loop(epochs=epochs, steps_per_epoch=steps, lr_schedule="linear",
+                                                     select_metric="f1"), task="binary", progress=False)
+    lrs = [h["lr"] for h in res.history]  # the lr of each epoch's last step
+    total = epochs * steps
+    assert lrs == pytest.approx([1e-2 * (1 - (e * steps - 1) / total) for e in range(1, epochs + 1)])
+    f1 = [h["val_f1"] for h in res.history]
+    assert res.best_metric == max(f1) and f1[res.best_epoch - 1] == max(f1)
+    const = fit(tiny_model(), data["train"], data["val"], loop(epochs=2), task="binary", progress=False)
+    assert [h["lr"] for h in const.history] == [1e-2, 1e-2]
+
+
+def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss():
+    """On an easy task every epoch reaches F1 = 1: the kept epoch is the one with the lowest val loss."""
+    model = tiny_model()
+    train, val = windows(400, 1), windows(120, 2)
+    # Make the label trivially visible: the first numeric feature of every row equals its own attack flag.
+    for d in (train, val):
+        flags = torch.zeros(len(d.x_num))
+        flags[W - 1:] = torch.as_tensor(d.attack, dtype=torch.float32)
+        d.x_num[:, 0] = flags
+    res = fit(model, train, val, loop(epochs=6, lr=3e-2, select_metric="f1"), task="binary", progress=False)
+    f1 = np.array([h["val_f1"] for h in res.history])
+    loss = np.array([h["val_loss"] for h in res.history])
+    tied = np.flatnonzero(f1 == f1.max())
+    assert len(tied) >= 2, f"the task should saturate F1 in several epochs: {f1}"
+    assert res.best_epoch - 1 == tied[np.argmin(loss[tied])]
