@@ -219,10 +219,25 @@ def load_pyfunc(model_uri: str):
     tracking and registry URIs; setting them only for the duration of the load
     keeps two projects (or two tests) in one process from seeing each other.
     """
+    import re
+
     import mlflow
     import mlflow.pyfunc
 
+    # A registry URI is resolved with this project's client to the version's artifact location first:
+    # MLflow's own resolution goes through process-global state (and the MLFLOW_REGISTRY_URI variable
+    # that set_registry_uri exports), which another project or test in the same process may have moved.
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
+    if m is not None:
+        c = client()
+        name, alias, version = m.groups()
+        version = version or c.get_model_version_by_alias(name, alias).version
+        model_uri = c.get_model_version_download_uri(name, str(version))
     before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    # set_tracking_uri / set_registry_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
+    # restoring the globals would leave the *previous* URIs in the environment, which is where
+    # this project reads its store from, so the variables are put back exactly as they were.
+    env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_registry_uri(tracking_uri())
     try:
@@ -230,3 +245,8 @@ def load_pyfunc(model_uri: str):
     finally:
         mlflow.set_tracking_uri(before[0])
         mlflow.set_registry_uri(before[1])
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

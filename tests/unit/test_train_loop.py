@@ -191,7 +191,7 @@ def test_fit_history_and_callback_once_per_epoch(data):
     assert [m for _, m in calls] == result.history
     for e, m in calls:
         assert m["epoch"] == e
-        assert set(m) == {"epoch", "train_loss", "val_loss", "val_balanced_accuracy"}
+        assert set(m) == {"epoch", "train_loss", "lr", "val_loss", "val_balanced_accuracy", "val_f1"}
         assert all(np.isfinite(v) for v in m.values())
     assert result.epochs_run == 3 and not result.stopped_early and result.resumed_from is None
     assert result.best_metric == max(m["val_balanced_accuracy"] for m in result.history)
@@ -289,7 +289,7 @@ def test_model_ends_with_the_best_epoch_weights(data):
 def test_fit_without_validation_watches_training_loss(data):
     model = tiny_model()
     r = fit(model, data["train"], None, loop(epochs=2), task="binary", progress=False)
-    assert all(set(h) == {"epoch", "train_loss"} for h in r.history)
+    assert all(set(h) == {"epoch", "train_loss", "lr"} for h in r.history)
     best = min(h["train_loss"] for h in r.history)
     assert r.best_metric == pytest.approx(-best)
 
