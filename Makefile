@@ -53,6 +53,7 @@ bench: setup
 	$(PY) bench/pipeline_overhead.py
 	$(PY) bench/eeg_train.py
 	$(PY) bench/finance_infer.py
+	$(PY) bench/turbulence.py
 
 serve: setup
 	$(PY) -m flows.deployments

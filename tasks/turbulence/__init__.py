@@ -1,0 +1,1 @@
+"""The turbulence domain (issue 5): groundwork, not wired into the pipeline yet."""

@@ -1,0 +1,1213 @@
+"""Field readers and writers of the ``turbulence`` domain: one file in, one canonical array out.
+
+Turbulence data come as velocity snapshots in many containers and axis orders: the
+synthetic source writes one HDF5 dataset ``velocity`` shaped ``(trajectory, time, x, y,
+component)``; the channel-flow set of models.md section 4.5 is one ``.npy`` array
+``(trajectory, time, x, y, z, component)`` with 4 stored channels of which the paper keeps
+3; the isotropic-turbulence slice ``hit_slice.nc`` is classic NetCDF with one variable per
+component, each ``(z, y, x)`` with ``z`` of length 1. A :class:`FieldLayout` says how a
+file stores its field, and :func:`read_fields` turns the file into :class:`Fields`:
+
+* ``data``: float32 ``(trajectory, time, *space, component)``, space axes in the order
+  ``x, y, z``; absent ``trajectory`` / ``time`` axes are added with length 1, and a
+  spatial axis of length 1 is squeezed (a ``(1, 256, 256)`` slice is a 2-D field);
+* per spatial axis its coordinates and domain length, the snapshot spacing ``dt``, the
+  ``stride`` (snapshots per model step, ``dt_model / dt``), component names and the
+  file's attributes.
+
+Formats: HDF5 (``.h5``, ``.hdf5``; nested paths such as ``group/velocity``), NetCDF4
+(HDF5 underneath, read with h5py), classic NetCDF3 (``scipy.io.netcdf_file``), NPZ, NPY
+(one array) and Zarr directory stores (only when the ``zarr`` package is installed). The
+format comes from the file's first bytes, else its suffix, unless given. Remote URLs
+(any fsspec protocol) are first copied into a cache folder; reading writes nothing
+anywhere else. :func:`write_fields` writes :class:`Fields` back (HDF5, NetCDF4, NetCDF3,
+NPZ, NPY) in the canonical axis order and returns the layout that reads the file again.
+
+Every error on bad input is a :class:`FieldError` whose message names the file and the
+variable, axis, value or spec entry at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tasks import store
+
+AXES: tuple[str, ...] = ("trajectory", "time", "x", "y", "z", "component")
+"""Axis names a layout may use, in canonical order."""
+
+SPATIAL: tuple[str, ...] = ("x", "y", "z")
+
+READ_FORMATS: tuple[str, ...] = ("hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr")
+WRITE_FORMATS: tuple[str, ...] = ("hdf5", "netcdf4", "netcdf3", "npz", "npy")
+
+SUFFIXES: dict[str, str] = {
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".he5": "hdf5",
+    ".hdf": "hdf5",
+    ".nc": "netcdf",
+    ".nc3": "netcdf3",
+    ".nc4": "netcdf4",
+    ".cdf": "netcdf",
+    ".netcdf": "netcdf",
+    ".npz": "npz",
+    ".npy": "npy",
+    ".zarr": "zarr",
+}
+"""File suffix (lower case) -> format; ``netcdf`` is told apart as 3 or 4 by the first bytes."""
+
+TWO_PI = 2.0 * math.pi
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+# netCDF-C stores a dimension without a coordinate variable as an HDF5 dataset with this NAME;
+# its values are meaningless, so it is not a variable of the file.
+_NC4_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable"
+# HDF5 / netCDF bookkeeping attributes that carry references or internals, not metadata.
+_INTERNAL_ATTRS = {
+    "DIMENSION_LIST",
+    "REFERENCE_LIST",
+    "CLASS",
+    "NAME",
+    "_Netcdf4Dimid",
+    "_Netcdf4Coordinates",
+}
+_NPZ_ATTRS_KEY = "attrs"  # write_fields stores the file attributes as JSON under this key
+_SLAB_ELEMENTS = 1 << 24  # finiteness is checked slab by slab so a 1 GB field needs no 1 GB mask
+
+
+class FieldError(ValueError):
+    """Bad field input; the message names the file and the variable, axis, value or spec at fault."""
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    """How a file stores a velocity field (plain values, to become a params section later).
+
+    Attributes:
+        variables: One variable holding all components (``["velocity"]``) or one variable
+            per component (``["u", "v", "w"]``); HDF5 and Zarr names may be paths
+            (``"group/velocity"``). An ``.npy`` file holds one array: one entry, any name.
+        axes: Axis order of each variable as stored, comma-separated names from
+            ``trajectory, time, x, y, z, component`` (``"trajectory,time,x,y,z,component"``;
+            per-component variables have no ``component`` axis, e.g. ``"z,y,x"``).
+        components: Names of the components, either one per stored component or one per
+            kept channel (default: the variable names for per-component variables, else
+            ``u, v, w`` then ``c3, c4, ...`` by stored index).
+        channels: Stored component indices to keep, in the order to keep them (default:
+            all). For per-component variables they index ``variables``.
+        coords: Per spatial axis (``x``, ``y``, ``z``): the name of a 1-D coordinate
+            variable in the file, a domain length (``L`` or ``[L]``: the grid
+            ``arange(n) * L / n``) or ``[start, stop]`` (``start + arange(n) * (stop - start) / n``,
+            a periodic cell-vertex grid like the synthetic source's). An axis not given
+            uses a 1-D variable named like the axis when the file has one of the right
+            length, else ``[0, 2*pi)`` with a warning in ``Fields.attrs["warnings"]``. The
+            domain length of a coordinate variable is ``n * dx`` when it is uniform (a
+            periodic grid), else the span of its ends (a stretched wall-normal grid); a
+            uniform grid that includes both ends needs ``[start, stop]`` instead.
+        time: Name of the time coordinate variable (1-D, uniformly spaced).
+        dt: Time between stored snapshots (checked against ``time`` when both are given).
+            With neither, a variable ``t`` / ``time`` of the right length, else a numeric
+            file attribute ``dt``, is used when present.
+        dt_model: Time step the surrogate advances; an integer multiple of the snapshot
+            spacing (default: the spacing itself, stride 1).
+    """
+
+    variables: list[str] = field(default_factory=lambda: ["velocity"])
+    axes: str = "trajectory,time,x,y,component"
+    components: list[str] | None = None
+    channels: list[int] | None = None
+    coords: dict[str, str | float | list[float]] | None = None
+    time: str | None = None
+    dt: float | None = None
+    dt_model: float | None = None
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A velocity field in the canonical layout, with what is known about its grid and time.
+
+    Attributes:
+        data: float32 ``(trajectory, time, *space, component)``; space axes in the order
+            ``x, y, z`` (those present).
+        coords: Axis name -> coordinates: one 1-D array per spatial axis of ``data`` (its
+            keys give the spatial axes) and ``"time"`` when the snapshot times are known.
+        lengths: Domain length per spatial axis, in the order of ``data``.
+        dt: Time between stored snapshots, or None when unknown.
+        stride: Stored snapshots per model step (``dt_model / dt``; 1 by default).
+        components: One name per component (last axis of ``data``).
+        source: The file or URL read.
+        attrs: Metadata: ``format``, ``variables`` (the variables the data came from),
+            ``stored_axes``, ``stored_shape``, ``channels``, ``dims`` (dimension names in the
+            file, where it has them), ``squeezed`` (spatial axes of length 1 dropped),
+            ``coord_sources``, ``dt_source``, ``warnings`` and ``file_attrs`` (the file's
+            own attributes as plain values).
+    """
+
+    data: np.ndarray
+    coords: dict[str, np.ndarray]
+    lengths: list[float]
+    dt: float | None
+    stride: int
+    components: list[str]
+    source: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        space = self.space
+        if self.data.ndim != 3 + len(space):
+            raise ValueError(
+                f"Fields({self.source}): data shape {self.data.shape} needs {3 + len(space)} axes "
+                f"(trajectory, time, {', '.join(space) or 'no space axes'}, component) by its coords {list(self.coords)}"
+            )
+        for i, axis in enumerate(space):
+            if len(self.coords[axis]) != self.data.shape[2 + i]:
+                raise ValueError(
+                    f"Fields({self.source}): coords[{axis!r}] has {len(self.coords[axis])} entries, "
+                    f"axis {axis} of data {self.data.shape} has {self.data.shape[2 + i]}"
+                )
+        if "time" in self.coords and len(self.coords["time"]) != self.data.shape[1]:
+            raise ValueError(
+                f"Fields({self.source}): coords['time'] has {len(self.coords['time'])} entries, "
+                f"data {self.data.shape} has {self.data.shape[1]} snapshots"
+            )
+        if len(self.lengths) != len(space):
+            raise ValueError(f"Fields({self.source}): {len(self.lengths)} lengths for the space axes {space}")
+        if len(self.components) != self.data.shape[-1]:
+            raise ValueError(
+                f"Fields({self.source}): {len(self.components)} component names {self.components} "
+                f"for {self.data.shape[-1]} components"
+            )
+
+    @property
+    def space(self) -> tuple[str, ...]:
+        """The spatial axes of ``data``, in order (``("x", "y")`` or ``("x", "y", "z")``)."""
+        return tuple(a for a in SPATIAL if a in self.coords)
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """Names of all axes of ``data``."""
+        return ("trajectory", "time", *self.space, "component")
+
+    @property
+    def dt_model(self) -> float | None:
+        """The model's time step, ``stride * dt`` (None when ``dt`` is unknown)."""
+        return None if self.dt is None else self.dt * self.stride
+
+
+# ============================================================================ format and source
+
+
+def detect_format(path: Path, fmt: str | None = "auto") -> str:
+    """The format of a local file or folder: ``fmt`` when given, else by first bytes, else suffix.
+
+    Args:
+        path: Local file (or Zarr folder).
+        fmt: One of :data:`READ_FORMATS`, or ``"auto"`` / None to detect.
+
+    Raises:
+        FieldError: ``fmt`` is unknown, or the format cannot be told (names the file and
+            its first bytes).
+    """
+    path = Path(path)
+    if fmt not in (None, "auto"):
+        if fmt not in READ_FORMATS:
+            raise FieldError(f"{path}: unknown format {fmt!r}; supported: {', '.join(READ_FORMATS)}")
+        return fmt
+    suffix = SUFFIXES.get(path.suffix.lower())
+    if path.is_dir():
+        if suffix == "zarr" or any((path / m).exists() for m in (".zgroup", ".zarray", "zarr.json")):
+            return "zarr"
+        raise FieldError(f"{path}: a folder that is not a Zarr store (no .zgroup, .zarray or zarr.json)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except FileNotFoundError:
+        raise FieldError(f"{path}: no such file") from None
+    if head.startswith(_HDF5_MAGIC):
+        return "netcdf4" if suffix in ("netcdf", "netcdf3", "netcdf4") else "hdf5"
+    if head[:3] == b"CDF":
+        if head[3:4] in (b"\x01", b"\x02"):
+            return "netcdf3"
+        raise FieldError(
+            f"{path}: NetCDF variant {head[3:4]!r} (CDF-5, 64-bit data) is not supported; "
+            "convert it to NetCDF4 or classic NetCDF"
+        )
+    if head.startswith(_NPY_MAGIC):
+        return "npy"
+    if head.startswith(_ZIP_MAGIC):
+        return "npz"
+    if suffix in ("hdf5", "netcdf4", "npz", "npy"):
+        return suffix  # e.g. an HDF5 file with a user block; the reader reports what is wrong
+    raise FieldError(
+        f"{path}: cannot tell the format (first bytes {head!r}, suffix {path.suffix!r}); "
+        f"pass format= one of {', '.join(READ_FORMATS)}"
+    )
+
+
+def local_copy(url: str | Path, cache: Path | None, *, retries: int = 0, delay_s: float = 1.0) -> Path:
+    """A local path for ``url``: local paths as they are, remote files (fsspec) copied into ``cache``.
+
+    The copy is named by a hash of the URL, so two sources with one file name do not
+    collide, and written under a temporary name then renamed, so an interrupted
+    download never looks complete. A Zarr store (``.zarr`` folder) is copied recursively.
+
+    Raises:
+        FieldError: A remote URL and no ``cache`` folder.
+        OSError: The download failed after ``retries`` retries (names the URL).
+    """
+    url = str(url)
+    if not store.is_remote(url):
+        return Path(url.removeprefix("file://"))
+    if cache is None:
+        raise FieldError(f"{url}: a remote source needs a cache folder (cache=...) to copy it into")
+    import fsspec
+
+    name = Path(url.split("::")[-1].split("?")[0].rstrip("/")).name or "field"
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    out = cache / f"{hashlib.sha1(url.encode()).hexdigest()[:12]}-{name}"
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+
+    def fetch() -> Path:
+        fs, _, paths = fsspec.get_fs_token_paths(url)
+        try:
+            if fs.isdir(paths[0]):
+                fs.get(paths[0].rstrip("/") + "/", str(tmp), recursive=True)
+            else:
+                with fs.open(paths[0], "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 22)
+            if out.is_dir():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        return out
+
+    return store.retry(fetch, retries=retries, delay_s=delay_s, what=f"reading {url}")
+
+
+# ============================================================================ readers
+
+
+def _plain(value: Any) -> Any:
+    """An attribute value as plain Python (str, int, float, bool, lists), or None to drop it."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            items = [_plain(v) for v in value.ravel()]
+            if any(v is None for v in items):
+                return None  # object references (DIMENSION_LIST) and the like
+            return items[0] if value.size == 1 else items
+        if value.dtype.kind in "SU":
+            items = [_plain(v) for v in value.ravel()]
+            return items[0] if value.size == 1 else items
+        return value.item() if value.size == 1 else value.tolist()
+    if isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return None
+
+
+def _plain_attrs(attrs: Any) -> dict[str, Any]:
+    out = {}
+    for k, v in dict(attrs).items():
+        if k in _INTERNAL_ATTRS:
+            continue
+        try:
+            p = _plain(v)
+        except Exception:  # an attribute h5py cannot decode must not stop the read
+            continue
+        if p is not None:
+            out[str(k)] = p
+    return out
+
+
+class _Reader:
+    """The variables of one open file: names, shapes, arrays, attributes, dimension names."""
+
+    format: str = ""
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def get(self, name: str) -> Any:
+        """An array-like (``shape``, ``dtype``, ``[...]`` slicing); may be lazy."""
+        raise NotImplementedError
+
+    def var_attrs(self, name: str) -> dict[str, Any]:
+        return {}
+
+    def file_attrs(self) -> dict[str, Any]:
+        return {}
+
+    def dims(self, name: str) -> list[str] | None:
+        return None
+
+
+class _H5Reader(_Reader):
+    def __init__(self, f, fmt: str):
+        self.f, self.format = f, fmt
+
+    def names(self) -> list[str]:
+        import h5py
+
+        out: list[str] = []
+
+        def visit(name: str, obj) -> None:
+            if isinstance(obj, h5py.Dataset) and not _is_nc4_dim_only(obj):
+                out.append(name)
+
+        self.f.visititems(visit)
+        return out
+
+    def get(self, name: str):
+        import h5py
+
+        obj = self.f.get(name.strip("/"))
+        if not isinstance(obj, h5py.Dataset) or _is_nc4_dim_only(obj):
+            raise KeyError(name)
+        return obj
+
+    def var_attrs(self, name: str) -> dict[str, Any]:
+        return _plain_attrs(self.get(name).attrs)
+
+    def file_attrs(self) -> dict[str, Any]:
+        return _plain_attrs(self.f.attrs)
+
+    def dims(self, name: str) -> list[str] | None:
+        # netCDF4 names dimensions with HDF5 dimension scales; a plain HDF5 file may have none.
+        ds = self.get(name)
+        try:
+            names = []
+            for dim in ds.dims:
+                scales = list(dim.values())
+                if not scales:
+                    return None
+                names.append(scales[0].name.rsplit("/", 1)[-1])
+            return names or None
+        except Exception:  # dims on odd files (references to missing scales) are only nice to have
+            return None
+
+
+def _is_nc4_dim_only(ds) -> bool:
+    name = ds.attrs.get("NAME")
+    if isinstance(name, bytes | np.bytes_):
+        name = name.decode("utf-8", errors="replace")
+    return isinstance(name, str) and name.startswith(_NC4_DIM_ONLY)
+
+
+class _NC3Reader(_Reader):
+    format = "netcdf3"
+
+    def __init__(self, f):
+        self.f = f
+
+    def names(self) -> list[str]:
+        return list(self.f.variables)
+
+    def get(self, name: str):
+        return self.f.variables[name].data
+
+    def var_attrs(self, name: str) -> dict[str, Any]:
+        return _plain_attrs(getattr(self.f.variables[name], "_attributes", {}))
+
+    def file_attrs(self) -> dict[str, Any]:
+        return _plain_attrs(getattr(self.f, "_attributes", {}))
+
+    def dims(self, name: str) -> list[str] | None:
+        return list(self.f.variables[name].dimensions)
+
+
+class _MappingReader(_Reader):
+    """NPZ and NPY: arrays by key, attributes from a JSON ``attrs`` entry (written by :func:`write_fields`)."""
+
+    def __init__(self, arrays: Any, fmt: str, attrs: dict[str, Any] | None = None):
+        self.arrays, self.format, self.attrs = arrays, fmt, attrs or {}
+
+    def names(self) -> list[str]:
+        return [k for k in self.arrays.keys() if not (self.format == "npz" and k == _NPZ_ATTRS_KEY)]
+
+    def get(self, name: str):
+        if name not in self.names():
+            raise KeyError(name)
+        return self.arrays[name]
+
+    def file_attrs(self) -> dict[str, Any]:
+        return self.attrs
+
+
+class _ZarrReader(_Reader):
+    format = "zarr"
+
+    def __init__(self, root, single: str):
+        self.root, self.single = root, single
+
+    def _is_array(self) -> bool:
+        return not hasattr(self.root, "groups")
+
+    def names(self) -> list[str]:
+        if self._is_array():
+            return [self.single]
+        out: list[str] = []
+
+        def walk(group, prefix: str) -> None:
+            for name, _ in group.arrays():
+                out.append(prefix + name)
+            for name, sub in group.groups():
+                walk(sub, prefix + name + "/")
+
+        walk(self.root, "")
+        return out
+
+    def get(self, name: str):
+        if self._is_array():
+            if name != self.single:
+                raise KeyError(name)
+            return self.root
+        if name not in self.names():
+            raise KeyError(name)
+        return self.root[name]
+
+    def var_attrs(self, name: str) -> dict[str, Any]:
+        return _plain_attrs(self.get(name).attrs)
+
+    def file_attrs(self) -> dict[str, Any]:
+        return {} if self._is_array() else _plain_attrs(self.root.attrs)
+
+    def dims(self, name: str) -> list[str] | None:
+        arr = self.get(name)
+        names = getattr(getattr(arr, "metadata", None), "dimension_names", None)  # Zarr v3
+        names = names or arr.attrs.get("_ARRAY_DIMENSIONS")  # xarray's convention in Zarr v2
+        return [str(n) for n in names] if names and all(n is not None for n in names) else None
+
+
+@contextmanager
+def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_Reader]:
+    """Open ``path`` as ``fmt``; library errors become a FieldError naming the file."""
+    if fmt in ("hdf5", "netcdf4"):
+        import h5py
+
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise FieldError(f"{source}: cannot open as {fmt} (HDF5): {exc}") from exc
+        with f:
+            yield _H5Reader(f, fmt)
+    elif fmt == "netcdf3":
+        from scipy.io import netcdf_file
+
+        try:
+            # mmap=False: the arrays outlive the file object, and nothing keeps the file open.
+            f = netcdf_file(path, "r", mmap=False)
+        except (OSError, TypeError, ValueError) as exc:
+            raise FieldError(f"{source}: cannot open as classic NetCDF: {exc}") from exc
+        try:
+            yield _NC3Reader(f)
+        finally:
+            f.close()
+    elif fmt == "npz":
+        try:
+            npz = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FieldError(f"{source}: cannot open as NPZ: {exc}") from exc
+        if not hasattr(npz, "files"):
+            raise FieldError(f"{source}: not an NPZ archive (it holds a single array: use format='npy')")
+        with npz:
+            yield _MappingReader(npz, "npz", _npz_attrs(npz))
+    elif fmt == "npy":
+        if len(layout.variables) != 1:
+            raise FieldError(
+                f"{source}: an .npy file holds a single array, so variables must have one entry, "
+                f"got {layout.variables}"
+            )
+        try:
+            # mmap: only the kept channels are copied out of a large file.
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FieldError(f"{source}: cannot open as NPY: {exc}") from exc
+        if not isinstance(arr, np.ndarray):
+            raise FieldError(f"{source}: not an .npy array (an archive? use format='npz')")
+        yield _MappingReader({layout.variables[0]: arr}, "npy")
+    elif fmt == "zarr":
+        try:
+            import zarr
+        except ImportError as exc:
+            raise FieldError(f"{source}: reading Zarr needs the zarr package (pip install zarr)") from exc
+        try:
+            root = zarr.open(str(path), mode="r")
+        except Exception as exc:  # zarr raises several types for a store it cannot read
+            raise FieldError(f"{source}: cannot open as Zarr: {exc}") from exc
+        yield _ZarrReader(root, layout.variables[0])
+    else:  # detect_format checked fmt
+        raise FieldError(f"{source}: unknown format {fmt!r}")
+
+
+def _npz_attrs(npz) -> dict[str, Any]:
+    if _NPZ_ATTRS_KEY not in npz.files:
+        return {}
+    raw = npz[_NPZ_ATTRS_KEY]
+    if raw.ndim == 0 and raw.dtype.kind == "U":
+        with suppress(ValueError):
+            attrs = json.loads(str(raw))
+            if isinstance(attrs, dict):
+                return attrs
+    return {}
+
+
+# ============================================================================ layout checks
+
+
+def _parse_axes(layout: FieldLayout, shape: tuple[int, ...], var: str, source: str, dims) -> list[str]:
+    """The stored axis names of ``var``, checked against its shape."""
+    spec = layout.axes
+    names = [a.strip() for a in str(spec).split(",")] if str(spec).strip() else []
+    where = f"{source}: axes {spec!r}"
+    array = f"{var} of shape {tuple(shape)}"
+    found = f" (dimensions in the file: {', '.join(dims)})" if dims else ""
+    unknown = [a for a in names if a not in AXES]
+    if unknown:
+        raise FieldError(
+            f"{where} for {array}: unknown axis name(s) {unknown}; use names from {', '.join(AXES)}"
+        )
+    dup = sorted({a for a in names if names.count(a) > 1})
+    if dup:
+        raise FieldError(f"{where} for {array}: axis name(s) {dup} appear more than once")
+    if len(names) != len(shape):
+        raise FieldError(
+            f"{where} names {len(names)} axes but {var} has shape {tuple(shape)} ({len(shape)} axes){found}"
+        )
+    if not any(a in SPATIAL for a in names):
+        raise FieldError(f"{where} for {array}: no spatial axis (x, y or z)")
+    if len(layout.variables) > 1 and "component" in names:
+        raise FieldError(
+            f"{where} for {array}: per-component variables {layout.variables} cannot have a 'component' axis "
+            "(each variable is one component)"
+        )
+    return names
+
+
+def _channels(layout: FieldLayout, n_stored: int, source: str, what: str) -> list[int]:
+    if layout.channels is None:
+        return list(range(n_stored))
+    chans = list(layout.channels)
+    if not chans:
+        raise FieldError(
+            f"{source}: channels is empty; keep at least one of the {n_stored} components of {what}"
+        )
+    for c in chans:
+        if isinstance(c, bool) or not isinstance(c, int | np.integer) or not 0 <= c < n_stored:
+            raise FieldError(
+                f"{source}: channels {chans}: {c!r} is out of range for the {n_stored} stored "
+                f"component(s) of {what} (valid: 0..{n_stored - 1})"
+            )
+    if len(set(chans)) != len(chans):
+        raise FieldError(f"{source}: channels {chans} repeat a channel")
+    return [int(c) for c in chans]
+
+
+def _component_names(layout: FieldLayout, chans: list[int], n_stored: int, default: list[str], source: str):
+    names = layout.components
+    if names is None:
+        return [default[c] for c in chans]
+    names = [str(n) for n in names]
+    if len(names) == n_stored:
+        return [names[c] for c in chans]
+    if len(names) == len(chans):
+        return names
+    raise FieldError(
+        f"{source}: components {names} has {len(names)} names; give one per stored component "
+        f"({n_stored}) or one per kept channel ({len(chans)})"
+    )
+
+
+def _first_bad(arr: np.ndarray, fill: Any = None) -> tuple[int, ...] | None:
+    """Index of the first non-finite entry (or entry equal to ``fill``) in C order, else None."""
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    per_row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)))
+    step = max(1, _SLAB_ELEMENTS // per_row)
+    for i0 in range(0, arr.shape[0], step):
+        slab = np.asarray(arr[i0 : i0 + step])
+        bad = slab == fill if fill is not None else ~np.isfinite(slab)
+        if bad.any():
+            idx = np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape)
+            return (int(idx[0]) + i0, *(int(i) for i in idx[1:]))
+    return None
+
+
+def _fmt_index(var: str, idx: tuple[int, ...]) -> str:
+    return f"{var}[{', '.join(str(i) for i in idx)}]"
+
+
+def _load_var(
+    reader: _Reader, var: str, names: list[str], comp_axis: int | None, chans: list[int], source: str
+) -> np.ndarray:
+    """Read ``var`` (kept channels only), unpack CF scale/offset, check it, return float32 in stored order."""
+    arr = reader.get(var)
+    kind = np.dtype(arr.dtype).kind
+    if kind not in "fiu":
+        raise FieldError(
+            f"{source}: variable {var} has dtype {arr.dtype}; a velocity field must be real numbers"
+        )
+    data = np.asarray(arr[...]) if not isinstance(arr, np.ndarray) else arr
+    if comp_axis is not None and chans != list(range(data.shape[comp_axis])):
+        data = np.take(data, chans, axis=comp_axis)
+
+    def stored_index(idx: tuple[int, ...]) -> tuple[int, ...]:
+        if comp_axis is None:
+            return idx
+        return (*idx[:comp_axis], chans[idx[comp_axis]], *idx[comp_axis + 1 :])
+
+    attrs = reader.var_attrs(var) if reader.format in ("netcdf3", "netcdf4", "zarr") else {}
+    for key in ("_FillValue", "missing_value"):
+        fill = attrs.get(key)
+        if isinstance(fill, int | float) and not isinstance(fill, bool) and math.isfinite(fill):
+            bad = _first_bad(data, fill=np.asarray(fill, dtype=data.dtype))
+            if bad is not None:
+                raise FieldError(
+                    f"{source}: {_fmt_index(var, stored_index(bad))} = {fill} (the {key}: missing data); "
+                    "a velocity field must be complete"
+                )
+    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    if isinstance(scale, int | float) or isinstance(offset, int | float):
+        # CF packing: stored integers (or floats) times scale plus offset, in float64 before the cast.
+        data = data.astype(np.float64) * float(scale if scale is not None else 1.0) + float(offset or 0.0)
+    data = data.astype(np.float32, copy=False)  # also makes big-endian NetCDF3 data native
+    if isinstance(data, np.memmap) or not data.flags.writeable:
+        data = np.array(data)  # own the memory: no view of a mapped or read-only file buffer
+    bad = _first_bad(data)
+    if bad is not None:
+        value = float(data[bad])
+        raise FieldError(
+            f"{source}: {_fmt_index(var, stored_index(bad))} = {value} (first non-finite value, "
+            f"index in the stored axis order {','.join(names)})"
+        )
+    return data
+
+
+# ============================================================================ coordinates and time
+
+
+def _coord_var(reader: _Reader, name: str, n: int, what: str, source: str) -> np.ndarray:
+    try:
+        c = np.asarray(reader.get(name)[...], dtype=np.float64)
+    except KeyError:
+        raise FieldError(
+            f"{source}: coordinate variable {name!r} for {what} not found; variables present: "
+            f"{', '.join(reader.names())}"
+        ) from None
+    if c.ndim != 1 or len(c) != n:
+        raise FieldError(f"{source}: coordinate variable {name!r} has shape {c.shape}; {what} needs ({n},)")
+    if not np.isfinite(c).all():
+        raise FieldError(f"{source}: coordinate variable {name!r} holds non-finite values")
+    d = np.diff(c)
+    if n > 1 and not ((d > 0).all() or (d < 0).all()):
+        raise FieldError(f"{source}: coordinate variable {name!r} for {what} is not strictly monotonic")
+    return c
+
+
+def _is_uniform(c: np.ndarray) -> bool:
+    d = np.diff(c)
+    return len(d) > 0 and bool(np.allclose(d, d[0], rtol=1e-5, atol=1e-12 * max(1.0, float(np.abs(c).max()))))
+
+
+def _axis_coords(
+    axis: str, n: int, spec: Any, reader: _Reader, source: str, warnings: list[str]
+) -> tuple[np.ndarray, float, str]:
+    """Coordinates, domain length and where they came from, for one spatial axis of ``n`` points."""
+    if isinstance(spec, str):
+        c = _coord_var(reader, spec, n, f"axis {axis}", source)
+        return c, _length_of(c), f"variable {spec}"
+    if spec is not None:
+        values = [spec] if isinstance(spec, int | float) and not isinstance(spec, bool) else spec
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError):
+            values = []
+        if len(values) == 1 and values[0] > 0:
+            start, stop = 0.0, values[0]
+        elif len(values) == 2 and values[1] > values[0]:
+            start, stop = values
+        else:
+            raise FieldError(
+                f"{source}: coords[{axis!r}] = {spec!r}: give a variable name, a positive length L, [L] "
+                "or [start, stop] with stop > start"
+            )
+        return start + np.arange(n) * ((stop - start) / n), stop - start, f"given {[start, stop]}"
+    if axis in reader.names() and np.shape(reader.get(axis)) == (n,):
+        c = _coord_var(reader, axis, n, f"axis {axis}", source)
+        return c, _length_of(c), f"variable {axis} (found)"
+    warnings.append(f"{axis}: no coordinates given or found; assumed a periodic grid on [0, 2*pi)")
+    return np.arange(n) * (TWO_PI / n), TWO_PI, "default [0, 2*pi)"
+
+
+def _length_of(c: np.ndarray) -> float:
+    # A uniform grid is taken as periodic cell vertices (n * dx, as the synthetic source and
+    # spectral solvers store it); a stretched one (a wall-normal channel grid) spans its ends.
+    if len(c) == 1:
+        return 0.0
+    if _is_uniform(c):
+        return float(abs(c[1] - c[0]) * len(c))
+    return float(abs(c[-1] - c[0]))
+
+
+def _time(
+    layout: FieldLayout, reader: _Reader, n_time: int, source: str
+) -> tuple[np.ndarray | None, float | None, str]:
+    """Snapshot times (or None), spacing (or None) and where the spacing came from."""
+    t, name = None, layout.time
+    if name is None and layout.dt is None:
+        name = next(
+            (n for n in ("t", "time") if n in reader.names() and np.shape(reader.get(n)) == (n_time,)), None
+        )
+    if name is not None:
+        t = _coord_var(reader, name, n_time, "the time axis", source)
+    dt_t = None
+    if t is not None and len(t) > 1:
+        if not _is_uniform(t) or t[1] <= t[0]:
+            d = np.diff(t)
+            raise FieldError(
+                f"{source}: time coordinate {name!r} is not uniformly increasing "
+                f"(spacings {d.min():g}..{d.max():g}); give dt for the snapshot spacing"
+            )
+        dt_t = float((t[-1] - t[0]) / (len(t) - 1))
+    if layout.dt is not None:
+        dt = float(layout.dt)
+        if not dt > 0 or not math.isfinite(dt):
+            raise FieldError(f"{source}: dt {layout.dt!r} must be a positive number")
+        if dt_t is not None and not math.isclose(dt, dt_t, rel_tol=1e-5):
+            raise FieldError(
+                f"{source}: dt {dt:g} disagrees with the spacing {dt_t:g} of the time coordinate {name!r}"
+            )
+        return t, dt, "given"
+    if dt_t is not None:
+        return t, dt_t, f"variable {name}"
+    attr = reader.file_attrs().get("dt")
+    if isinstance(attr, int | float) and not isinstance(attr, bool) and attr > 0 and math.isfinite(attr):
+        return t, float(attr), "file attribute dt"
+    return t, None, "unknown"
+
+
+def _stride(dt_model: float | None, dt: float | None, source: str) -> int:
+    if dt_model is None:
+        return 1
+    if dt is None:
+        raise FieldError(
+            f"{source}: dt_model {dt_model:g} needs the snapshot spacing, which is unknown "
+            "(give dt or a time coordinate)"
+        )
+    ratio = dt_model / dt
+    stride = round(ratio)
+    if stride < 1 or abs(ratio - stride) > 1e-6 * max(1.0, ratio):
+        raise FieldError(
+            f"dt_model {dt_model:g} is not a multiple of the snapshot spacing {dt:g} (file {source})"
+        )
+    return int(stride)
+
+
+def _stored_shape(reader: _Reader, layout: FieldLayout, source: str) -> tuple[tuple[int, ...], list[str]]:
+    """The common shape of the layout's variables and their stored axis names, checked."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for var in layout.variables:
+        try:
+            shapes[var] = tuple(int(s) for s in reader.get(var).shape)
+        except KeyError:
+            present = ", ".join(reader.names()) or "(none)"
+            raise FieldError(f"{source}: variable {var!r} not found; variables present: {present}") from None
+    first = layout.variables[0]
+    stored = _parse_axes(layout, shapes[first], first, source, reader.dims(first))
+    for var in layout.variables[1:]:
+        if shapes[var] != shapes[first]:
+            raise FieldError(
+                f"{source}: per-component variables differ in shape: {first} {shapes[first]} vs {var} {shapes[var]}"
+            )
+    if any(s == 0 for s in shapes[first]):
+        raise FieldError(f"{source}: variable {first} has shape {shapes[first]}, with an empty axis")
+    return shapes[first], stored
+
+
+def _space_coords(
+    layout: FieldLayout,
+    reader: _Reader,
+    sizes: dict[str, int],
+    space: list[str],
+    squeezed: list[str],
+    source: str,
+) -> tuple[dict[str, np.ndarray], list[float], dict[str, str], list[str]]:
+    """Coordinates, lengths, their origins and warnings for the spatial axes kept."""
+    spec = dict(layout.coords or {})
+    bad = [k for k in spec if k not in space and k not in squeezed]
+    if bad:
+        raise FieldError(
+            f"{source}: coords names axes {bad} that are not spatial axes of axes {layout.axes!r}"
+        )
+    coords: dict[str, np.ndarray] = {}
+    lengths: list[float] = []
+    origins: dict[str, str] = {}
+    warnings: list[str] = []
+    for axis in space:
+        coords[axis], length, origins[axis] = _axis_coords(
+            axis, sizes[axis], spec.get(axis), reader, source, warnings
+        )
+        lengths.append(length)
+    return coords, lengths, origins, warnings
+
+
+def _canonical(data: np.ndarray, stored: list[str], squeezed: list[str]) -> np.ndarray:
+    """``data`` with axes ``stored`` as ``(trajectory, time, *space, component)``, C-contiguous."""
+    stored = list(stored)
+    for axis in ("trajectory", "time"):
+        if axis not in stored:
+            data = data[..., None]
+            stored.append(axis)
+    order = [a for a in AXES if a in stored]
+    data = data.transpose([stored.index(a) for a in order])
+    if squeezed:
+        data = data.squeeze(axis=tuple(order.index(a) for a in squeezed))
+    return np.ascontiguousarray(data)
+
+
+# ============================================================================ read
+
+
+def read_fields(
+    source: str | Path,
+    layout: FieldLayout,
+    *,
+    cache: Path | None = None,
+    format: str = "auto",
+    retries: int = 0,
+    delay_s: float = 1.0,
+) -> Fields:
+    """Read a velocity field file into the canonical layout.
+
+    Args:
+        source: Local path or fsspec URL of the file (a folder for Zarr).
+        layout: How the file stores the field (:class:`FieldLayout`).
+        cache: Folder for copies of remote sources; nothing else is written.
+        format: One of :data:`READ_FORMATS`, or ``"auto"`` (first bytes, then suffix).
+        retries: Retries of a failed download (exponential backoff from ``delay_s``).
+        delay_s: First wait between download tries, in seconds.
+
+    Returns:
+        :class:`Fields` with float32 data ``(trajectory, time, *space, component)``.
+
+    Raises:
+        FieldError: Unreadable file, missing variable, axis spec that does not fit the
+            array, mismatched per-component shapes, channels out of range, non-finite or
+            missing values, bad coordinates, or ``dt_model`` not a multiple of the
+            snapshot spacing. The message names the file and what is wrong.
+    """
+    name = str(source)
+    path = local_copy(source, cache, retries=retries, delay_s=delay_s)
+    fmt = detect_format(path, format)
+    if not layout.variables:
+        raise FieldError(f"{name}: layout.variables is empty; name the variable(s) that hold the field")
+    with _open(path, fmt, name, layout) as reader:
+        # Everything that can be checked from shapes and small variables is checked before
+        # the (possibly large) field is read.
+        shape, stored = _stored_shape(reader, layout, name)
+        first = layout.variables[0]
+        if len(layout.variables) > 1:
+            comp_axis, n_stored = None, len(layout.variables)
+            chans = _channels(layout, n_stored, name, f"variables {layout.variables}")
+            kept_vars = [layout.variables[c] for c in chans]
+            default_names = [v.rsplit("/", 1)[-1] for v in layout.variables]
+        else:
+            comp_axis = stored.index("component") if "component" in stored else None
+            n_stored = shape[comp_axis] if comp_axis is not None else 1
+            chans = _channels(layout, n_stored, name, f"{first} {shape} (axes {layout.axes!r})")
+            kept_vars = [first]
+            default_names = [("u", "v", "w")[i] if i < 3 else f"c{i}" for i in range(n_stored)]
+        components = _component_names(layout, chans, n_stored, default_names, name)
+        sizes = dict(zip(stored, shape, strict=True))
+        squeezed = [a for a in SPATIAL if sizes.get(a) == 1]
+        space = [a for a in SPATIAL if sizes.get(a, 1) > 1]
+        if not space:
+            raise FieldError(
+                f"{name}: {first} {shape} has no spatial axis longer than 1 (axes {layout.axes!r})"
+            )
+        coords, lengths, coord_sources, warnings = _space_coords(layout, reader, sizes, space, squeezed, name)
+        t, dt, dt_source = _time(layout, reader, sizes.get("time", 1), name)
+        if t is not None:
+            coords["time"] = t
+        stride = _stride(None if layout.dt_model is None else float(layout.dt_model), dt, name)
+
+        if len(layout.variables) > 1:
+            data = np.stack([_load_var(reader, v, stored, None, [], name) for v in kept_vars], axis=-1)
+        else:
+            data = _load_var(reader, first, stored, comp_axis, chans, name)
+            if comp_axis is None:
+                data = data[..., None]  # a single scalar variable: one component
+        data = _canonical(data, stored if "component" in stored else [*stored, "component"], squeezed)
+        attrs = {
+            "format": fmt,
+            "variables": kept_vars,
+            "stored_axes": stored,
+            "stored_shape": list(shape),
+            "channels": chans,
+            "dims": {v: reader.dims(v) for v in kept_vars},
+            "squeezed": squeezed,
+            "coord_sources": coord_sources,
+            "dt_source": dt_source,
+            "warnings": warnings,
+            "file_attrs": reader.file_attrs(),
+        }
+    return Fields(
+        data=data,
+        coords=coords,
+        lengths=lengths,
+        dt=dt,
+        stride=stride,
+        components=components,
+        source=name,
+        attrs=attrs,
+    )
+
+
+# ============================================================================ write
+
+
+def _write_format(path: Path, fields: Fields, fmt: str | None) -> str:
+    if fmt not in (None, "auto"):
+        if fmt not in WRITE_FORMATS:
+            raise FieldError(f"{path}: cannot write format {fmt!r}; supported: {', '.join(WRITE_FORMATS)}")
+        return fmt
+    suffix = SUFFIXES.get(path.suffix.lower())
+    if suffix == "netcdf":
+        src = fields.attrs.get("format")
+        return src if src in ("netcdf3", "netcdf4") else "netcdf3"
+    if suffix in WRITE_FORMATS:
+        return suffix
+    raise FieldError(
+        f"{path}: cannot tell the format to write from the suffix {path.suffix!r}; "
+        f"pass format= one of {', '.join(WRITE_FORMATS)}"
+    )
+
+
+def _out_variables(fields: Fields, fmt: str, variables: list[str] | None, path: Path) -> list[str]:
+    n = fields.data.shape[-1]
+    if variables is None:
+        src = list(fields.attrs.get("variables") or [])
+        if fmt in ("netcdf3", "netcdf4") and len(src) == n and n > 1:
+            variables = src  # same variable names as the NetCDF input, one per component
+        else:
+            variables = src[:1] if len(src) == 1 else ["velocity"]
+    variables = [str(v) for v in variables]
+    if fmt == "netcdf3":
+        variables = [v.replace("/", "_") for v in variables]
+    if len(variables) not in (1, n) or (fmt == "npy" and len(variables) != 1):
+        raise FieldError(
+            f"{path}: variables {variables}: give one name (all components) or one per component ({n})"
+            + ("; an .npy file holds one array" if fmt == "npy" else "")
+        )
+    return variables
+
+
+def _attr_value(value: Any, netcdf3: bool) -> Any:
+    """An attribute value HDF5 / NetCDF3 can store (None: drop it)."""
+    if isinstance(value, bool):
+        return np.int32(value) if netcdf3 else value
+    if isinstance(value, int):
+        if netcdf3:  # classic NetCDF has no 64-bit integers
+            return np.int32(value) if -(2**31) <= value < 2**31 else float(value)
+        return value
+    if isinstance(value, float | str):
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        arr = np.asarray(value)
+        return arr.astype(np.float64 if arr.dtype.kind == "f" or netcdf3 else arr.dtype)
+    if value is None or (isinstance(value, list | dict) and not value):
+        return None
+    return json.dumps(value)
+
+
+def _out_attrs(fields: Fields, axes: list[str]) -> dict[str, Any]:
+    attrs = dict(fields.attrs.get("file_attrs") or {})
+    attrs |= {
+        "layout": ",".join(axes),
+        "components": ",".join(fields.components),
+        "lengths": [float(v) for v in fields.lengths],
+        "stride": int(fields.stride),
+        "source": fields.source,
+    }
+    if fields.dt is not None:
+        attrs["dt"] = float(fields.dt)
+    else:
+        attrs.pop("dt", None)
+    return attrs
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block succeeds (removed otherwise)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_fields(
+    path: str | Path, fields: Fields, *, format: str = "auto", variables: list[str] | None = None
+) -> FieldLayout:
+    """Write ``fields`` in the canonical axis order, atomically (temporary file, then rename).
+
+    The field is stored as ``(trajectory, time, *space, component)`` float32 (one variable),
+    or ``(trajectory, time, *space)`` per component (one variable per component), with a
+    coordinate variable per spatial axis (``x``, ``y``, ``z``), the snapshot times when
+    known (``t``; ``time`` in NetCDF), and the file attributes of the source plus
+    ``layout``, ``components``, ``lengths``, ``stride``, ``source`` and ``dt``.
+
+    Args:
+        path: Output file; its folder is created.
+        fields: What to write.
+        format: ``hdf5``, ``netcdf4`` (HDF5 with netCDF-style dimension scales),
+            ``netcdf3`` (classic, 64-bit offsets, via ``scipy.io.netcdf_file``), ``npz``,
+            ``npy`` (the data array only), or ``"auto"`` by suffix (``.nc``: the netCDF
+            flavour the fields were read from, else classic).
+        variables: Output variable names: one (all components) or one per component.
+            Default: for NetCDF, the source's names (per component when the source had
+            one variable per component, as ``hit_slice.nc``); else the source's single
+            variable name, or ``velocity``.
+
+    Returns:
+        The :class:`FieldLayout` that reads the written file back into equal ``Fields``.
+
+    Raises:
+        FieldError: Unknown format or variable names that do not fit (names the path).
+    """
+    path = Path(path)
+    fmt = _write_format(path, fields, format)
+    names = _out_variables(fields, fmt, variables, path)
+    per_comp = len(names) > 1
+    axes = list(fields.axes) if not per_comp else list(fields.axes[:-1])
+    data = np.asarray(fields.data, dtype=np.float32)
+    arrays = {names[0]: data} if not per_comp else {v: data[..., i] for i, v in enumerate(names)}
+    time_name = "time" if fmt.startswith("netcdf") else "t"
+    coords = {a: np.asarray(fields.coords[a], dtype=np.float64) for a in fields.space}
+    if "time" in fields.coords:
+        coords[time_name] = np.asarray(fields.coords["time"], dtype=np.float64)
+    clash = sorted(set(arrays) & set(coords))
+    if clash:
+        raise FieldError(f"{path}: variable name(s) {clash} clash with coordinate variables {list(coords)}")
+    attrs = _out_attrs(fields, axes)
+
+    if fmt == "npy":
+        with _atomic(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, data)  # a file object: np.save would append .npy to a temporary name
+        # No room for coordinates in an .npy file: the layout carries [start, start + length],
+        # which reproduces uniform periodic grids (not stretched ones).
+        starts = [float(fields.coords[a][0]) for a in fields.space]
+        return FieldLayout(
+            variables=names,
+            axes=",".join(axes),
+            components=list(fields.components),
+            coords={a: [s0, s0 + lf] for a, s0, lf in zip(fields.space, starts, fields.lengths, strict=True)},
+            dt=fields.dt,
+            dt_model=fields.dt_model if fields.stride > 1 else None,
+        )
+    if fmt == "npz":
+        payload = {**arrays, **coords, _NPZ_ATTRS_KEY: np.asarray(json.dumps(attrs))}
+        with _atomic(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+    elif fmt in ("hdf5", "netcdf4"):
+        _write_h5(path, arrays, coords, attrs, axes, fields, netcdf=fmt == "netcdf4", time_name=time_name)
+    else:
+        _write_nc3(path, arrays, coords, attrs, axes, fields, time_name=time_name)
+    return FieldLayout(
+        variables=names,
+        axes=",".join(axes),
+        components=list(fields.components),
+        coords={a: a for a in fields.space},
+        time=time_name if "time" in fields.coords else None,
+        dt=fields.dt,
+        dt_model=fields.dt_model if fields.stride > 1 else None,
+    )
+
+
+def _write_h5(path, arrays, coords, attrs, axes, fields: Fields, *, netcdf: bool, time_name: str) -> None:
+    import h5py
+
+    sizes = dict(zip(fields.axes, fields.data.shape, strict=True))
+    with _atomic(path) as tmp:
+        # track_times=False: equal fields give equal bytes.
+        with h5py.File(tmp, "w", track_order=True) as f:
+            scales = {}
+            if netcdf:
+                # netCDF-4 names each dimension by a dimension-scale dataset: the coordinate
+                # variable where there is one, else netCDF-C's dimension-only placeholder.
+                for axis in axes:
+                    key = time_name if axis == "time" else axis
+                    if key in coords:
+                        ds = f.create_dataset(key, data=coords[key], track_times=False)
+                        ds.make_scale(key)
+                    else:
+                        ds = f.create_dataset(key, shape=(sizes[axis],), dtype="f4", track_times=False)
+                        ds.make_scale(f"{_NC4_DIM_ONLY}{sizes[axis]:10d}")
+                    scales[axis] = ds
+            for name, values in coords.items():
+                if name not in f:
+                    f.create_dataset(name, data=values, track_times=False)
+            for name, arr in arrays.items():
+                ds = f.create_dataset(name, data=arr, track_times=False)
+                for i, axis in enumerate(axes if netcdf else []):
+                    ds.dims[i].attach_scale(scales[axis])
+            for k, v in attrs.items():
+                v = _attr_value(v, netcdf3=False)
+                if v is not None:
+                    f.attrs[k] = v
+
+
+def _write_nc3(path, arrays, coords, attrs, axes, fields: Fields, *, time_name: str) -> None:
+    from scipy.io import netcdf_file
+
+    sizes = dict(zip(fields.axes, fields.data.shape, strict=True))
+    with _atomic(path) as tmp:
+        f = netcdf_file(tmp, "w", version=2)  # 64-bit offsets: fields over 2 GB
+        try:
+            for axis in axes:
+                f.createDimension(time_name if axis == "time" else axis, sizes[axis])
+            for name, values in coords.items():
+                var = f.createVariable(name, "d", (name,))
+                var[:] = values
+            dims = tuple(time_name if a == "time" else a for a in axes)
+            for name, arr in arrays.items():
+                var = f.createVariable(name, "f", dims)
+                var[...] = arr
+            for k, v in attrs.items():
+                v = _attr_value(v, netcdf3=True)
+                if v is not None:
+                    # Into the attribute table itself: setattr would also clobber netcdf_file's
+                    # own members for names such as "variables" or "mode".
+                    f._attributes[k] = v
+        finally:
+            f.close()
