@@ -29,6 +29,7 @@ variable, axis, value or spec entry at fault.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import math
@@ -344,17 +345,18 @@ def _plain_attrs(attrs: Any) -> dict[str, Any]:
     return out
 
 
-class _Reader:
+class _Reader(abc.ABC):
     """The variables of one open file: names, shapes, arrays, attributes, dimension names."""
 
     format: str = ""
 
+    @abc.abstractmethod
     def names(self) -> list[str]:
-        raise NotImplementedError
+        """The variable names of the file."""
 
+    @abc.abstractmethod
     def get(self, name: str) -> Any:
         """An array-like (``shape``, ``dtype``, ``[...]`` slicing); may be lazy."""
-        raise NotImplementedError
 
     def var_attrs(self, name: str) -> dict[str, Any]:
         return {}
