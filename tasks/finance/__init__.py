@@ -39,8 +39,6 @@ documents and writes every sentence's P(AI) plus a per-document table and plot
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import tempfile
 from pathlib import Path
@@ -683,8 +681,3 @@ def score_summary(out, notes: dict, output: Path) -> tuple[dict[str, Any], dict[
     from tasks.finance import report
 
     return report.scoring_summary(out, notes, output)
-
-
-def read_csv_rows(data: bytes) -> list[dict[str, str]]:
-    """Rows of CSV bytes (for tests and tools reading the per-document table)."""
-    return list(csv.DictReader(io.StringIO(data.decode())))
