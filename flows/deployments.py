@@ -23,6 +23,7 @@ DEPLOYMENTS = [
     ("netflow", "formerflow-domain", {"domain": "netflow"}, "0 2 * * *", "netflow-nightly"),
     ("eeg", "formerflow-domain", {"domain": "eeg"}, "30 2 * * *", "eeg-nightly"),
     ("finance", "formerflow-domain", {"domain": "finance"}, "0 3 * * *", "finance-nightly"),
+    ("turbulence", "formerflow-domain", {"domain": "turbulence"}, "30 3 * * *", "turbulence-nightly"),
     ("all-domains", "formerflow-pipeline", {}, "0 4 * * 0", "pipeline-weekly"),
 ]
 

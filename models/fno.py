@@ -84,6 +84,9 @@ class FNOConfig:
             recipe fits them on the train targets). ``None`` = reuse ``norm_mean`` /
             ``norm_std``. Given together. Same fields and meaning as
             :class:`~models.ifactformer.IFactFormerConfig`.
+        residual: predict the increment: output = last input snapshot + de-normalised network
+            output (then ``out_mean`` / ``out_std`` are the increments' statistics). Off by
+            default (the reference predicts the field itself); see IFactFormerConfig.residual.
     """
 
     grid: list[int] = field(default_factory=lambda: [32, 32])
@@ -99,9 +102,12 @@ class FNOConfig:
     norm_std: list[float] | None = None
     out_mean: list[float] | None = None
     out_std: list[float] | None = None
+    residual: bool = False
 
     def __post_init__(self) -> None:
         name = type(self).__name__
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"{name}.residual must be true or false, got {self.residual!r}")
         if not isinstance(self.grid, list | tuple) or len(self.grid) not in (2, 3):
             raise ValueError(f"{name}.grid must be a list of 2 or 3 ints, got {self.grid!r}")
         n_dims = len(self.grid)
@@ -331,6 +337,7 @@ class FNO(nn.Module):
         pads = cfg.padding_for(grid)
         check_modes_fit(cfg.modes, [n + p for n, p in zip(grid, pads, strict=True)])
 
+        last = x[:, -1]  # (B, *grid, C), physical units
         x = (x - self.in_mean) / self.in_std  # (B, T, *grid, C), z-scores
         h = x.movedim(1, -2).flatten(-2)  # (B, *grid, T*C)
         coords = self._coordinates(grid, x.device, h.dtype)  # (*grid, d)
@@ -347,7 +354,8 @@ class FNO(nn.Module):
         if any(pads):
             h = h[(slice(None), *(slice(0, n) for n in grid))]  # (B, *grid, W)
         y = self.project_out(F.gelu(self.project_hidden(h)))  # (B, *grid, C), z-scores
-        return y * self.out_std + self.out_mean  # (B, *grid, C), physical units
+        y = y * self.out_std + self.out_mean  # (B, *grid, C), physical units
+        return last + y if cfg.residual else y  # residual: y is the increment over the last snapshot
 
     def _coordinates(self, grid: Sequence[int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """``(*grid, d)`` physical coordinates, ``linspace(0, L, N)`` per axis (end point included)."""

@@ -149,6 +149,12 @@ class IFactFormerConfig:
             fits them on the train targets). ``None`` = reuse ``norm_mean``/``norm_std``.
         seed_fourier: seed of the generator that draws ``B``, so that the frozen
             encoding is a function of the config alone.
+        residual: predict the increment over the last input snapshot (output = last
+            snapshot + de-normalised head output, with ``out_mean`` / ``out_std`` the
+            increments' statistics). Off by default: the reference predicts the field
+            itself. A deliberate option for short training budgets, where learning the
+            increment starts from persistence instead of from zero (the reference saves
+            increment statistics to ``norm.pkl`` but does not use them).
     """
 
     grid: list[int] = field(default_factory=_small_grid)
@@ -172,6 +178,7 @@ class IFactFormerConfig:
     out_mean: list[float] | None = None
     out_std: list[float] | None = None
     seed_fourier: int = 0
+    residual: bool = False
 
     def __post_init__(self) -> None:
         grid = self.grid
@@ -194,6 +201,8 @@ class IFactFormerConfig:
             if getattr(self, name) is not None:
                 _check_int(self, name, 1)
         _check_int(self, "seed_fourier", 0)
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"IFactFormerConfig.residual must be true or false, got {self.residual!r}")
         _check_positive(self, "fourier_sigma")
         _check_positive(self, "rope_min_freq")
         if self.variant not in VARIANTS:
@@ -669,8 +678,8 @@ class IFactFormer(nn.Module):
         steps = self.config.n_layer
         for _ in range(steps):
             u = u + self.block(u, rope) / steps  # (B, *grid, dim); the same weights every step
-        y = self.head(u)  # (B, *grid, C), z-scores
-        return y * self.out_std + self.out_mean  # (B, *grid, C), physical units
+        y = self.head(u) * self.out_std + self.out_mean  # (B, *grid, C), physical units
+        return x[:, -1] + y if self.config.residual else y  # residual: y is the increment
 
     # ------------------------------------------------------------------ registry contract
 

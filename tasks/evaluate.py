@@ -151,24 +151,30 @@ TABLE_COLUMNS = [
     ("throughput_per_s", "windows/s (batched)"), ("bytes", "size (KB)"), ("parameters", "params"),
 ]
 COLUMN_LABELS = {**dict(TABLE_COLUMNS), "accuracy": "accuracy", "precision": "precision", "recall": "recall",
-                 "brier": "Brier"}
+                 "brier": "Brier", "one_step_rel_l2": "one-step rel. L2", "rollout_rel_l2_10": "rel. L2 @10",
+                 "rollout_rel_l2_50": "rel. L2 @50", "spectrum_lsd": "spectrum LSD", "stable": "stable",
+                 "ms_per_step": "ms/step (b=1)", "speedup_vs_solver": "speed-up vs solver"}
 """Every metric a domain may put in its table (``task_info()["table_columns"]``), with its default header."""
 
 
 def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
     if key == "bytes":
         return f"{value / 1024:,.0f}"
     if key in ("parameters", "throughput_per_s"):
         return f"{value:,.0f}"
-    if key == "latency_ms":
+    if key in ("latency_ms", "ms_per_step"):
         return f"{value:.3f}"
+    if key == "speedup_vs_solver":
+        return f"{value:.1f}x"
     return f"{value:.4f}"
 
 
 def _columns(keys: list[str] | None) -> list[tuple[str, str]]:
-    return TABLE_COLUMNS if keys is None else [(k, COLUMN_LABELS[k]) for k in keys]
+    return TABLE_COLUMNS if keys is None else [(k, COLUMN_LABELS.get(k, k)) for k in keys]
 
 
 def metrics_table(models: dict[str, dict[str, Any]], labels: dict[str, str] | None = None,
@@ -187,18 +193,21 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
                  test_note: str = "windows, the last rows in time order", labels: dict[str, str] | None = None,
                  extra: str = "", columns: list[str] | None = None) -> None:
     models = result["models"]
+    threshold = f"; threshold {result['threshold']}" if result.get("threshold") is not None else ""
     lines = [
         f"# formerflow report: {domain}",
         "",
-        f"Test split: {result['n_test']} {test_note}. Task: {result['task']}; "
-        f"threshold {result['threshold']}. Latency on CPU, batch 1, median of repeats.",
+        f"Test split: {result['n_test']} {test_note}. Task: {result['task']}{threshold}. "
+        "Latency on CPU, batch 1, median of repeats.",
         "",
         metrics_table(models, labels, columns),
         "",
-        "## Per-class results",
-        "",
     ]
+    if any("per_class" in m for m in models.values()):
+        lines += ["## Per-class results", ""]
     for name, m in models.items():
+        if "per_class" not in m:
+            continue
         lines.append(f"**{name}**: " + "; ".join(
             f"{c}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f} (n={v['support']})"
             for c, v in m["per_class"].items()))
@@ -238,6 +247,8 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
     from tasks.train import count_parameters, predict, probabilities
 
     dom = domains.get(domain)
+    if hasattr(dom, "evaluate_models"):
+        return _evaluate_fields(domain, dom, params, run)
     p = params.section("evaluate", domain)
     task = params.section("train", domain).task
     paths = store.domain_paths(domain)
@@ -308,6 +319,41 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
         for name, m in result.get("protocol", {}).get("summary", {}).items():  # EEG: protocol means per model
             run.log_metrics({f"protocol.{name}.{k}": v["mean"] for k, v in m.items()
                              if isinstance(v, dict) and isinstance(v.get("mean"), float) and np.isfinite(v["mean"])})
+        run.log_artifact(paths.reports / "report.md")
+        run.log_artifact(paths.reports / "plots", "plots")
+    return {"stage": "evaluate", "domain": domain,
+            "summary": {n: {k: m.get(k) for k, _ in _columns(info.get("table_columns"))} for n, m in results.items()},
+            "table": metrics_table(results, info.get("column_labels"), info.get("table_columns")), "extra": extra_md,
+            "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}
+
+
+def _evaluate_fields(domain: str, dom, params: Params, run=None) -> dict[str, Any]:
+    """The evaluate stage of a field domain (turbulence): its ``evaluate_models`` rolls every model out.
+
+    Same outputs and report layout as the classification domains: ``metrics.json`` (``models`` ->
+    metrics, what register reads), ``report.md`` (the table, the compression trade-off, the domain's
+    sections and plots) and ``plots/``, all written atomically.
+    """
+    paths = store.domain_paths(domain)
+    schema = dom.load_schema()
+    info = dom.task_info(params, schema)
+    folders = {"teacher": paths.teacher}
+    if paths.compressed.exists():
+        folders.update({f.name: f for f in sorted(paths.compressed.iterdir()) if (f / "config.json").exists()})
+    with store.atomic_dir(paths.reports / "plots") as plots_dir:
+        result, extra_md, plot_files = dom.evaluate_models(params, folders, plots_dir)
+    compression = None
+    if (paths.reports / "compress.json").exists():
+        compression = store.read_json(paths.reports / "compress.json")["methods"]
+    result = {"domain": domain, "task": info["task"], "threshold": None, **result, "compression": compression}
+    results = result["models"]
+    store.atomic_write_json(paths.reports / "metrics.json", result)
+    write_report(domain, result, paths.reports / "report.md", plot_files, labels=info.get("column_labels"),
+                 test_note=info.get("test_note", ""), extra=extra_md, columns=info.get("table_columns"))
+    if run is not None:
+        for name, m in results.items():
+            run.log_metrics({f"{name}.{k}": float(v) for k, v in m.items()
+                             if isinstance(v, int | float) and v is not None and np.isfinite(float(v))})
         run.log_artifact(paths.reports / "report.md")
         run.log_artifact(paths.reports / "plots", "plots")
     return {"stage": "evaluate", "domain": domain,

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from tasks.synthetic.netflow import NF_V2_CATEGORICAL, NF_V2_NUMERIC
 
-DOMAINS = ("netflow", "eeg", "finance")
+DOMAINS = ("netflow", "eeg", "finance", "turbulence")
 """Domains this build knows. A new domain adds its sections below and an entry here."""
 
 
@@ -46,8 +46,8 @@ class Strict(BaseModel):
 
 # ----------------------------------------------------------------------------- pipeline
 class PipelineParams(Strict):
-    domains: list[Literal["netflow", "eeg", "finance"]] = Field(
-        default_factory=lambda: ["netflow", "eeg", "finance"], min_length=1)
+    domains: list[Literal["netflow", "eeg", "finance", "turbulence"]] = Field(
+        default_factory=lambda: ["netflow", "eeg", "finance", "turbulence"], min_length=1)
     dvc_commit: bool = True
     """After a Prefect run, record the outputs with ``dvc commit`` so DVC and Prefect share one dvc.lock."""
 
@@ -227,10 +227,74 @@ class FinanceIngest(Strict):
         return self
 
 
+class FieldLayoutSpec(Strict):
+    """How a field file stores the velocity (:class:`tasks.turbulence.io.FieldLayout`), so new datasets need a
+    spec, not code. The synthetic source's layout is the default. The paper's channel-flow array
+    (``Retau180_dim21x400x32x33x16x4_dT200.npy``) is ``variables: [u], axes: trajectory,time,x,y,z,component,
+    channels: [0, 1, 2], coords: {x: 12.566, y: 2.0, z: 4.189}, dt: 1.0``; ``hit_slice.nc`` is
+    ``variables: [velocity_x, velocity_y, velocity_z], axes: z,y,x``."""
+
+    variables: list[str] = Field(default_factory=lambda: ["velocity"], min_length=1)
+    """One variable with a ``component`` axis, or one variable per component (HDF5/Zarr paths allowed)."""
+    axes: str = "trajectory,time,x,y,component"
+    """Stored axis order, comma-separated from ``trajectory, time, x, y, z, component``."""
+    components: list[str] | None = None
+    channels: list[int] | None = None
+    """Stored component indices to keep (the channel-flow set: ``[0, 1, 2]``, dropping the 4th)."""
+    coords: dict[Literal["x", "y", "z"], str | float | list[float]] | None = None
+    """Per spatial axis: a coordinate variable name, a domain length, or ``[start, stop]``."""
+    time: str | None = None
+    dt: float | None = Field(None, gt=0)
+    """Time between stored snapshots (else a time variable ``t``/``time`` or the file attribute ``dt``)."""
+    dt_model: float | None = Field(None, gt=0)
+    """Time the surrogate advances per step: a whole multiple of the snapshot spacing (default: the spacing)."""
+
+    def to_layout(self):
+        from tasks.turbulence.io import FieldLayout
+
+        return FieldLayout(**self.model_dump())
+
+
+class TurbulenceSynthetic(Strict):
+    """The offline solver (tasks/synthetic/turbulence.py): filtered DNS of forced turbulence, written as HDF5."""
+
+    dim: Literal[2, 3] = 2
+    """2: Kolmogorov flow (vorticity form); 3: forced homogeneous isotropic turbulence (the paper profile)."""
+    n_trajectories: int = Field(8, ge=2)
+    """Independent trajectories from random initial fields; split whole into train / val / test."""
+    n_snapshots: int = Field(60, ge=3)
+    fine_n: int | None = Field(None, ge=8)
+    """Solver grid per side (default 128 in 2-D, 32 in 3-D)."""
+    coarse_n: int | None = Field(None, ge=4)
+    """Stored (LES-like) grid per side (default 32 in 2-D, 16 in 3-D)."""
+    dt_snapshot: float | None = Field(None, gt=0)
+    """Time between stored snapshots (default 0.5 in 2-D, 0.2 in 3-D)."""
+    spinup: float | None = Field(10.0, ge=0)
+    """Time simulated before the first snapshot (None: the generator's default, 15 in 2-D, 10 in 3-D)."""
+    filter_kind: Literal["spectral", "box", "gaussian"] = "gaussian"
+    filter_width: float = Field(2.0, gt=0)
+    """Filter width in coarse-grid cells."""
+    viscosity: float | None = Field(None, gt=0)
+    forcing_amplitude: float | None = Field(None, gt=0)
+    """2-D Kolmogorov forcing amplitude A of (A sin(4y), 0) (default 0.1)."""
+    seed: int = 0
+
+
+class TurbulenceIngest(Strict):
+    source: str = "synthetic"
+    """``synthetic`` or one HDF5 / NetCDF3 / NetCDF4 / NPZ / NPY file or Zarr store, local or any fsspec URL."""
+    format: Literal["auto", "hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr"] = "auto"
+    spec: FieldLayoutSpec = Field(default_factory=FieldLayoutSpec)
+    synthetic: TurbulenceSynthetic = Field(default_factory=TurbulenceSynthetic)
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(0.5, ge=0.0)
+
+
 class IngestParams(Strict):
     netflow: NetflowIngest = Field(default_factory=NetflowIngest)
     eeg: EEGIngest = Field(default_factory=EEGIngest)
     finance: FinanceIngest = Field(default_factory=FinanceIngest)
+    turbulence: TurbulenceIngest = Field(default_factory=TurbulenceIngest)
 
 
 # ----------------------------------------------------------------------------- preprocess
@@ -321,10 +385,28 @@ class FinancePreprocess(Strict):
     and as many non-candidates."""
 
 
+class TurbulencePreprocess(Strict):
+    """Filtering, coarsening, the split by whole trajectories and the pairs (tasks/turbulence)."""
+
+    filter: Literal["none", "spectral", "box", "gaussian"] = "none"
+    """Filter applied before coarsening (the synthetic source is already filtered DNS: none)."""
+    filter_width: float = Field(2.0, gt=0)
+    """Filter width in cells of the coarse grid."""
+    coarse_n: int | None = Field(None, ge=4)
+    """Coarsen (spectral truncation) to this many points per side; null = keep the grid. Periodic axes only."""
+    t_in: int = Field(1, ge=1)
+    """Input window: the last T_in snapshots predict the next one (the paper: 1)."""
+    test_trajectories: int = Field(1, ge=1)
+    """The last trajectories held out for evaluation (whole trajectories: none is on both sides)."""
+    val_trajectories: int = Field(1, ge=0)
+    """The trajectories just before them, to pick the best epoch by one-step relative L2 (0: keep the last)."""
+
+
 class PreprocessParams(Strict):
     netflow: NetflowPreprocess = Field(default_factory=NetflowPreprocess)
     eeg: EEGPreprocess = Field(default_factory=EEGPreprocess)
     finance: FinancePreprocess = Field(default_factory=FinancePreprocess)
+    turbulence: TurbulencePreprocess = Field(default_factory=TurbulencePreprocess)
 
 
 # ----------------------------------------------------------------------------- train
@@ -356,10 +438,14 @@ class TrainLoopParams(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     keep: Literal["best", "last"] = "best"
     """Weights kept after training: the best validation epoch, or the last epoch (the EEG reference's choice)."""
-    select_metric: Literal["balanced_accuracy", "f1"] = "balanced_accuracy"
-    """Validation metric that picks the best epoch (``f1``: of the positive / last class; FinAI-BERT's choice)."""
-    lr_schedule: Literal["constant", "linear"] = "constant"
-    """``linear``: decay from ``lr`` to 0 over all steps, no warm-up (the Hugging Face Trainer default)."""
+    select_metric: Literal["balanced_accuracy", "f1", "rel_l2"] = "balanced_accuracy"
+    """Validation metric that picks the best epoch (``f1``: of the positive / last class; FinAI-BERT's choice;
+    ``rel_l2``: relative L2 error of a regression, lower is better)."""
+    lr_schedule: Literal["constant", "linear", "step"] = "constant"
+    """``linear``: decay from ``lr`` to 0 over all steps, no warm-up (the Hugging Face Trainer default);
+    ``step``: multiply by ``lr_gamma`` every ``lr_step_epochs`` epochs (torch's StepLR, IFactFormer's recipe)."""
+    lr_step_epochs: int = Field(5, ge=1)
+    lr_gamma: float = Field(0.7, gt=0.0, le=1.0)
 
 
 class NetflowTrain(TrainLoopParams):
@@ -452,10 +538,57 @@ class FinanceTrain(TrainLoopParams):
         return self
 
 
+TURBULENCE_BASELINES = ("fno", "ifactformer_o")
+
+
+class TurbulenceTrain(TrainLoopParams):
+    """IFactFormer-m's recipe (models.md 4.5): relative L2 in physical units, AdamW 5e-4, StepLR(5, 0.7),
+    batch 5; 30 epochs in the paper profile, fewer steps here so the default run takes seconds."""
+
+    task: Literal["regression"] = "regression"
+    """Next-snapshot regression; the loss is the per-sample relative L2 ||y_hat - y|| / ||y||."""
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(arch="ifactformer"))
+    baselines: list[Literal["fno", "ifactformer_o"]] = Field(default_factory=lambda: list(TURBULENCE_BASELINES))
+    """Neural baselines trained by the same loop on the same pairs: FNO and IFactFormer-o (chained kernels)."""
+    baseline_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Constructor overrides per baseline, e.g. ``{fno: {width: 24, modes: [8, 8]}}``."""
+    baseline_max_rows: int = Field(1_000_000, ge=100)
+    """Unused (the neural baselines train on every pair); kept for the shared train stage."""
+    residual: bool = True
+    """Every model predicts the increment over the last snapshot (output statistics = the increments'), not the
+    field itself as the reference does; on a CPU-sized budget this starts training from persistence. The
+    paper profile turns it off."""
+    pushforward_steps: int = Field(1, ge=1)
+    """Multi-step training: > 1 adds the pushforward loss (roll the model out K-1 steps without gradient,
+    then learn the K-th step from its own prediction), so training sees the inputs a rollout produces."""
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int | None = Field(25, ge=1)
+    batch_size: int = Field(5, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    patience: int = Field(1000, ge=1)
+    balanced_batches: bool = False
+    select_metric: Literal["balanced_accuracy", "f1", "rel_l2"] = "rel_l2"
+    lr_schedule: Literal["constant", "linear", "step"] = "step"
+    lr_step_epochs: int = Field(5, ge=1)
+    lr_gamma: float = Field(0.7, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _regression(self) -> TurbulenceTrain:
+        if self.balanced_batches:
+            raise ValueError("train.turbulence.balanced_batches must be false: a regression has no classes")
+        if self.select_metric != "rel_l2":
+            raise ValueError("train.turbulence.select_metric must be rel_l2 (the only regression metric)")
+        return self
+
+
 class TrainParams(Strict):
     netflow: NetflowTrain = Field(default_factory=NetflowTrain)
     eeg: EEGTrain = Field(default_factory=EEGTrain)
     finance: FinanceTrain = Field(default_factory=FinanceTrain)
+    turbulence: TurbulenceTrain = Field(default_factory=TurbulenceTrain)
 
 
 # ----------------------------------------------------------------------------- compress
@@ -469,6 +602,7 @@ class CompressParams(Strict):
     netflow: CompressDomain = Field(default_factory=CompressDomain)
     eeg: CompressDomain = Field(default_factory=CompressDomain)
     finance: CompressDomain = Field(default_factory=CompressDomain)
+    turbulence: CompressDomain = Field(default_factory=lambda: CompressDomain(latency_repeats=20))
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -489,10 +623,32 @@ class FinanceEvaluate(EvaluateDomain):
     attribution_steps: int = Field(32, ge=2)
 
 
+class TurbulenceEvaluate(EvaluateDomain):
+    """Rollouts against the solver (tasks/turbulence/evaluate.py); ``threshold`` is unused here."""
+
+    rollout_steps: int = Field(50, ge=1)
+    """Autoregressive steps from the first window of each test trajectory (capped by its length)."""
+    report_steps: list[int] = Field(default_factory=lambda: [10, 50], min_length=1)
+    """Steps whose rollout relative L2 goes into the table (``rollout_rel_l2_<s>``)."""
+    blowup_factor: float = Field(5.0, gt=1.0)
+    """A rollout has blown up when a value is not finite or its kinetic energy leaves
+    [truth min / factor, truth max * factor] over the window."""
+    solver_speed: bool = True
+    """Time the fine-grid solver (synthetic source) for the speed ratio per predicted step."""
+    gif: bool = True
+    """Write rollout.gif (truth | prediction vorticity) beside the image strip."""
+    hit_slice: str | None = "../shared/data/turbulence/hit_slice.nc"
+    """A 2-D field whose energy spectrum and inertial-range slope the report shows (relative to the project
+    root; skipped with a note when absent)."""
+    hit_slice_k_range: list[float] = Field(default_factory=lambda: [3.0, 10.0], min_length=2, max_length=2)
+    latency_repeats: int = Field(20, ge=1)
+
+
 class EvaluateParams(Strict):
     netflow: EvaluateDomain = Field(default_factory=EvaluateDomain)
     eeg: EvaluateDomain = Field(default_factory=EvaluateDomain)
     finance: FinanceEvaluate = Field(default_factory=FinanceEvaluate)
+    turbulence: TurbulenceEvaluate = Field(default_factory=TurbulenceEvaluate)
 
 
 # ----------------------------------------------------------------------------- register
@@ -504,12 +660,16 @@ class RegisterDomain(Strict):
     """The candidate is promoted when primary >= champion's primary + min_delta."""
     latency_budget_ms: float = Field(50.0, gt=0)
     """Upper bound on the candidate's per-window latency (batch of ``evaluate.latency_batch_size``)."""
+    higher_is_better: bool = True
+    """False for an error (turbulence's rollout relative L2): promote when primary <= champion - min_delta."""
 
 
 class RegisterParams(Strict):
     netflow: RegisterDomain = Field(default_factory=RegisterDomain)
     eeg: RegisterDomain = Field(default_factory=RegisterDomain)
     finance: RegisterDomain = Field(default_factory=RegisterDomain)
+    turbulence: RegisterDomain = Field(default_factory=lambda: RegisterDomain(
+        primary_metric="rollout_rel_l2_50", higher_is_better=False, latency_budget_ms=200.0))
 
 
 # ----------------------------------------------------------------------------- score
@@ -519,10 +679,16 @@ class ScoreDomain(Strict):
     batch_size: int = Field(2048, ge=1)
 
 
+class TurbulenceScore(ScoreDomain):
+    steps: int = Field(50, ge=1)
+    """Snapshots predicted from the last input window of each trajectory in the scored file."""
+
+
 class ScoreParams(Strict):
     netflow: ScoreDomain = Field(default_factory=ScoreDomain)
     eeg: ScoreDomain = Field(default_factory=ScoreDomain)
     finance: ScoreDomain = Field(default_factory=ScoreDomain)
+    turbulence: "TurbulenceScore" = Field(default_factory=lambda: TurbulenceScore())
 
 
 # ----------------------------------------------------------------------------- root

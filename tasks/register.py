@@ -26,11 +26,19 @@ PIP_REQUIREMENTS = ["torch==2.13.0", "mlflow==3.17.2", "polars==2.1.0", "safeten
 
 
 def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary: str, min_delta: float,
-         latency_budget_ms: float) -> tuple[bool, str]:
-    """Decide whether the candidate replaces the champion. Returns (promote, reason)."""
+         latency_budget_ms: float, higher_is_better: bool = True) -> tuple[bool, str]:
+    """Decide whether the candidate replaces the champion. Returns (promote, reason).
+
+    ``higher_is_better=False`` is for errors (turbulence's rollout relative L2): the candidate must then be
+    at most the champion's value minus ``min_delta``. A missing or non-finite value (a rollout that blew up)
+    never promotes.
+    """
     value = candidate.get(primary)
     if value is None or not math.isfinite(value):
         return False, f"candidate has no finite {primary}"
+    if candidate.get("stable") == 0.0:  # a rollout that blew up (turbulence) is never promoted
+        step = candidate.get("blowup_step")
+        return False, "the candidate's rollout blew up" + (f" at step {step:.0f}" if step is not None else "")
     latency = candidate.get("latency_ms")
     if latency is not None and latency > latency_budget_ms:
         return False, f"latency {latency:.3f} ms > budget {latency_budget_ms} ms"
@@ -39,6 +47,10 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary
     best = champion.get(primary)
     if best is None or not math.isfinite(best):
         return True, f"champion has no finite {primary}"
+    if not higher_is_better:
+        if value <= best - min_delta:
+            return True, f"{primary} {value:.4f} <= champion {best:.4f} - {min_delta}"
+        return False, f"{primary} {value:.4f} > champion {best:.4f} - {min_delta}"
     if value >= best + min_delta:
         return True, f"{primary} {value:.4f} >= champion {best:.4f} + {min_delta}"
     return False, f"{primary} {value:.4f} < champion {best:.4f} + {min_delta}"
@@ -78,11 +90,13 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
         raise ValueError(f"register.{domain}.model = {p.model!r} was not evaluated; evaluated: {sorted(evaluated)}")
     model_dir = paths.teacher if p.model == "teacher" else paths.compressed / p.model
     cand = {k: v for k, v in evaluated[p.model].items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if isinstance(evaluated[p.model].get("stable"), bool):  # as a number, so it is a tag and a metric like the rest
+        cand["stable"] = float(evaluated[p.model]["stable"])
     name = tracking.registered_model_name(domain)
     client = tracking.client()
     champion = tracking.get_alias(name, "champion")
     promote, reason = gate(cand, champion.metrics if champion else None, p.primary_metric, p.min_delta,
-                           p.latency_budget_ms)
+                           p.latency_budget_ms, p.higher_is_better)
     with tempfile.TemporaryDirectory() as tmp:
         package(model_dir, Path(tmp))
         run.log_artifact(Path(tmp) / "model", "model")

@@ -36,6 +36,9 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     p = params.section("score", domain)
     ip = params.section("ingest", domain)
     uri = model_uri or p.model_uri or f"models:/{tracking.registered_model_name(domain)}@champion"
+    if hasattr(dom, "score_fields"):
+        # Field domains (turbulence) read a field file and write a predicted trajectory in its format.
+        return dom.score_fields(params, uri, input_url, output)
     model = tracking.load_pyfunc(uri)
     if getattr(dom, "SCORE_INPUT_EXPANDS_ITSELF", False):
         urls = [input_url]  # the domain's fetcher takes folders, globs, URLs and archives (EEG)

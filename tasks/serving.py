@@ -27,11 +27,18 @@ class FormerflowModel(mlflow.pyfunc.PythonModel):
         self.model, self.meta = load_any(Path(context.artifacts["model_dir"]))
 
     def predict(self, context, model_input, params=None):  # noqa: D102 - MLflow's signature
-        """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame."""
+        """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame.
+
+        Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C), "steps": [n]}``
+        and return the predicted trajectory ``(B, n, *grid, C)``.
+        """
+        import numpy as np
         import polars as pl
 
         from tasks import domains
 
-        frame = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         dom = domains.get(self.meta["schema"]["domain"])
+        if isinstance(model_input, dict | np.ndarray) and hasattr(dom, "predict_array"):
+            return dom.predict_array(self.model, self.meta, model_input)
+        frame = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         return dom.score_frame(self.model, self.meta, frame).to_pandas()

@@ -23,15 +23,25 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 TINY = {
     "ingest": {"netflow": {"synthetic": {"n_flows": 4000, "n_files": 2}},
                "eeg": {"synthetic": {"n_subjects": 2, "n_sessions": 1, "trials_per_class": 6}},
-               "finance": {"synthetic": {"n_institutions": 2, "years": [2022, 2023]}}},
+               "finance": {"synthetic": {"n_institutions": 2, "years": [2022, 2023]}},
+               "turbulence": {"synthetic": {"n_trajectories": 3, "n_snapshots": 16, "fine_n": 64, "coarse_n": 16,
+                                            "spinup": 4.0}}},
     "train": {"netflow": {"epochs": 2, "steps_per_epoch": 6, "batch_size": 64, "baseline_max_rows": 3000},
               "eeg": {"epochs": 2, "protocol": {"models": ["dbconformer", "eegnet"], "epochs": 1}},
-              "finance": {"epochs": 2, "steps_per_epoch": 4, "baselines": ["tfidf_logreg", "keyword"]}},
-    "compress": {"netflow": {"latency_repeats": 3}, "eeg": {"latency_repeats": 3}, "finance": {"latency_repeats": 3}},
+              "finance": {"epochs": 2, "steps_per_epoch": 4, "baselines": ["tfidf_logreg", "keyword"]},
+              "turbulence": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4,
+                             "model": {"config": {"dim": 16, "heads": 1, "dim_head": 8, "latent_dim": 8,
+                                                  "n_layer": 2}},
+                             "baseline_configs": {"fno": {"width": 8, "modes": [4, 4], "n_layers": 2}}}},
+    "compress": {"netflow": {"latency_repeats": 3}, "eeg": {"latency_repeats": 3}, "finance": {"latency_repeats": 3},
+                 "turbulence": {"latency_repeats": 3}},
     "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 64},
                  "eeg": {"latency_repeats": 3, "throughput_batch_size": 8},
                  "finance": {"latency_repeats": 3, "throughput_batch_size": 8, "attribution_sentences": 2,
-                             "attribution_steps": 4}},
+                             "attribution_steps": 4},
+                 "turbulence": {"latency_repeats": 3, "rollout_steps": 12, "report_steps": [1, 10]}},
+    # 16 snapshots per trajectory: the tiny rollout reaches step 10, not 50.
+    "register": {"turbulence": {"primary_metric": "rollout_rel_l2_10"}},
 }
 
 

@@ -62,8 +62,8 @@ def _ran(output: str) -> list[str]:
 def test_dvc_repro_noop_and_partial_rerun(dvc_repo):
     out = _dvc(dvc_repo, "repro")
     ran = _ran(out)
-    assert sorted(ran) == sorted(f"{s}@{d}" for s in STAGES for d in ("netflow", "eeg", "finance"))
-    for d in ("netflow", "eeg", "finance"):  # each domain's stages in pipeline order
+    assert sorted(ran) == sorted(f"{s}@{d}" for s in STAGES for d in ("netflow", "eeg", "finance", "turbulence"))
+    for d in ("netflow", "eeg", "finance", "turbulence"):  # each domain's stages in pipeline order
         assert [r for r in ran if r.endswith(f"@{d}")] == [f"{s}@{d}" for s in STAGES]
     assert (dvc_repo / "dvc.lock").exists()
     assert "up to date" in _dvc(dvc_repo, "repro").lower()
@@ -77,8 +77,9 @@ def test_dvc_repro_noop_and_partial_rerun(dvc_repo):
     assert "Stage 'ingest@netflow' didn't change" in out and "Stage 'preprocess@netflow' didn't change" in out
     assert "Stage 'train@eeg' didn't change" in out  # the other domains are left alone
     assert "Stage 'train@finance' didn't change" in out
+    assert "Stage 'train@turbulence' didn't change" in out
     metrics = _dvc(dvc_repo, "metrics", "show")
-    assert all(f"reports/{d}/metrics.json" in metrics for d in ("netflow", "eeg", "finance"))
+    assert all(f"reports/{d}/metrics.json" in metrics for d in ("netflow", "eeg", "finance", "turbulence"))
 
 
 def test_prefect_run_then_dvc_commit_shares_the_lock(dvc_repo, prefect_harness):

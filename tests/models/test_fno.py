@@ -350,3 +350,19 @@ def test_padding_lets_more_modes_fit():
     with pytest.raises(ValueError, match="padding included"):
         FNOConfig(grid=[32, 20], modes=[12, 12])
     assert FNOConfig(grid=[32, 20], modes=[12, 12], padding=[0, 4]).padded_grid([32, 20]) == [32, 24]
+
+
+def test_residual_adds_the_last_snapshot():
+    """residual=True: the same network's output becomes an increment over the last input snapshot."""
+    import models
+
+    cfg = {"grid": [8, 8], "width": 8, "modes": [3, 3], "n_layers": 2, "t_in": 2}
+    torch.manual_seed(0)
+    plain = models.build("turbulence/fno", cfg)
+    resid = models.build("turbulence/fno", {**cfg, "residual": True})
+    resid.load_state_dict(plain.state_dict())
+    (x,) = plain.example_inputs(3)
+    with torch.no_grad():
+        torch.testing.assert_close(resid(x), x[:, -1] + plain(x))
+    with pytest.raises(ValueError, match="residual must be true or false"):
+        models.build("turbulence/fno", {**cfg, "residual": "yes"})

@@ -517,3 +517,17 @@ def test_optional_widths():
     model = make(**SMALL_2D, lift_dim=8, fourier_features=5)
     assert model.lift[0].out_channels == 8 and model.pos_enc.proj.in_features == 10
     assert run(model, *model.example_inputs(1)).shape == (1, 32, 32, 2)
+
+
+def test_residual_adds_the_last_snapshot():
+    """residual=True (our CPU-budget default, not the paper's): output = last snapshot + increment."""
+    import models
+
+    cfg = {"grid": [8, 6], "dim": 16, "heads": 1, "dim_head": 8, "latent_dim": 8, "n_layer": 2, "t_in": 2}
+    torch.manual_seed(0)
+    plain = models.build("turbulence/ifactformer", cfg)
+    resid = models.build("turbulence/ifactformer", {**cfg, "residual": True})
+    resid.load_state_dict(plain.state_dict())
+    (x,) = plain.example_inputs(2)
+    with torch.no_grad():
+        torch.testing.assert_close(resid(x), x[:, -1] + plain(x))

@@ -75,3 +75,24 @@ def test_champion_without_a_finite_metric_is_replaced():
     promote, reason = decide({PRIMARY: 0.6}, {PRIMARY: math.nan})
     assert promote and PRIMARY in reason
     assert decide({PRIMARY: 0.6}, {"f1": 0.9})[0]  # champion never measured the primary metric
+
+
+def test_lower_is_better_for_errors():
+    """Turbulence gates on a rollout error: lower wins, min_delta is an improvement to demand."""
+    champ = {"rollout_rel_l2_50": 0.50}
+    ok, reason = gate({"rollout_rel_l2_50": 0.40}, champ, "rollout_rel_l2_50", 0.05, 50.0, higher_is_better=False)
+    assert ok and "0.4000 <= champion 0.5000 - 0.05" in reason
+    ok, reason = gate({"rollout_rel_l2_50": 0.47}, champ, "rollout_rel_l2_50", 0.05, 50.0, higher_is_better=False)
+    assert not ok and "0.4700 > champion 0.5000 - 0.05" in reason
+    ok, _ = gate({"rollout_rel_l2_50": 0.9}, champ, "rollout_rel_l2_50", 0.0, 50.0)  # higher-is-better default
+    assert ok
+
+
+def test_blown_up_rollout_is_never_promoted():
+    cand = {"rollout_rel_l2_10": 0.2, "stable": 0.0, "blowup_step": 7.0}
+    ok, reason = gate(cand, None, "rollout_rel_l2_10", 0.0, 50.0, higher_is_better=False)
+    assert not ok and reason == "the candidate's rollout blew up at step 7"
+    ok, _ = gate({**cand, "stable": 1.0}, None, "rollout_rel_l2_10", 0.0, 50.0, higher_is_better=False)
+    assert ok
+    ok, reason = gate({"rollout_rel_l2_50": math.nan}, None, "rollout_rel_l2_50", 0.0, 50.0, higher_is_better=False)
+    assert not ok and "no finite rollout_rel_l2_50" in reason

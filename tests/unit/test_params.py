@@ -12,7 +12,7 @@ def test_repo_params_and_profiles_validate(project):
     from tests.conftest import REPO
 
     p = load_params(REPO / "params.yaml")
-    assert p.pipeline.domains == ["netflow", "eeg", "finance"]
+    assert p.pipeline.domains == ["netflow", "eeg", "finance", "turbulence"]
     assert p.train.netflow.model.arch == "flowtransformer"
     paper = load_params(REPO / "params.yaml", profiles=["paper"])
     assert paper.preprocess.netflow.test_fraction == 0.025

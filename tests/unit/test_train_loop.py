@@ -353,3 +353,64 @@ def test_a_tie_on_the_metric_goes_to_the_lower_validation_loss():
     tied = np.flatnonzero(f1 == f1.max())
     assert len(tied) >= 2, f"the task should saturate F1 in several epochs: {f1}"
     assert res.best_epoch - 1 == tied[np.argmin(loss[tied])]
+
+
+# ============================================================================ regression (turbulence)
+class _Pairs:
+    """u(t+1) = 0.8 u(t) on random fields: a linear map the FNO can learn. (traj, T, 8, 8, 2)."""
+
+    def __init__(self, n_traj: int, seed: int, horizon: int = 1):
+        from tasks.turbulence import FieldPairs
+
+        rng = np.random.default_rng(seed)
+        first = rng.standard_normal((n_traj, 1, 8, 8, 2)).astype(np.float32)
+        self.fields = np.concatenate([first * 0.8**t for t in range(6)], axis=1)
+        self.pairs = FieldPairs(self.fields, 1, horizon)
+
+
+def tiny_fno(residual: bool = False):
+    torch.manual_seed(0)
+    return models.build("turbulence/fno", {"grid": [8, 8], "width": 8, "modes": [3, 3], "n_layers": 2,
+                                           "projection_width": 16, "residual": residual})
+
+
+def test_relative_l2_and_pushforward_loss():
+    from tasks.train import regression_loss, relative_l2
+
+    y = torch.randn(3, 8, 8, 2)
+    assert float(relative_l2(y, y)) == 0.0
+    assert float(relative_l2(torch.zeros_like(y), y)) == pytest.approx(1.0)
+    assert float(relative_l2(2 * y, y)) == pytest.approx(1.0)
+    model = lambda x: 0.5 * x[:, -1]  # noqa: E731 - halves the last snapshot
+    x = torch.randn(2, 1, 8, 8, 2)
+    targets = torch.stack([0.5 * x[:, 0], 0.25 * x[:, 0], 0.1 * x[:, 0]], dim=1)  # (B, K=3, ...)
+    assert float(regression_loss(model, x, targets, 1)) == pytest.approx(0.0, abs=1e-6)
+    assert float(regression_loss(model, x, targets, 2)) == pytest.approx(0.0, abs=1e-6)  # 2 steps: exact
+    # 3 steps: model reaches 0.125 x where 0.1 x is true -> |0.125 - 0.1| / 0.1 = 0.25, halved with the exact step.
+    assert float(regression_loss(model, x, targets, 3)) == pytest.approx(0.125, rel=1e-5)
+
+
+def test_fit_regression_learns_and_steps_the_lr():
+    train, val = _Pairs(6, 0).pairs, _Pairs(2, 1).pairs
+    model = tiny_fno()
+    cfg = loop(epochs=4, steps_per_epoch=15, batch_size=8, lr=5e-3, select_metric="rel_l2", lr_schedule="step",
+               lr_step_epochs=2, lr_gamma=0.5, balanced_batches=False)
+    result = fit(model, train, val, cfg, task="regression", progress=False)
+    hist = result.history
+    assert [h["lr"] for h in hist] == pytest.approx([5e-3, 5e-3, 2.5e-3, 2.5e-3])
+    assert hist[-1]["val_rel_l2"] < hist[0]["val_rel_l2"] < 1.5
+    assert result.best_metric == pytest.approx(min(h["val_rel_l2"] for h in hist))  # lower is better
+    assert result.best_epoch == 1 + int(np.argmin([h["val_rel_l2"] for h in hist]))
+
+
+def test_pushforward_training_uses_k_step_targets():
+    train = _Pairs(4, 0).pairs
+    model = tiny_fno(residual=True)
+    from tasks.params import TurbulenceTrain
+
+    cfg = TurbulenceTrain(epochs=1, steps_per_epoch=3, batch_size=4, pushforward_steps=3, device="cpu")
+    result = fit(model, train, None, cfg, task="regression", progress=False)
+    assert np.isfinite(result.history[0]["train_loss"])
+    assert len(train.with_horizon(3)) == 4 * (6 - 1 - 3 + 1)
+    (x,), y = train.with_horizon(3).batch(np.array([0, 1]))
+    assert x.shape == (2, 1, 8, 8, 2) and y.shape == (2, 3, 8, 8, 2)
