@@ -311,7 +311,18 @@ def model_config(params: Params, schema: dict) -> dict[str, Any]:
     """The registry config of the teacher: params' config plus grid, lengths, channels, window, statistics."""
     cfg = dict(params.train.turbulence.model.config)
     cfg.update(_data_config(schema, params.train.turbulence.residual))
-    return cfg
+    return _fit_lifting(f"{DOMAIN}/{params.train.turbulence.model.arch}", cfg)
+
+
+def _fit_lifting(key: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """IFactFormer's grouped lifting needs ``dim // 2`` divisible by the components; when the config leaves
+    ``lift_dim`` unset and it is not (dim 32 on a 3-component field), round it to the nearest multiple."""
+    if key != f"{DOMAIN}/ifactformer" or cfg.get("lift_dim") is not None:
+        return cfg
+    from models.ifactformer import IFactFormerConfig
+
+    half, c = int(cfg.get("dim", IFactFormerConfig.dim)) // 2, int(cfg["n_channels"])
+    return cfg if half % c == 0 else {**cfg, "lift_dim": c * max(1, round(half / c))}
 
 
 def _data_config(schema: dict, residual: bool) -> dict[str, Any]:
@@ -366,7 +377,7 @@ def extra_train(params: Params, out: Path, run=None, baselines: dict | None = No
         # IFactFormer-o is the teacher with chained kernels (same width, heads, loop), so the two differ
         # only in how the axis kernels combine; FNO has its own architecture config.
         own = dict(p.model.config) if key == f"{DOMAIN}/{p.model.arch}" else {}
-        cfg = {**own, **base, **p.baseline_configs.get(name, {}), **_data_config(schema, p.residual)}
+        cfg = _fit_lifting(key, {**own, **base, **p.baseline_configs.get(name, {}), **_data_config(schema, p.residual)})
         model = models.build(key, cfg)
         ckpt = paths.checkpoints / params_hash({"train": p.model_dump(mode="json"), "baseline": name, "config": cfg,
                                                 "data": store.content_hash(paths.processed)})
@@ -390,18 +401,26 @@ def extra_train(params: Params, out: Path, run=None, baselines: dict | None = No
 
 # ============================================================================ evaluate
 def _solver_seconds_per_step(schema: dict, enabled: bool) -> float | None:
-    """Wall time of the synthetic source's fine-grid solver to advance one model step (None for real data)."""
-    if not enabled or not schema.get("synthetic") or schema.get("ndim") != 2 or not schema.get("dt_model"):
-        return None
-    from tasks.synthetic.turbulence import SolverConfig, solver_cost
+    """Wall time of the synthetic source's fine-grid solver to advance one model step (None for real data).
 
-    attrs = schema.get("source_attrs", {})
-    cfg = SolverConfig(n=int(attrs.get("fine_n", 128)), viscosity=float(attrs.get("viscosity", 1e-3)),
-                       forcing_amplitude=float(attrs.get("forcing_amplitude", 0.1)),
-                       forcing_wavenumber=int(attrs.get("forcing_wavenumber", 4)), drag=float(attrs.get("drag", 0.1)),
-                       courant=float(attrs.get("courant", 0.5)), dtype=str(attrs.get("solver_dtype", "float32")))
+    The solver is rebuilt from the attributes the generator wrote (grid, physics, precision), spun up as
+    the generator did, then timed over four model steps (:func:`tasks.synthetic.turbulence.solver_cost`).
+    """
+    if not enabled or not schema.get("synthetic") or not schema.get("dt_model"):
+        return None
+    from tasks.synthetic.turbulence import HITConfig, SolverConfig, solver_cost
+
+    a = schema.get("source_attrs", {})
+    common = {"n": int(a["fine_n"]), "viscosity": float(a["viscosity"]), "courant": float(a["courant"]),
+              "dtype": str(a.get("solver_dtype", "float32"))}
+    if schema.get("ndim") == 2:
+        cfg: SolverConfig | HITConfig = SolverConfig(
+            **common, forcing_amplitude=float(a["forcing_amplitude"]), forcing_wavenumber=int(a["forcing_wavenumber"]),
+            drag=float(a["drag"]))
+    else:
+        cfg = HITConfig(**common, forcing_power=float(a["forcing_power"]), forcing_kmax=float(a["forcing_kmax"]))
     dt = float(schema["dt_model"])
-    cost = solver_cost(cfg, spinup=float(attrs.get("spinup", 15.0)), duration=4 * dt, dt_snapshot=dt)
+    cost = solver_cost(cfg, spinup=float(a.get("spinup", 10.0)), duration=4 * dt, dt_snapshot=dt)
     return float(cost["wall_s_per_time_unit"]) * dt
 
 

@@ -200,3 +200,27 @@ def test_missing_source_file_is_named(project, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"ingest\.turbulence\.source .*nope\.h5"):
         _ingest([f"ingest.turbulence.source={tmp_path / 'nope.h5'}"])
     assert not store.domain_paths("turbulence").raw.exists()
+
+
+def test_3d_synthetic_source_runs_every_stage(project):
+    """The paper profile's 3-D mode (forced isotropic turbulence) through train, compress and evaluate, tiny."""
+    import json
+
+    from tasks.stages import run_stage
+
+    params = load_params(overrides=[
+        "ingest.turbulence.synthetic.dim=3", "ingest.turbulence.synthetic.fine_n=16",
+        "ingest.turbulence.synthetic.coarse_n=8", "ingest.turbulence.synthetic.n_snapshots=8",
+        "ingest.turbulence.synthetic.spinup=1.0", "ingest.turbulence.synthetic.dt_snapshot=0.2",
+        "train.turbulence.epochs=1", "train.turbulence.steps_per_epoch=2",
+        "train.turbulence.baseline_configs={fno: {width: 4, modes: [2, 2, 2], n_layers: 1}}",
+        "evaluate.turbulence.rollout_steps=5", "evaluate.turbulence.report_steps=[5]", "evaluate.turbulence.gif=false"])
+    for stage in ("ingest", "preprocess", "train", "compress", "evaluate"):
+        run_stage(stage, "turbulence", params, track=False)
+    schema = json.loads((project / "data/processed/turbulence/schema.json").read_text())
+    assert schema["grid"] == [8, 8, 8] and schema["components"] == ["u", "v", "w"]
+    metrics = json.loads((project / "reports/turbulence/metrics.json").read_text())["models"]
+    assert {"teacher", "int8", "fno", "ifactformer_o", "persistence"} <= set(metrics)
+    assert all(len(m["rollout_curve"]) == 5 and "rollout_rel_l2_5" in m for m in metrics.values())
+    assert metrics["teacher"]["speedup_vs_solver"] > 0  # against the 3-D solver at 16^3
+    assert (project / "reports/turbulence/plots/snapshots.png").stat().st_size > 3000
