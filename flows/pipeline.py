@@ -38,7 +38,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from tasks import store, tracking
-from tasks.params import STAGES, Params, load_params
+from tasks.params import DOMAINS, STAGES, Params, load_params
 from tasks.stages import run_stage, stage_outputs
 
 
@@ -187,13 +187,40 @@ def domain_flow(domain: str = "netflow", profiles: list[str] | None = None, over
     return pipeline.fn(domains=[domain], profiles=profiles, overrides=overrides, refresh_cache=refresh_cache)
 
 
-@flow(name="formerflow-pipeline", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=4))
+# Every stage of every domain is submitted up front, and a submitted stage waits in its worker thread for its
+# upstream: with fewer workers than (domain, stage) pairs the first domain's waiting stages fill the pool and
+# the domains run one after another.
+MAX_WORKERS = len(DOMAINS) * len(STAGES)
+
+
+@contextlib.contextmanager
+def torch_threads_per_domain(n_domains: int):
+    """Share the cores between domains that run at once (torch intra-op threads = cores // domains, >= 1).
+
+    Each Python thread that calls into torch gets its own OpenMP team; two domains training at once with a
+    team as large as the machine each put twice as many busy threads as cores, and their spin-waiting slows
+    both far more than sharing does.
+    """
+    import os
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) // max(1, n_domains))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@flow(name="formerflow-pipeline", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
 def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None,
              overrides: list[str] | None = None, refresh_cache: bool = False) -> dict[str, Any]:
     """Every stage of every domain in ``domains`` (default: ``pipeline.domains`` of the params)."""
     params = load_params(profiles=profiles, overrides=overrides or [])
     domains = domains or list(params.pipeline.domains)
-    results = _run_domains(domains, params, refresh_cache)
+    with torch_threads_per_domain(len(domains)):
+        results = _run_domains(domains, params, refresh_cache)
     summary = []
     for domain in domains:
         reg = results[domain]["register"]
