@@ -33,18 +33,22 @@ def score_flow(domain: str, input_url: str, output: str, model_uri: str | None =
     params = load_params(profiles=profiles)
     manifest = score_task(domain, input_url, output, model_uri, params.model_dump(mode="json"))
     skipped = manifest.get("skipped", [])
+    if "steps" in manifest:  # a field domain (turbulence): a predicted trajectory, not flagged records
+        what = (f"rolled out {manifest['trajectories']:,} trajectory(ies) x {manifest['steps']} steps from "
+                f"`{input_url}` ({'finite' if manifest['finite'] else 'NOT finite: the rollout blew up'})")
+    else:
+        what = (f"scored {manifest['rows']:,} records from `{input_url}`; {manifest['flagged']:,} predicted "
+                "positive (attack, seizure, AI disclosure, ...)")
     create_markdown_artifact(
         key=f"{domain}-scoring",
-        markdown=(f"# Scoring · {domain}\n\nModel `{manifest['model_uri']}` scored {manifest['rows']:,} records "
-                  f"from `{input_url}`; {manifest['flagged']:,} predicted positive (attack, seizure, AI "
-                  f"disclosure, ...). Output: `{output}`."
+        markdown=(f"# Scoring · {domain}\n\nModel `{manifest['model_uri']}` {what}. Output: `{output}`."
                   + "".join(f"\n\nAlso written: `{f}`" for f in manifest.get("extra_outputs", []))
                   + (f"\n\n## Skipped inputs ({len(skipped)})\n\n" + "\n".join(
                       f"- `{s['file']}`: {s['reason']}" for s in skipped) if skipped else "")),
     )
     if skipped:
         print(f"skipped {len(skipped)} input(s): " + "; ".join(s["file"] for s in skipped))
-    print(f"scored {manifest['rows']} records, flagged {manifest['flagged']}; wrote {output}")
+    print(f"{what.replace('`', '')}; wrote {output}")
     return manifest
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import register_field_normalisation
 from models.registry import register
 
 __all__ = ["FNO", "FNOConfig", "SpectralConv", "check_modes_fit"]
@@ -303,19 +304,7 @@ class FNO(nn.Module):
             raise TypeError(f"FNO expects an FNOConfig, got {type(config).__name__}")
         self.config = config
         c, w = config.n_channels, config.width
-        in_mean = config.norm_mean if config.norm_mean is not None else [0.0] * c
-        in_std = config.norm_std if config.norm_std is not None else [1.0] * c
-        out_mean = config.out_mean if config.out_mean is not None else in_mean
-        out_std = config.out_std if config.out_std is not None else in_std
-        # Not persistent: the config is the one source of the statistics (as in IFactFormer), so a
-        # state dict carries weights only and build(key, config_dict()) restores the units.
-        for name, values in (
-            ("in_mean", in_mean),
-            ("in_std", in_std),
-            ("out_mean", out_mean),
-            ("out_std", out_std),
-        ):
-            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)  # (C,)
+        register_field_normalisation(self, config)  # in_mean, in_std, out_mean, out_std: (C,)
         self.lift = nn.Linear(config.t_in * c + config.n_dims, w)
         self.spectral = nn.ModuleList(SpectralConv(w, w, config.modes) for _ in range(config.n_layers))
         self.pointwise = nn.ModuleList(nn.Linear(w, w) for _ in range(config.n_layers))

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import register_field_normalisation
 from models.registry import register
 
 __all__ = [
@@ -605,17 +606,7 @@ class IFactFormer(nn.Module):
             cos, sin = rope_tables(coords, config.kernel_width, config.rope_min_freq)
             self.register_buffer(f"rope_cos_{a}", cos, persistent=False)
             self.register_buffer(f"rope_sin_{a}", sin, persistent=False)
-        in_mean = config.norm_mean if config.norm_mean is not None else [0.0] * c
-        in_std = config.norm_std if config.norm_std is not None else [1.0] * c
-        out_mean = config.out_mean if config.out_mean is not None else in_mean
-        out_std = config.out_std if config.out_std is not None else in_std
-        for name, values in (
-            ("in_mean", in_mean),
-            ("in_std", in_std),
-            ("out_mean", out_mean),
-            ("out_std", out_std),
-        ):
-            self.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)
+        register_field_normalisation(self, config)  # in_mean, in_std, out_mean, out_std: (C,)
 
     # ------------------------------------------------------------------ helpers
 

@@ -185,3 +185,20 @@ def init_keras_(module: nn.Module) -> nn.Module:
         if isinstance(m, KerasMultiHeadAttention):
             m.reset_parameters()
     return module
+
+
+def register_field_normalisation(module: nn.Module, config) -> None:
+    """Per-channel input / output statistics of a field operator as buffers ``in_mean``, ``in_std``,
+    ``out_mean``, ``out_std`` (each ``(C,)``), from ``config.norm_*`` / ``config.out_*`` (FNO, IFactFormer).
+
+    Missing input statistics mean identity; missing output statistics reuse the input's. The buffers are
+    not persistent: the config is their one source, so a state dict carries weights only and
+    ``build(key, config_dict())`` restores the physical units.
+    """
+    c = config.n_channels
+    in_mean = config.norm_mean if config.norm_mean is not None else [0.0] * c
+    in_std = config.norm_std if config.norm_std is not None else [1.0] * c
+    out_mean = config.out_mean if config.out_mean is not None else in_mean
+    out_std = config.out_std if config.out_std is not None else in_std
+    for name, values in (("in_mean", in_mean), ("in_std", in_std), ("out_mean", out_mean), ("out_std", out_std)):
+        module.register_buffer(name, torch.tensor(values, dtype=torch.float32), persistent=False)  # (C,)

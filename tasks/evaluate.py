@@ -257,9 +257,7 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
     test = dom.load_split("test", task)
     y = test.labels
     families = getattr(test, "classes", None)
-    folders = {"teacher": paths.teacher}
-    if paths.compressed.exists():
-        folders.update({f.name: f for f in sorted(paths.compressed.iterdir()) if (f / "config.json").exists()})
+    folders = _model_folders(paths)
     results: dict[str, dict[str, Any]] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     attack_true = y if task == "binary" else (y != 0).astype(int)
@@ -290,11 +288,8 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
                      throughput_per_s=1e3 / timings[bname]["ms_per_record_batched"], bytes=None, parameters=None)
             results[bname] = m
             curves[bname] = (attack_true, probs if task == "binary" else 1.0 - probs[:, 0])
-    compression = None
-    if (paths.reports / "compress.json").exists():
-        compression = store.read_json(paths.reports / "compress.json")["methods"]
     result = {"domain": domain, "task": task, "threshold": p.threshold, "n_test": int(len(y)),
-              "models": results, "compression": compression}
+              "models": results, "compression": _compression(paths)}
     with store.atomic_dir(paths.reports / "plots") as plots_dir:
         plot_files = []
         for name, m in results.items():
@@ -309,13 +304,36 @@ def evaluate(domain: str, params: Params, run=None) -> dict[str, Any]:
             # Domain-specific evaluation beside the test split (EEG: its protocol summary and plots).
             extra_md, extra_plots = dom.extra_evaluate(params, result, plots_dir, scores=curves)
             plot_files += extra_plots
+    return _finish(domain, result, info, plot_files, extra_md, run)
+
+
+def _model_folders(paths) -> dict[str, Path]:
+    """The teacher and every compressed model folder, by name."""
+    folders = {"teacher": paths.teacher}
+    if paths.compressed.exists():
+        folders.update({f.name: f for f in sorted(paths.compressed.iterdir()) if (f / "config.json").exists()})
+    return folders
+
+
+def _compression(paths) -> dict[str, Any] | None:
+    """The compress stage's size / latency table, when it ran."""
+    if not (paths.reports / "compress.json").exists():
+        return None
+    return store.read_json(paths.reports / "compress.json")["methods"]
+
+
+def _finish(domain: str, result: dict[str, Any], info: dict[str, Any], plot_files: list[str], extra_md: str,
+            run=None) -> dict[str, Any]:
+    """Write ``metrics.json`` and ``report.md``, log to MLflow, and return the stage manifest (every domain)."""
+    paths = store.domain_paths(domain)
+    results = result["models"]
     store.atomic_write_json(paths.reports / "metrics.json", result)
     write_report(domain, result, paths.reports / "report.md", plot_files, labels=info.get("column_labels"),
                  test_note=info.get("test_note", "windows, the last rows in time order"), extra=extra_md,
                  columns=info.get("table_columns"))
     if run is not None:
         for name, m in results.items():
-            run.log_metrics({f"{name}.{k}": v for k, v in m.items() if isinstance(v, int | float)})
+            run.log_metrics({f"{name}.{k}": float(v) for k, v in m.items() if isinstance(v, int | float)})
         for name, m in result.get("protocol", {}).get("summary", {}).items():  # EEG: protocol means per model
             run.log_metrics({f"protocol.{name}.{k}": v["mean"] for k, v in m.items()
                              if isinstance(v, dict) and isinstance(v.get("mean"), float) and np.isfinite(v["mean"])})
@@ -335,28 +353,9 @@ def _evaluate_fields(domain: str, dom, params: Params, run=None) -> dict[str, An
     sections and plots) and ``plots/``, all written atomically.
     """
     paths = store.domain_paths(domain)
-    schema = dom.load_schema()
-    info = dom.task_info(params, schema)
-    folders = {"teacher": paths.teacher}
-    if paths.compressed.exists():
-        folders.update({f.name: f for f in sorted(paths.compressed.iterdir()) if (f / "config.json").exists()})
+    info = dom.task_info(params, dom.load_schema())
     with store.atomic_dir(paths.reports / "plots") as plots_dir:
-        result, extra_md, plot_files = dom.evaluate_models(params, folders, plots_dir)
-    compression = None
-    if (paths.reports / "compress.json").exists():
-        compression = store.read_json(paths.reports / "compress.json")["methods"]
-    result = {"domain": domain, "task": info["task"], "threshold": None, **result, "compression": compression}
-    results = result["models"]
-    store.atomic_write_json(paths.reports / "metrics.json", result)
-    write_report(domain, result, paths.reports / "report.md", plot_files, labels=info.get("column_labels"),
-                 test_note=info.get("test_note", ""), extra=extra_md, columns=info.get("table_columns"))
-    if run is not None:
-        for name, m in results.items():
-            run.log_metrics({f"{name}.{k}": float(v) for k, v in m.items()
-                             if isinstance(v, int | float) and v is not None and np.isfinite(float(v))})
-        run.log_artifact(paths.reports / "report.md")
-        run.log_artifact(paths.reports / "plots", "plots")
-    return {"stage": "evaluate", "domain": domain,
-            "summary": {n: {k: m.get(k) for k, _ in _columns(info.get("table_columns"))} for n, m in results.items()},
-            "table": metrics_table(results, info.get("column_labels"), info.get("table_columns")), "extra": extra_md,
-            "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}
+        result, extra_md, plot_files = dom.evaluate_models(params, _model_folders(paths), plots_dir)
+    result = {"domain": domain, "task": info["task"], "threshold": None, **result,
+              "compression": _compression(paths)}
+    return _finish(domain, result, info, plot_files, extra_md, run)

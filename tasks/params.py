@@ -688,7 +688,7 @@ class ScoreParams(Strict):
     netflow: ScoreDomain = Field(default_factory=ScoreDomain)
     eeg: ScoreDomain = Field(default_factory=ScoreDomain)
     finance: ScoreDomain = Field(default_factory=ScoreDomain)
-    turbulence: "TurbulenceScore" = Field(default_factory=lambda: TurbulenceScore())
+    turbulence: TurbulenceScore = Field(default_factory=TurbulenceScore)
 
 
 # ----------------------------------------------------------------------------- root

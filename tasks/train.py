@@ -125,7 +125,7 @@ def regression_loss(model, x, y, pushforward_steps: int = 1):
         return loss
     window = x
     with torch.no_grad():
-        for step in range(k - 1):
+        for _ in range(k - 1):
             nxt = model(window)  # (B, *grid, C)
             window = torch.cat([window[:, 1:], nxt.unsqueeze(1).to(window.dtype)], dim=1)  # (B, T_in, *grid, C)
     return 0.5 * (loss + relative_l2(model(window), y[:, k - 1]))

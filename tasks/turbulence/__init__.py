@@ -226,8 +226,7 @@ def preprocess(params: Params, run=None) -> dict[str, Any]:
         "increment_mean": inc_mean.tolist(), "increment_std": np.maximum(inc_std, 1e-12 * std).tolist(), "trajectories": ids,
         "pairs": {k: len(v) * (n_time - p.t_in) for k, v in ids.items()}, "snapshots": n_time,
         "filter": p.filter, "filter_width": p.filter_width, "coarse_n": p.coarse_n,
-        "source_attrs": manifest.get("file_attrs", {}), "synthetic": manifest["source"].endswith(f"{RAW_NAME}.h5")
-        and "synthetic" in manifest.get("fingerprint", {}),
+        "source_attrs": manifest.get("file_attrs", {}), "synthetic": "synthetic" in manifest.get("fingerprint", {}),
     }
     paths = store.domain_paths(DOMAIN)
     with store.atomic_dir(paths.processed) as out:

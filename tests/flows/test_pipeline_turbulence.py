@@ -91,3 +91,15 @@ def test_turbulence_pipeline_registers_and_scores_a_field_file(project, prefect_
     with pytest.raises(ValueError, match=r"bad\.h5: field grid \[8, 8\] with 2 components does not match"):
         score_flow("turbulence", str(bad), str(project / "preds" / "bad.h5"))
     assert not (project / "preds" / "bad.h5").exists()
+
+    # The Prefect scoring flow on the synthetic file itself (HDF5 in, HDF5 out, read back by the same reader).
+    from tasks.turbulence.io import FieldLayout, read_fields
+
+    manifest = score_flow("turbulence", str(project / "data/raw/turbulence/fields.h5"), str(project / "preds/all.h5"))
+    assert manifest["format"] == "hdf5" and manifest["trajectories"] == 3 and manifest["steps"] == 50
+    pred = read_fields(project / "preds/all.h5", FieldLayout(axes="trajectory,time,x,y,component", time="t",
+                                                             coords={"x": "x", "y": "y"}))
+    assert pred.data.shape == (3, 50, 16, 16, 2) and pred.dt == 0.5
+    with h5py.File(project / "data/raw/turbulence/fields.h5") as f:
+        t_last = float(f["t"][-1])
+    np.testing.assert_allclose(pred.coords["time"][:2], [t_last + 0.5, t_last + 1.0])
