@@ -118,3 +118,28 @@ def test_finance_params_are_checked_at_load(project):
         load_params(overrides=["train.finance.baselines=[xgboost]"])
     with pytest.raises(ParamsError, match=r"ingest\.finance\.on_bad_document"):
         load_params(overrides=["ingest.finance.on_bad_document=ignore"])
+
+
+def test_turbulence_params_and_paper_profile(project):
+    """Defaults: the IFactFormer recipe (models.md 4.5) and a 2-D source; the paper profile: its width, 3-D."""
+    import models
+    from tasks import turbulence
+    from tests.conftest import REPO
+
+    p = load_params(REPO / "params.yaml")
+    t = p.train.turbulence
+    assert (t.task, t.lr, t.lr_schedule, t.lr_step_epochs, t.lr_gamma, t.batch_size, t.select_metric) == (
+        "regression", 5e-4, "step", 5, 0.7, 5, "rel_l2")
+    assert p.register.turbulence.higher_is_better is False and p.register.turbulence.primary_metric.startswith(
+        "rollout_rel_l2")
+    paper = load_params(REPO / "params.yaml", profiles=["paper"])
+    s = paper.ingest.turbulence.synthetic
+    assert (s.dim, s.fine_n, s.coarse_n) == (3, 32, 16) and paper.train.turbulence.residual is False
+    schema = {"grid": [32, 33, 16], "lengths": [12.566, 2.0, 4.189], "components": ["u", "v", "w"], "t_in": 1,
+              "mean": [0.0] * 3, "std": [1.0] * 3, "increment_mean": [0.0] * 3, "increment_std": [1.0] * 3}
+    model = models.build("turbulence/ifactformer", turbulence.model_config(paper, schema))
+    assert model.reference_param_count() == 1_181_763  # the count main.ipynb prints (models.md 4.3)
+    with pytest.raises(ParamsError, match=r"train\.turbulence\.balanced_batches"):
+        load_params(overrides=["train.turbulence.balanced_batches=true"])
+    with pytest.raises(ParamsError, match=r"ingest\.turbulence\.spec\.coords\.q"):
+        load_params(overrides=["ingest.turbulence.spec.coords={q: 1.0}"])
