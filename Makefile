@@ -31,7 +31,9 @@ help:
 	@mkdir -p $(TMPDIR)
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@# --no-compile: pip would byte-compile every installed file (torch, mlflow, prefect, ...), two thirds of
+	@# the install time; Python compiles the modules actually imported on first use instead.
+	$(PY) -m pip install -q --no-compile -e '.[dev]'
 	@touch $@
 
 .dvc/config.local:
