@@ -164,14 +164,17 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
         parents = {d: stack.enter_context(tracking.start_run(d, "pipeline", tags={"prefect.flow_run_id": flow_run_id}))
                    for d in domains}
         futures: dict[str, dict[str, Any]] = {d: {} for d in domains}
-        for domain in domains:  # submit every chain first so domains run in parallel
+        results: dict[str, dict[str, Any]] = {}
+        for domain in domains:
             parents[domain].log_params({"stages": ",".join(STAGES)})
             upstream = None
             for stage in STAGES:
                 upstream = _task_for(stage, domain, refresh).submit(stage, domain, pdict, parents[domain].run_id,
                                                                     upstream)
                 futures[domain][stage] = upstream
-        results = {d: {s: f.result() for s, f in fs.items()} for d, fs in futures.items()}
+            if not params.pipeline.parallel_domains:  # finish this domain before the next one starts
+                results[domain] = {s: f.result() for s, f in futures[domain].items()}
+        results.update({d: {s: f.result() for s, f in fs.items()} for d, fs in futures.items() if d not in results})
         for domain, run in parents.items():
             run.set_tags({"registered.version": results[domain]["register"]["version"]})
     for domain in domains:
@@ -219,7 +222,7 @@ def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None
     """Every stage of every domain in ``domains`` (default: ``pipeline.domains`` of the params)."""
     params = load_params(profiles=profiles, overrides=overrides or [])
     domains = domains or list(params.pipeline.domains)
-    with torch_threads_per_domain(len(domains)):
+    with torch_threads_per_domain(len(domains) if params.pipeline.parallel_domains else 1):
         results = _run_domains(domains, params, refresh_cache)
     summary = []
     for domain in domains:

@@ -50,6 +50,10 @@ class PipelineParams(Strict):
         default_factory=lambda: ["netflow", "eeg", "finance", "turbulence"], min_length=1)
     dvc_commit: bool = True
     """After a Prefect run, record the outputs with ``dvc commit`` so DVC and Prefect share one dvc.lock."""
+    parallel_domains: bool = False
+    """Run the domains' chains at the same time on the flow's thread pool. Faster on a machine with cores to
+    spare, but the domains then share torch's global random generator and thread pool in one process, so the
+    numbers are no longer bit-for-bit repeatable; off by default (one domain after another)."""
 
 
 # ----------------------------------------------------------------------------- ingest

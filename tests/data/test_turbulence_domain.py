@@ -224,3 +224,22 @@ def test_3d_synthetic_source_runs_every_stage(project):
     assert all(len(m["rollout_curve"]) == 5 and "rollout_rel_l2_5" in m for m in metrics.values())
     assert metrics["teacher"]["speedup_vs_solver"] > 0  # against the 3-D solver at 16^3
     assert (project / "reports/turbulence/plots/snapshots.png").stat().st_size > 3000
+
+
+def test_fsspec_url_source_is_fetched_and_kept(project, tmp_path):
+    """Any fsspec URL: the file is copied in (here from the in-memory filesystem) and kept under its own name."""
+    import fsspec
+
+    from tasks import turbulence
+
+    local = _h5(tmp_path / "remote.h5", _smooth((3, 4, 8)))
+    url = "memory://formerflow-test/remote.h5"
+    with fsspec.open(url, "wb") as f:
+        f.write(local.read_bytes())
+    m = _ingest([f"ingest.turbulence.source={url}"])
+    raw = store.domain_paths("turbulence").raw
+    assert m["source"] == url and m["shape"] == [3, 4, 8, 8, 2]
+    assert (raw / "remote.h5").read_bytes() == local.read_bytes()
+    assert sorted(p.name for p in raw.iterdir()) == ["manifest.json", "remote.h5"]  # no cache folder left
+    turbulence.preprocess(load_params(overrides=[f"ingest.turbulence.source={url}"]))
+    assert turbulence.load_schema()["grid"] == [8, 8]
