@@ -37,8 +37,9 @@ help:
 	@touch $@
 
 .dvc/config.local:
-	@# Local DVC settings that must not be committed: no analytics, no update checks.
-	@.venv/bin/dvc config --local core.analytics false && .venv/bin/dvc config --local core.check_update false
+	@# Local DVC settings that must not be committed: no analytics, no update checks (written directly:
+	@# what `dvc config --local core.analytics false` writes, without two DVC start-ups).
+	@printf '[core]\n    analytics = false\n    check_update = false\n' > $@
 
 setup: .venv/.installed .dvc/config.local
 	@mkdir -p $(TMPDIR) $(PREFECT_HOME)

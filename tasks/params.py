@@ -565,7 +565,7 @@ class TurbulenceTrain(TrainLoopParams):
     pushforward_steps: int = Field(1, ge=1)
     """Multi-step training: > 1 adds the pushforward loss (roll the model out K-1 steps without gradient,
     then learn the K-th step from its own prediction), so training sees the inputs a rollout produces."""
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(6, ge=1)
     steps_per_epoch: int | None = Field(25, ge=1)
     batch_size: int = Field(5, ge=1)
     eval_batch_size: int = Field(32, ge=1)

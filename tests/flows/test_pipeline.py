@@ -77,7 +77,8 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
     import shutil
 
     shutil.rmtree(project / "artifacts/netflow/compressed")
-    third = pipeline(domains=["netflow"])["netflow"]
+    # (through the parallel_domains path too: every stage submitted up front, results gathered at the end)
+    third = pipeline(domains=["netflow"], overrides=["pipeline.parallel_domains=true"])["netflow"]
     assert (project / "artifacts/netflow/compressed/int8/model.safetensors").exists()
     assert third["train"] == first["train"]
     assert len([r for r in _runs("netflow") if r.info.run_name == "compress"]) == 2
