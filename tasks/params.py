@@ -264,7 +264,7 @@ class TurbulenceSynthetic(Strict):
 
     dim: Literal[2, 3] = 2
     """2: Kolmogorov flow (vorticity form); 3: forced homogeneous isotropic turbulence (the paper profile)."""
-    n_trajectories: int = Field(8, ge=2)
+    n_trajectories: int = Field(7, ge=2)
     """Independent trajectories from random initial fields; split whole into train / val / test."""
     n_snapshots: int = Field(60, ge=3)
     fine_n: int | None = Field(None, ge=8)
