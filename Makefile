@@ -30,6 +30,8 @@ help:
 .venv/.installed: pyproject.toml
 	@mkdir -p $(TMPDIR)
 	@test -x $(PY) || python3 -m venv .venv
+	@# A current pip resolves and installs the ~200 packages in half the time of the venv's bundled one.
+	$(PY) -m pip install -q -U pip
 	@# --no-compile: pip would byte-compile every installed file (torch, mlflow, prefect, ...), two thirds of
 	@# the install time; Python compiles the modules actually imported on first use instead.
 	$(PY) -m pip install -q --no-compile -e '.[dev]'
