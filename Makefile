@@ -15,6 +15,10 @@ export MLFLOW_TRACKING_URI ?= sqlite:///$(ROOT)/mlflow.db
 export TMPDIR := $(ROOT)/.tmp
 export FORMERFLOW_ROOT := $(ROOT)
 export PATH := $(ROOT)/.venv/bin:$(PATH)
+# The install skips byte-compiling (--no-compile, below), so Python must be allowed to write the .pyc
+# of each module it imports, once; with PYTHONDONTWRITEBYTECODE set every process (each DVC stage, each
+# CLI test) would recompile torch, mlflow and prefect from source (~15 s per process).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test bench serve lint ui repro clean help
 
