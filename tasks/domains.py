@@ -1,10 +1,11 @@
 """Domain name -> the module holding that domain's ingest/preprocess and its hooks.
 
 A domain module provides ``ingest(params, run)``, ``preprocess(params, run)``,
-``load_schema()``, ``load_split(name, task)``, ``model_config(params, schema)``,
-``task_info(params, schema)``, ``fit_baselines(...)``, ``baseline_features(split)``
-and ``score_frame(model, meta, frame)``; the generic stages (train, compress,
-evaluate, register, score) call only these.
+``load_schema()``, ``load_split(name, task)``, ``model_config(params, schema)`` and
+``task_info(params, schema)``. Classification domains add ``fit_baselines(...)``,
+``baseline_features(split)``, ``score_frame(model, meta, frame)``, ``scoring_input`` and
+``key_columns``; a field domain (turbulence) adds ``evaluate_models`` and ``score_fields``
+instead. The generic stages (train, compress, evaluate, register, score) call only these.
 """
 
 from __future__ import annotations

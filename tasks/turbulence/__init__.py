@@ -347,15 +347,6 @@ def task_info(params: Params, schema: dict) -> dict[str, Any]:
                           f"window of each)")}
 
 
-def fit_baselines(*args, **kwargs) -> dict:
-    """No scikit-learn baselines: the neural ones are trained by :func:`extra_train`."""
-    return {}
-
-
-def baseline_features(split) -> None:
-    return None
-
-
 def extra_train(params: Params, out: Path, run=None, baselines: dict | None = None) -> dict[str, Any]:
     """Train the neural baselines (FNO, IFactFormer-o) with the shared loop on the teacher's pairs.
 
@@ -537,10 +528,6 @@ def score_fields(params: Params, model_uri: str, input_url: str, output: str | P
             "format": fmt, "trajectories": int(pred.shape[0]), "steps": sp.steps, "finite": finite,
             "seconds": round(seconds, 3), "ms_per_step": round(1e3 * seconds / max(sp.steps, 1), 3),
             "layout": {"variables": layout.variables, "axes": layout.axes}}
-
-
-def key_columns(ip) -> list[str]:
-    return []
 
 
 def predict_array(model, meta: dict, model_input) -> np.ndarray:
