@@ -10,11 +10,11 @@ on the CPU, at each ``--batches`` size (1 and 64 by default):
 * ``... int8``: the same model after the compress stage's int8 dynamic quantization
   (``tasks.compress.quantize.apply``: every ``nn.Linear`` int8, activations quantized on
   the fly).
-* the four baselines of ``tasks.finance.baselines`` (``tfidf_logreg``, ``tfidf_nb``,
+* the four baselines of ``tasks.domains.finance.baselines`` (``tfidf_logreg``, ``tfidf_nb``,
   ``tfidf_rf``, ``keyword``), fitted on the labelled sentences, through ``predict_proba``.
 
 Inputs are realistic sentences: the synthetic annual reports of
-``tasks.synthetic.finance.generate(tmp, n_institutions=2, seed=0)`` (its ``labels.csv``),
+``tasks.domains.finance.synthetic.generate(tmp, n_institutions=2, seed=0)`` (its ``labels.csv``),
 cycled so that each timed batch holds different sentences. Two timings per row:
 
 * **end-to-end**: raw strings in, class scores out. For the encoders this includes the
@@ -58,7 +58,7 @@ def load_sentences(seed: int) -> tuple[list[str], list[int]]:
     """Sentences and labels of the synthetic corpus (2 institutions x 2019-2023)."""
     import polars as pl
 
-    from tasks.synthetic import finance
+    from tasks.domains.finance import synthetic
 
     with tempfile.TemporaryDirectory(prefix="bench-finance-", dir=bench_tmp()) as tmp:
         manifest = finance.generate(tmp, n_institutions=2, seed=seed)
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import models
     from tasks.compress import quantize
-    from tasks.finance.baselines import fit_baselines
+    from tasks.domains.finance.baselines import fit_baselines
 
     if args.threads:
         torch.set_num_threads(args.threads)

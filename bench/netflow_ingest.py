@@ -3,11 +3,11 @@
 What it measures
 ----------------
 One synthetic NetFlow v2 CSV of ``--rows`` rows (default 1,000,000, about 180 MB) is
-written once with :func:`tasks.synthetic.netflow.generate` (timed and reported on its
+written once with :func:`tasks.domains.netflow.synthetic.generate` (timed and reported on its
 own). Then each implementation does the work of the ingest stage on it, each in its
 own subprocess so that its peak memory is its own:
 
-* ``polars`` (formerflow): ``tasks.netflow.write_flows([csv], spec, out, cache=...)``,
+* ``polars`` (formerflow): ``tasks.domains.netflow.write_flows([csv], spec, out, cache=...)``,
   exactly what ``ingest`` does, in one streaming pass: required column check, a check
   for any non-numeric value in a numeric column (named by row and column if found), typing
   (numerics Float64, categoricals/keep columns/label strings, ``is_attack``) and Parquet.
@@ -77,7 +77,7 @@ def _spec():
 
 
 def work_generate(a: argparse.Namespace) -> dict[str, Any]:
-    from tasks.synthetic.netflow import generate
+    from tasks.domains.netflow.synthetic import generate
 
     base = peak_rss_mib()
     t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def work_generate(a: argparse.Namespace) -> dict[str, Any]:
 def work_polars(a: argparse.Namespace) -> dict[str, Any]:
     import polars as pl  # noqa: F401  (imported before the baseline, as the stage has it loaded)
 
-    from tasks.netflow import write_flows
+    from tasks.domains.netflow import write_flows
 
     spec = _spec()
     base = peak_rss_mib()

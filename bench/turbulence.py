@@ -5,7 +5,7 @@ velocity snapshot, and the IFactFormer paper (Yang, Wang & Wang 2026) claims the
 "much faster than LES". This benchmark puts a number on that claim for this project's
 synthetic data. It times, on the CPU (CUDA when present, as the other benchmarks):
 
-* **the solver** that makes the data, ``tasks.synthetic.turbulence.NavierStokes2D``:
+* **the solver** that makes the data, ``tasks.domains.turbulence.synthetic.NavierStokes2D``:
   2-D Kolmogorov flow, pseudo-spectral, integrating-factor RK4 with a CFL step, at the
   generator's fine grid (``--fine-n``, 128^2) in float32 (the generator's default) and
   float64 (the physics tests'). Each solver starts from ``random_initial([seed, 0])`` and
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import models
     from models.ifactformer import PAPER
-    from tasks.synthetic import turbulence as tb
+    from tasks.domains.turbulence import synthetic as tb
 
     if args.threads:
         torch.set_num_threads(args.threads)

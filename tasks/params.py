@@ -28,10 +28,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tasks.synthetic.netflow import NF_V2_CATEGORICAL, NF_V2_NUMERIC
 
 DOMAINS = ("netflow", "eeg", "finance", "turbulence")
 """Domains this build knows. A new domain adds its sections below and an entry here."""
+
+
+def _nf_v2():
+    from tasks.domains.netflow.synthetic import NF_V2_CATEGORICAL, NF_V2_NUMERIC
+
+    return NF_V2_NUMERIC, NF_V2_CATEGORICAL
 
 
 class ParamsError(ValueError):
@@ -66,8 +71,8 @@ class FlowDatasetSpec(Strict):
     """
 
     name: str = "nf-v2"
-    numeric_fields: list[str] = Field(default_factory=lambda: list(NF_V2_NUMERIC), min_length=1)
-    categorical_fields: list[str] = Field(default_factory=lambda: list(NF_V2_CATEGORICAL))
+    numeric_fields: list[str] = Field(default_factory=lambda: list(_nf_v2()[0]), min_length=1)
+    categorical_fields: list[str] = Field(default_factory=lambda: list(_nf_v2()[1]))
     label_column: str = "Attack"
     benign_value: str = "Benign"
     renames: dict[str, str] = Field(default_factory=dict)
@@ -104,7 +109,7 @@ class NetflowIngest(Strict):
 
 
 class EEGSynthetic(Strict):
-    """The offline generator (tasks/synthetic/eeg.py): EDF+ recordings, one per subject and session."""
+    """The offline generator (tasks/domains/eeg/synthetic.py): EDF+ recordings, one per subject and session."""
 
     mode: Literal["motor_imagery", "seizure"] = "motor_imagery"
     n_subjects: int = Field(4, ge=1)
@@ -184,7 +189,7 @@ class EEGIngest(Strict):
 
 
 class FinanceSynthetic(Strict):
-    """The offline generator (tasks/synthetic/finance.py): one report per institution and year."""
+    """The offline generator (tasks/domains/finance/synthetic.py): one report per institution and year."""
 
     n_institutions: int = Field(4, ge=1, le=48)
     years: list[int] = Field(default_factory=lambda: [2019, 2020, 2021, 2022, 2023], min_length=1)
@@ -232,7 +237,7 @@ class FinanceIngest(Strict):
 
 
 class FieldLayoutSpec(Strict):
-    """How a field file stores the velocity (:class:`tasks.turbulence.io.FieldLayout`), so new datasets need a
+    """How a field file stores the velocity (:class:`tasks.domains.turbulence.io.FieldLayout`), so new datasets need a
     spec, not code. The synthetic source's layout is the default. The paper's channel-flow array
     (``Retau180_dim21x400x32x33x16x4_dT200.npy``) is ``variables: [u], axes: trajectory,time,x,y,z,component,
     channels: [0, 1, 2], coords: {x: 12.566, y: 2.0, z: 4.189}, dt: 1.0``; ``hit_slice.nc`` is
@@ -254,13 +259,13 @@ class FieldLayoutSpec(Strict):
     """Time the surrogate advances per step: a whole multiple of the snapshot spacing (default: the spacing)."""
 
     def to_layout(self):
-        from tasks.turbulence.io import FieldLayout
+        from tasks.domains.turbulence.io import FieldLayout
 
         return FieldLayout(**self.model_dump())
 
 
 class TurbulenceSynthetic(Strict):
-    """The offline solver (tasks/synthetic/turbulence.py): filtered DNS of forced turbulence, written as HDF5."""
+    """The offline solver (tasks/domains/turbulence/synthetic.py): filtered DNS of forced turbulence, written as HDF5."""
 
     dim: Literal[2, 3] = 2
     """2: Kolmogorov flow (vorticity form); 3: forced homogeneous isotropic turbulence (the paper profile)."""
@@ -320,7 +325,7 @@ class NetflowPreprocess(Strict):
 
 
 class EEGPreprocess(Strict):
-    """Filtering, resampling, epoching, rejection and alignment (MNE filters; tasks/eeg/__init__.py)."""
+    """Filtering, resampling, epoching, rejection and alignment (MNE filters; tasks/domains/eeg/__init__.py)."""
 
     paradigm: Literal["events", "windows"] = "events"
     """``events``: one epoch per labelled event (motor imagery); ``windows``: consecutive windows of
@@ -628,7 +633,7 @@ class FinanceEvaluate(EvaluateDomain):
 
 
 class TurbulenceEvaluate(EvaluateDomain):
-    """Rollouts against the solver (tasks/turbulence/evaluate.py); ``threshold`` is unused here."""
+    """Rollouts against the solver (tasks/domains/turbulence/evaluate.py); ``threshold`` is unused here."""
 
     rollout_steps: int = Field(50, ge=1)
     """Autoregressive steps from the first window of each test trajectory (capped by its length)."""

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import eeg, store
-from tasks.eeg import io as eeg_io
-from tasks.eeg import protocol as eeg_protocol
+from tasks import store
+from tasks.domains import eeg
+from tasks.domains.eeg import io as eeg_io
+from tasks.domains.eeg import protocol as eeg_protocol
 from tasks.params import load_params
 from tests.conftest import SHARED_DATA, setup_project
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from tasks.eeg.io import (
+from tasks.domains.eeg.io import (
     EEGInputError,
     describe,
     fetch_sources,
@@ -33,8 +33,8 @@ from tasks.eeg.io import (
     read_mat,
     read_recording,
 )
-from tasks.synthetic.eeg import CLASSES, MI_CHANNELS, synthesize_recording
-from tasks.synthetic.eeg import generate as generate_eeg
+from tasks.domains.eeg.synthetic import CLASSES, MI_CHANNELS, synthesize_recording
+from tasks.domains.eeg.synthetic import generate as generate_eeg
 from tests.conftest import SHARED_DATA
 
 BONN_ZIP = SHARED_DATA / "eeg" / "bonn_eeg.zip"

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from tasks import store
-from tasks.finance import LabelsError, NoDocumentsError, ingest, load_split, preprocess
-from tasks.finance.text import DocumentError
+from tasks.domains.finance import LabelsError, NoDocumentsError, ingest, load_split, preprocess
+from tasks.domains.finance.text import DocumentError
 from tasks.params import load_params
 from tests.conftest import SHARED_DATA, setup_project
 
@@ -27,7 +27,7 @@ def _bad_documents(folder):
     """One of each bad document the issue names, beside two good reports."""
     import pypdf
 
-    from tasks.synthetic.finance import generate
+    from tasks.domains.finance.synthetic import generate
 
     gen = generate(folder / "gen", n_institutions=1, years=(2022, 2023), seed=3)
     docs = folder / "docs"
@@ -218,7 +218,7 @@ def test_conflicting_duplicates_are_dropped(project):
 
 
 def test_documents_metadata_from_pattern_and_sidecar(project):
-    from tasks.finance import document_metadata
+    from tasks.domains.finance import document_metadata
 
     pattern = _params().ingest.finance.name_pattern
     assert document_metadata("harbor-point-bancorp_2021.pdf", {}, pattern) == ("harbor-point-bancorp", 2021)
@@ -232,7 +232,7 @@ def test_real_finai_sentences_split_as_the_paper(project):
     """FinAI-BERT-IslamicBanks: 2,632 sentences, 7 repeats; stratified 80/20 with seed 42; TF-IDF LR on it."""
     from sklearn.metrics import accuracy_score
 
-    from tasks.finance.baselines import fit_baselines
+    from tasks.domains.finance.baselines import fit_baselines
 
     params = _params("ingest.finance.source=null", f"ingest.finance.labels={REAL}")
     m = ingest(params)

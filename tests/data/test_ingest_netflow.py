@@ -12,9 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tasks import netflow, store
+from tasks import store
+from tasks.domains import netflow
 from tasks.params import load_params
-from tasks.synthetic.netflow import NF_V2_COLUMNS, generate
+from tasks.domains.netflow.synthetic import NF_V2_COLUMNS, generate
 from tests.conftest import SHARED_DATA
 
 

@@ -21,8 +21,8 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from tasks import netflow
-from tasks.netflow import FlowWindows, NumericScaler, encode_categorical, fit_levels, split_bounds
+from tasks.domains import netflow
+from tasks.domains.netflow import FlowWindows, NumericScaler, encode_categorical, fit_levels, split_bounds
 from tasks.params import load_params
 from tests.conftest import setup_project
 

@@ -1,4 +1,4 @@
-"""Data tests for the synthetic EEG generator (:mod:`tasks.synthetic.eeg`).
+"""Data tests for the synthetic EEG generator (:mod:`tasks.domains.eeg.synthetic`).
 
 Besides the EDF+ round trip (channels, rate, annotations, amplitudes, determinism),
 the behavioural tests check what the generator is for: event-related
@@ -17,7 +17,7 @@ from scipy.signal import butter, sosfiltfilt
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 
-from tasks.synthetic.eeg import (
+from tasks.domains.eeg.synthetic import (
     CLASSES,
     INFORMATIVE,
     MI_CHANNELS,

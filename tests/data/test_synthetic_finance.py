@@ -1,4 +1,4 @@
-"""Data tests for the synthetic annual-report generator (:mod:`tasks.synthetic.finance`).
+"""Data tests for the synthetic annual-report generator (:mod:`tasks.domains.finance.synthetic`).
 
 Besides the formats (every labelled sentence is recoverable from its TXT, HTML or PDF
 file; the hand-written PDF is structurally valid; output is deterministic), the
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.finance.lexicon import keyword_rule
-from tasks.synthetic.finance import generate, main, synthesize_report
+from tasks.domains.finance.lexicon import keyword_rule
+from tasks.domains.finance.synthetic import generate, main, synthesize_report
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Data tests for the synthetic NetFlow v2 generator (:mod:`tasks.synthetic.netflow`).
+"""Data tests for the synthetic NetFlow v2 generator (:mod:`tasks.domains.netflow.synthetic`).
 
 Besides schema, determinism and internal consistency, the key behavioural test
 checks that the generator does what it is for: the context of neighbouring
@@ -17,7 +17,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from tasks.synthetic.netflow import (
+from tasks.domains.netflow.synthetic import (
     ATTACK_FAMILIES,
     BENIGN,
     NF_V2_CATEGORICAL,

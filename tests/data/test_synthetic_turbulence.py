@@ -1,4 +1,4 @@
-"""Data tests for the synthetic turbulence source (:mod:`tasks.synthetic.turbulence`).
+"""Data tests for the synthetic turbulence source (:mod:`tasks.domains.turbulence.synthetic`).
 
 The solver is checked against exact solutions (Taylor-Green in 2-D, ABC flow in 3-D:
 energy decays at the analytic rate to round-off), for its fourth-order time accuracy,
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.synthetic.turbulence import (
+from tasks.domains.turbulence.synthetic import (
     DEFAULTS,
     LAYOUT,
     HITConfig,
@@ -35,7 +35,7 @@ from tasks.synthetic.turbulence import (
     taylor_green,
     torch_threads,
 )
-from tasks.turbulence.physics import divergence, energy_spectrum, enstrophy, inertial_slope, vorticity_2d
+from tasks.domains.turbulence.physics import divergence, energy_spectrum, enstrophy, inertial_slope, vorticity_2d
 
 TWO_PI = 2 * math.pi
 

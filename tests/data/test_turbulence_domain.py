@@ -16,14 +16,14 @@ import pytest
 
 from tasks import store
 from tasks.params import load_params
-from tasks.turbulence.io import FieldError
+from tasks.domains.turbulence.io import FieldError
 
 HIT_SLICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "turbulence" / "hit_slice.nc"
 TWO_PI = 2 * math.pi
 
 
 def _ingest(overrides: list[str] = ()):
-    from tasks import turbulence
+    from tasks.domains import turbulence
 
     return turbulence.ingest(load_params(overrides=list(overrides)))
 
@@ -54,7 +54,7 @@ def _smooth(shape, seed=0) -> np.ndarray:
 def test_synthetic_ingest_and_preprocess_split_whole_trajectories(project):
     from safetensors.numpy import load_file
 
-    from tasks import turbulence
+    from tasks.domains import turbulence
 
     m = _ingest()
     assert m["shape"] == [3, 16, 16, 16, 2] and m["dt"] == 0.5 and m["components"] == ["u", "v"]
@@ -88,7 +88,7 @@ def test_synthetic_ingest_and_preprocess_split_whole_trajectories(project):
 
 def test_channel_flow_layout_ingests_3d_and_preprocesses(project, tmp_path):
     """The paper's array layout (trajectories x snapshots x 32 x 33 x 16 x 4, here shrunk), 3 of 4 channels."""
-    from tasks import turbulence
+    from tasks.domains import turbulence
 
     arr = np.random.default_rng(0).standard_normal((4, 6, 8, 9, 4, 4)).astype(np.float32)
     src = tmp_path / "Retau180_dim4x6x8x9x4x4.npy"
@@ -117,7 +117,7 @@ def test_hit_slice_ingests(project):
 
 
 def test_preprocess_filters_and_coarsens(project, tmp_path):
-    from tasks import turbulence
+    from tasks.domains import turbulence
 
     vel = _smooth((3, 5, 16))
     src = _h5(tmp_path / "f.h5", vel)
@@ -134,7 +134,7 @@ def test_preprocess_filters_and_coarsens(project, tmp_path):
 
 
 def test_preprocess_needs_enough_trajectories(project, tmp_path):
-    from tasks import turbulence
+    from tasks.domains import turbulence
 
     src = _h5(tmp_path / "two.h5", _smooth((2, 4, 8)))
     _ingest([f"ingest.turbulence.source={src}"])
@@ -230,7 +230,7 @@ def test_fsspec_url_source_is_fetched_and_kept(project, tmp_path):
     """Any fsspec URL: the file is copied in (here from the in-memory filesystem) and kept under its own name."""
     import fsspec
 
-    from tasks import turbulence
+    from tasks.domains import turbulence
 
     local = _h5(tmp_path / "remote.h5", _smooth((3, 4, 8)))
     url = "memory://formerflow-test/remote.h5"

@@ -1,4 +1,4 @@
-"""Data tests for the turbulence field readers and writers (:mod:`tasks.turbulence.io`).
+"""Data tests for the turbulence field readers and writers (:mod:`tasks.domains.turbulence.io`).
 
 Every supported format is round-tripped through small files made here (HDF5 in the
 synthetic source's layout, NetCDF4 written with h5py and netCDF dimension scales, classic
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy.io import netcdf_file
 
-from tasks.turbulence.io import (
+from tasks.domains.turbulence.io import (
     FieldError,
     FieldLayout,
     Fields,
@@ -40,7 +40,7 @@ def _field(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 def _synthetic_h5(path: Path, shape=(2, 3, 8, 6, 2), dt: float = 0.5, group: str = "") -> np.ndarray:
-    """An HDF5 file laid out as :func:`tasks.synthetic.turbulence.generate` writes it."""
+    """An HDF5 file laid out as :func:`tasks.domains.turbulence.synthetic.generate` writes it."""
     vel = _field(shape)
     with h5py.File(path, "w") as f:
         f.create_dataset(f"{group}velocity", data=vel)
@@ -282,7 +282,7 @@ def test_hit_slice_ingests_to_single_2d_snapshot():
 
 def test_generated_synthetic_file_reads_back(tmp_path):
     pytest.importorskip("torch")
-    from tasks.synthetic.turbulence import generate
+    from tasks.domains.turbulence.synthetic import generate
 
     m = generate(
         tmp_path / "syn.h5",

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from tasks import tracking
-from tasks.synthetic.netflow import generate
+from tasks.domains.netflow.synthetic import generate
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,7 @@ def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harnes
     import numpy as np
 
     from flows.pipeline import pipeline
-    from tasks import netflow
+    from tasks.domains import netflow
     from tasks.compress import load_any
     from tasks.train import predict, probabilities
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_eeg_pipeline_registers_and_scores_new_recordings(project, prefect_harness):
     from flows.pipeline import pipeline
     from flows.scoring import score_flow
-    from tasks.synthetic.eeg import generate
+    from tasks.domains.eeg.synthetic import generate
 
     result = pipeline(domains=["eeg"])["eeg"]
     reg = result["register"]

@@ -1,6 +1,6 @@
 """Behavioural test of DBConformer's channel attention on synthetic motor imagery.
 
-The generator (tasks/synthetic/eeg.py) puts the class information in the 8-30 Hz power of
+The generator (tasks/domains/eeg/synthetic.py) puts the class information in the 8-30 Hz power of
 C3 against C4 (contralateral event-related desynchronisation). After training, the
 attention weights of the spatial branch must *change with the class* most at those
 electrodes: C3 and C4 both rank in the top quarter of the 22 channels by
@@ -27,10 +27,10 @@ def trained(tmp_path_factory):
     import torch
 
     import models
-    from tasks import eeg
-    from tasks.eeg import io as eeg_io
+    from tasks.domains import eeg
+    from tasks.domains.eeg import io as eeg_io
     from tasks.params import EEGPreprocess, EEGSpec, TrainLoopParams
-    from tasks.synthetic.eeg import MI_CHANNELS, generate
+    from tasks.domains.eeg.synthetic import MI_CHANNELS, generate
     from tasks.train import fit
 
     folder = tmp_path_factory.mktemp("mi")
@@ -60,8 +60,8 @@ def trained(tmp_path_factory):
 
 
 def test_channel_attention_changes_with_the_class_at_c3_and_c4(trained):
-    from tasks.eeg import class_contrast
-    from tasks.eeg.protocol import top_channels
+    from tasks.domains.eeg import class_contrast
+    from tasks.domains.eeg.protocol import top_channels
 
     by_class, names, acc = trained
     assert acc > 0.8  # the model learned the task (chance 0.5)
@@ -74,8 +74,8 @@ def test_channel_attention_changes_with_the_class_at_c3_and_c4(trained):
 def test_topomap_of_the_weights_is_drawn(trained, tmp_path):
     import matplotlib.image as mpimg
 
-    from tasks.eeg import class_contrast
-    from tasks.eeg.protocol import plot_channel_topomap
+    from tasks.domains.eeg import class_contrast
+    from tasks.domains.eeg.protocol import plot_channel_topomap
 
     by_class, names, _ = trained
     out = tmp_path / "topomap.png"

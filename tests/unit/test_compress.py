@@ -189,7 +189,7 @@ def test_compress_stage_writes_the_int8_folder_and_report(pipeline):
 
 
 def test_compressed_model_predicts_like_the_teacher(pipeline):
-    from tasks import netflow
+    from tasks.domains import netflow
     from tasks.train import predict, probabilities
 
     root = pipeline["root"]
@@ -203,7 +203,7 @@ def test_compressed_model_predicts_like_the_teacher(pipeline):
 
 
 def test_evaluate_stage_scores_every_model(pipeline):
-    from tasks import netflow
+    from tasks.domains import netflow
     from tasks.evaluate import classification_metrics
     from tasks.train import predict, probabilities
 

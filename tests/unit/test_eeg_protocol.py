@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from scipy.linalg import fractional_matrix_power
 
-from tasks.eeg.protocol import (
+from tasks.domains.eeg.protocol import (
     Fold,
     align_offline,
     align_online,
@@ -372,7 +372,7 @@ def test_channel_topomap_22_channels_and_fallback(tmp_path):
 def test_per_subject_table_with_one_seed_shows_the_spread_over_subjects():
     import polars as pl
 
-    from tasks.eeg.protocol import per_subject_table, summarize
+    from tasks.domains.eeg.protocol import per_subject_table, summarize
 
     y = np.array([0, 1, 0, 1])
     pred = pl.DataFrame({

@@ -1,4 +1,4 @@
-"""Unit tests for the finance edge cases and analyses (:mod:`tasks.finance.edge_cases`, :mod:`tasks.finance.analysis`)."""
+"""Unit tests for the finance edge cases and analyses (:mod:`tasks.domains.finance.edge_cases`, :mod:`tasks.domains.finance.analysis`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tasks.finance.analysis import (
+from tasks.domains.finance.analysis import (
     length_bias,
     plot_calibration,
     render_attributions_html,
@@ -19,7 +19,7 @@ from tasks.finance.analysis import (
     top_tokens,
     year_slices,
 )
-from tasks.finance.edge_cases import EDGE_CASES, GROUPS, EdgeCase, edge_case_table
+from tasks.domains.finance.edge_cases import EDGE_CASES, GROUPS, EdgeCase, edge_case_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,11 +1,11 @@
-"""Unit tests for the FinAI-BERT seed lexicon and keyword rule (:mod:`tasks.finance.lexicon`)."""
+"""Unit tests for the FinAI-BERT seed lexicon and keyword rule (:mod:`tasks.domains.finance.lexicon`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tasks.finance.lexicon import LEXICON_TERMS, SEED_LEXICON, candidates, keyword_rule, matched_terms
+from tasks.domains.finance.lexicon import LEXICON_TERMS, SEED_LEXICON, candidates, keyword_rule, matched_terms
 
 
 def test_lexicon_has_the_papers_categories_and_examples():

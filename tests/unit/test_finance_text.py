@@ -1,4 +1,4 @@
-"""Finance text groundwork (tasks/finance/text.py): extraction, cleaning, sentence splitting, bad documents."""
+"""Finance text groundwork (tasks/domains/finance/text.py): extraction, cleaning, sentence splitting, bad documents."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.finance.text import (
+from tasks.domains.finance.text import (
     DocumentError,
     clean,
     document_sentences,
@@ -15,7 +15,7 @@ from tasks.finance.text import (
     read_text,
     split_sentences,
 )
-from tasks.synthetic.finance import generate
+from tasks.domains.finance.synthetic import generate
 
 
 @pytest.fixture(scope="module")

@@ -123,7 +123,7 @@ def test_finance_params_are_checked_at_load(project):
 def test_turbulence_params_and_paper_profile(project):
     """Defaults: the IFactFormer recipe (models.md 4.5) and a 2-D source; the paper profile: its width, 3-D."""
     import models
-    from tasks import turbulence
+    from tasks.domains import turbulence
     from tests.conftest import REPO
 
     p = load_params(REPO / "params.yaml")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import models
-from tasks.netflow import FlowWindows
+from tasks.domains.netflow import FlowWindows
 from tasks.params import TrainLoopParams
 from tasks.train import (
     balanced_batches,
@@ -360,7 +360,7 @@ class _Pairs:
     """u(t+1) = 0.8 u(t) on random fields: a linear map the FNO can learn. (traj, T, 8, 8, 2)."""
 
     def __init__(self, n_traj: int, seed: int, horizon: int = 1):
-        from tasks.turbulence import FieldPairs
+        from tasks.domains.turbulence import FieldPairs
 
         rng = np.random.default_rng(seed)
         first = rng.standard_normal((n_traj, 1, 8, 8, 2)).astype(np.float32)

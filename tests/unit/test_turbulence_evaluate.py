@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import models
-from tasks.turbulence.evaluate import evaluate_fields, hit_slice_check, rollout
+from tasks.domains.turbulence.evaluate import evaluate_fields, hit_slice_check, rollout
 
 HIT_SLICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "turbulence" / "hit_slice.nc"
 LENGTHS = [2 * math.pi, 2 * math.pi]

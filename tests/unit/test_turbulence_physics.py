@@ -1,4 +1,4 @@
-"""Unit tests for the turbulence diagnostics (:mod:`tasks.turbulence.physics`).
+"""Unit tests for the turbulence diagnostics (:mod:`tasks.domains.turbulence.physics`).
 
 Analytic fields check the conventions (Parseval normalisation of the spectrum, shell
 placement, derivative signs); a random field with a prescribed power law checks the
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.turbulence.physics import (
+from tasks.domains.turbulence.physics import (
     divergence,
     energy_spectrum,
     enstrophy,
@@ -186,7 +186,7 @@ def test_hit_slice_has_a_kolmogorov_inertial_range():
     from scipy.io import netcdf_file
 
     with netcdf_file(HIT_SLICE, "r", mmap=False) as f:
-        # (z, y, x) -> (x, y): the layout of tasks.turbulence.physics.
+        # (z, y, x) -> (x, y): the layout of tasks.domains.turbulence.physics.
         u, v, w = (np.array(f.variables[f"velocity_{c}"].data[0], dtype=np.float64).T for c in "xyz")
     assert u.shape == (256, 256)
     k, E = energy_spectrum(u, v, w)

@@ -2,7 +2,7 @@
 
 * **ingest** brings the recordings into ``data/raw/eeg/source/`` (synthetic EDF+ by
   default; any EDF/BDF/GDF/FIF/BrainVision/MAT/ASCII files, folders, globs, fsspec
-  URLs or zip archives otherwise; readers in :mod:`tasks.eeg.io`), reads every one
+  URLs or zip archives otherwise; readers in :mod:`tasks.domains.eeg.io`), reads every one
   to validate it (events present, channels consistent, sampling rates logged) and
   writes ``manifest.json``. A bad file fails the stage with its name; the previous
   ``data/raw/eeg`` stays untouched.
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from tasks import store
-from tasks.eeg import io as eeg_io
-from tasks.eeg import protocol as eeg_protocol
+from tasks.domains.eeg import io as eeg_io
+from tasks.domains.eeg import protocol as eeg_protocol
 from tasks.params import EEGPreprocess, EEGSpec, Params
 
 DOMAIN = "eeg"
@@ -55,7 +55,7 @@ class EEGDataError(ValueError):
 
 # ============================================================================ ingest
 def _synthetic(out: Path, params: Params) -> list[Path]:
-    from tasks.synthetic.eeg import generate
+    from tasks.domains.eeg.synthetic import generate
 
     s = params.ingest.eeg.synthetic
     return generate(out, n_subjects=s.n_subjects, n_sessions=s.n_sessions, trials_per_class=s.trials_per_class,
@@ -718,7 +718,7 @@ def attention_section(attention: dict, channels: list[str], classes: list[str], 
 SCORE_PER_INPUT_ROW = False
 """One output row per epoch (not per input row): the scoring input is a table of recording paths."""
 SCORE_INPUT_EXPANDS_ITSELF = True
-"""The score input may be a file, folder, glob, fsspec URL or zip: :func:`tasks.eeg.io.fetch_sources` expands it."""
+"""The score input may be a file, folder, glob, fsspec URL or zip: :func:`tasks.domains.eeg.io.fetch_sources` expands it."""
 
 
 def scoring_input(urls: list[str], ip, *, cache: Path):

@@ -4,7 +4,7 @@
 * ``tfidf_nb``: the same features + multinomial naive Bayes;
 * ``tfidf_rf``: the same features + random forest (100 trees, random_state = seed);
 * ``keyword``: the paper's candidate-extraction rule used as a classifier: a sentence
-  holding any seed-lexicon term is called AI (:mod:`tasks.finance.lexicon`).
+  holding any seed-lexicon term is called AI (:mod:`tasks.domains.finance.lexicon`).
 
 XGBoost, the paper's fourth baseline, is left out: it is one more compiled dependency
 for a model that the paper's sister run placed between RF and LR.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tasks.finance import lexicon
+from tasks.domains.finance import lexicon
 
 BASELINES = ("tfidf_logreg", "tfidf_nb", "tfidf_rf", "keyword")
 

@@ -3,7 +3,7 @@
 FinAI-BERT (``shared/reference/models.md`` sections 3.5 and 3.6) backs its scores with
 per-year slices, a sentence-length bias check (Pearson r between word count and P(AI),
 scatter with a linear fit and a 25-bin average), a hand-written edge-case set
-(:mod:`tasks.finance.edge_cases`) and token attributions. Pure functions here:
+(:mod:`tasks.domains.finance.edge_cases`) and token attributions. Pure functions here:
 
 * :func:`year_slices`: accuracy and F1 of each model per report year.
 * :func:`length_bias`: Pearson r between word count and P(AI), optional scatter plot.

@@ -110,7 +110,7 @@ with the last 20 % held out (``tests/data/test_synthetic_netflow.py``, seeds
 
 Usage::
 
-    python -m tasks.synthetic.netflow OUT_DIR --n-flows 60000 --seed 0 [--n-files 2]
+    python -m tasks.domains.netflow.synthetic OUT_DIR --n-flows 60000 --seed 0 [--n-files 2]
 """
 
 from __future__ import annotations
@@ -1059,7 +1059,7 @@ def generate(out_dir: str | Path, n_flows: int = 60_000, seed: int = 0, n_files:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m tasks.synthetic.netflow OUT_DIR --n-flows N --seed S``."""
+    """CLI: ``python -m tasks.domains.netflow.synthetic OUT_DIR --n-flows N --seed S``."""
     ap = argparse.ArgumentParser(description="Write synthetic NetFlow v2 CSV files.")
     ap.add_argument("out_dir")
     ap.add_argument("--n-flows", type=int, default=60_000)

@@ -6,7 +6,7 @@ Data path:
 
   - *documents* (``ingest.finance.source``): annual reports as ``.txt``, ``.html`` /
     ``.htm`` and ``.pdf`` (files, folders, globs, any fsspec URL). Text comes from
-    :mod:`tasks.finance.text` (stdlib HTML parser without scripts / styles / navigation /
+    :mod:`tasks.domains.finance.text` (stdlib HTML parser without scripts / styles / navigation /
     tables, pypdf for PDFs), is cleaned and split into sentences offline. Institution and
     year come from a sidecar CSV (``file,institution,year``) or from the file name by
     ``name_pattern``. A document that cannot be read (corrupt or encrypted PDF, empty,
@@ -16,7 +16,7 @@ Data path:
     ``sentence,label`` (0/1) and optional metadata (``institution``, ``year``, ``file``).
     A missing column or a label outside {0, 1} is an error naming the file and rows.
 
-  The offline default writes the synthetic corpus (:mod:`tasks.synthetic.finance`) and
+  The offline default writes the synthetic corpus (:mod:`tasks.domains.finance.synthetic`) and
   reads it with the same readers; its ground-truth ``labels.csv`` is the labelled source.
   Outputs ``data/raw/finance/{documents,labels}.parquet`` and ``manifest.json``.
 * **preprocess** cleans the labelled sentences (NFKC, whitespace), drops repeats
@@ -31,7 +31,7 @@ Data path:
   ``ingest.finance.labels`` source.
 
 Model and stages: the shared train loop fine-tunes :mod:`models.text_encoder` with the
-paper's recipe; the baselines are :mod:`tasks.finance.baselines`; evaluation adds the
+paper's recipe; the baselines are :mod:`tasks.domains.finance.baselines`; evaluation adds the
 paper's robustness and interpretability checks (:func:`extra_evaluate`); scoring reads
 documents and writes every sentence's P(AI) plus a per-document table and plot
 (:func:`score_summary`).
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from tasks import store
-from tasks.finance import lexicon, text
+from tasks.domains.finance import lexicon, text
 from tasks.params import FinanceIngest, FinancePreprocess, LabelSpec, Params
 
 DOMAIN = "finance"
@@ -280,7 +280,7 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
         cache = Path(tmp)
         labels_url = ip.labels
         if ip.source == "synthetic":
-            from tasks.synthetic.finance import generate
+            from tasks.domains.finance.synthetic import generate
 
             s = ip.synthetic
             gen = generate(out / "source", n_institutions=s.n_institutions, years=tuple(s.years), seed=s.seed,
@@ -576,8 +576,8 @@ def baseline_features(split: Sentences) -> np.ndarray:
 
 
 def fit_baselines(names: list[str], train: Sentences, n_categorical: int, max_rows: int, seed: int):
-    """TF-IDF + LR / NB / RF and the keyword rule on the training sentences (:mod:`tasks.finance.baselines`)."""
-    from tasks.finance.baselines import fit_baselines as fit
+    """TF-IDF + LR / NB / RF and the keyword rule on the training sentences (:mod:`tasks.domains.finance.baselines`)."""
+    from tasks.domains.finance.baselines import fit_baselines as fit
 
     return fit(names, train.text, train.labels, seed)
 
@@ -586,7 +586,7 @@ def extra_train(params: Params, out: Path, run=None, baselines: dict | None = No
     """Score the edge-case set with the fitted baselines (evaluate adds the encoders), into ``edge_cases.parquet``."""
     import polars as pl
 
-    from tasks.finance.edge_cases import EDGE_CASES
+    from tasks.domains.finance.edge_cases import EDGE_CASES
 
     cols: dict[str, Any] = {"group": [e.group for e in EDGE_CASES], "sentence": [e.sentence for e in EDGE_CASES],
                             "label": [e.label for e in EDGE_CASES]}
@@ -602,7 +602,7 @@ def extra_evaluate(params: Params, result: dict[str, Any], plots_dir: Path,
 
     Adds ``result["finance"]`` and returns the report's markdown section and plot file names.
     """
-    from tasks.finance import report
+    from tasks.domains.finance import report
 
     return report.evaluate_extras(params, result, plots_dir, scores or {})
 
@@ -678,6 +678,6 @@ def score_summary(out, notes: dict, output: Path) -> tuple[dict[str, Any], dict[
         (the table, the plot and every skipped document with its reason). The caller writes
         them beside the output, atomically with it.
     """
-    from tasks.finance import report
+    from tasks.domains.finance import report
 
     return report.scoring_summary(out, notes, output)

@@ -7,7 +7,7 @@ Data path (reference: FlowTransformer, models.md section 2):
   with polars, validates it against the dataset spec in params (required
   columns, numeric values), and writes ``data/raw/netflow/flows.parquet`` in
   time order. The offline default first writes synthetic NetFlow v2 CSVs
-  (:mod:`tasks.synthetic.netflow`) and then reads them with the same reader.
+  (:mod:`tasks.domains.netflow.synthetic`) and then reads them with the same reader.
 * **preprocess** fits the reference's transforms on training rows only:
   numeric ``log(x - min + 1) / log(range + 1)`` (non-finite and |x| > 1e9 set to
   0 first), top-k categorical levels coded 1..k with 0 for everything else;
@@ -280,7 +280,7 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
     paths = store.domain_paths(DOMAIN)
     with store.atomic_dir(paths.raw) as out, tempfile.TemporaryDirectory(dir=out) as cache:
         if p.source == "synthetic":
-            from tasks.synthetic.netflow import generate
+            from tasks.domains.netflow.synthetic import generate
 
             s = p.synthetic
             files = generate(out / "source", n_flows=s.n_flows, seed=s.seed, n_files=s.n_files,

@@ -13,14 +13,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from tasks.params import DOMAINS
-
 
 class UnknownDomainError(ValueError):
     pass
 
 
 def get(domain: str) -> ModuleType:
+    from tasks.params import DOMAINS
+
     if domain not in DOMAINS:
         raise UnknownDomainError(f"unknown domain {domain!r}; known domains: {', '.join(DOMAINS)}")
-    return importlib.import_module(f"tasks.{domain}")
+    return importlib.import_module(f"tasks.domains.{domain}")

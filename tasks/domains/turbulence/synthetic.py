@@ -1031,7 +1031,7 @@ def solver_cost(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m tasks.synthetic.turbulence OUT.h5 [--dim 2] [--n-trajectories 4] ...``."""
+    """CLI: ``python -m tasks.domains.turbulence.synthetic OUT.h5 [--dim 2] [--n-trajectories 4] ...``."""
     ap = argparse.ArgumentParser(description="Write filtered, coarsened synthetic turbulence (HDF5).")
     ap.add_argument("out_path")
     ap.add_argument("--dim", type=int, choices=(2, 3), default=2)

@@ -5,7 +5,7 @@ Conventions (every function here):
 * **Layout.** One array per velocity component, shaped ``(..., X, Y)`` on a 2-D grid or
   ``(..., X, Y, Z)`` on a 3-D grid: the last axes are space in the order x, y(, z); any
   leading axes (trajectory, time, ...) are a batch, and results keep them. A dataset
-  stored with the components last (``(..., X, Y, C)``, as :mod:`tasks.synthetic.turbulence`
+  stored with the components last (``(..., X, Y, C)``, as :mod:`tasks.domains.turbulence.synthetic`
   writes it) is passed as ``u=a[..., 0], v=a[..., 1]``.
 * **Domain.** Periodic in every spatial direction, with uniform grids; ``lengths`` gives
   the period of each spatial axis (``2*pi`` by default), so wavenumbers are in physical

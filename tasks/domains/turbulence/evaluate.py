@@ -17,7 +17,7 @@ against the solver's held-out trajectories:
 inertial-range slope of a slice of forced isotropic turbulence should be near -5/3.
 
 Fields are ``(..., *grid, C)`` arrays with space in the order x, y(, z) (the layout of
-:mod:`tasks.turbulence.io`); :mod:`tasks.turbulence.physics` takes one array per
+:mod:`tasks.domains.turbulence.io`); :mod:`tasks.domains.turbulence.physics` takes one array per
 component, so ``a[..., 0], a[..., 1]`` are passed.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.turbulence import physics
+from tasks.domains.turbulence import physics
 
 _PDF_SAMPLES = 200_000  # values per Wasserstein distance: enough for 3 digits, cheap on big grids
 _PDF_BINS = 80
@@ -573,13 +573,13 @@ def hit_slice_check(
             so a 2-D slice of a 3-D flow counts all three).
         plots_dir: Folder for ``hit_slice_spectrum.png`` (created).
         k_range: ``(kmin, kmax)`` of the least-squares fit of ``log E`` on ``log k``.
-        layout: :class:`~tasks.turbulence.io.FieldLayout` of the file (default: the layout
+        layout: :class:`~tasks.domains.turbulence.io.FieldLayout` of the file (default: the layout
             of ``hit_slice.nc``: ``velocity_x/y/z`` stored ``(z, y, x)``).
 
     Returns:
         ``(metrics, markdown, plot_names)``; ``({}, <skipped line>, [])`` when the file is absent.
     """
-    from tasks.turbulence.io import FieldLayout, read_fields
+    from tasks.domains.turbulence.io import FieldLayout, read_fields
 
     path = Path(path)
     title = f"## Spectrum check on {path.name}"

@@ -35,7 +35,7 @@ across reports; a report never repeats a sentence. Three kinds:
   automation, generative AI and large language models (only from 2023, with a few
   pilots in 2022), explainability, AI talent and partnerships, industry statements
   about AI. About half of the wordings hold a seed term of the paper's lexicon
-  (:mod:`tasks.finance.lexicon`); the rest use wordings outside it ("AI-powered",
+  (:mod:`tasks.domains.finance.lexicon`); the rest use wordings outside it ("AI-powered",
   bare "AI" / "ML", "neural networks", "self-learning algorithms").
 * ``hard_negative`` (label 0): sentences that share vocabulary with AI without
   being about it. Some hold a seed term in another sense, so the keyword rule fires
@@ -83,7 +83,7 @@ functions of the wording, so a trained sentence classifier can do much better.
 
 Usage::
 
-    python -m tasks.synthetic.finance OUT_DIR --n-institutions 4 --seed 0
+    python -m tasks.domains.finance.synthetic OUT_DIR --n-institutions 4 --seed 0
 """
 
 from __future__ import annotations
@@ -739,7 +739,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m tasks.synthetic.finance OUT_DIR --n-institutions N --seed S``."""
+    """CLI: ``python -m tasks.domains.finance.synthetic OUT_DIR --n-institutions N --seed S``."""
     ap = argparse.ArgumentParser(
         description="Write a synthetic corpus of bank annual reports (TXT/HTML/PDF)."
     )

@@ -92,7 +92,7 @@ The subject mixing, session shift and artefacts apply as above.
 
 Usage::
 
-    python -m tasks.synthetic.eeg OUT_DIR [--mode motor_imagery|seizure] [--n-subjects 4]
+    python -m tasks.domains.eeg.synthetic OUT_DIR [--mode motor_imagery|seizure] [--n-subjects 4]
         [--n-sessions 2] [--trials-per-class 40] [--seed 0]
 """
 
@@ -529,7 +529,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m tasks.synthetic.eeg OUT_DIR --mode motor_imagery --seed S``."""
+    """CLI: ``python -m tasks.domains.eeg.synthetic OUT_DIR --mode motor_imagery --seed S``."""
     ap = argparse.ArgumentParser(description="Write synthetic EEG recordings as EDF+ files.")
     ap.add_argument("out_dir")
     ap.add_argument("--mode", choices=MODES, default="motor_imagery")

@@ -3,11 +3,11 @@
 Data path:
 
 * **ingest** generates the synthetic source, filtered DNS of 2-D Kolmogorov flow from the
-  pseudo-spectral solver in :mod:`tasks.synthetic.turbulence` (3-D forced isotropic
+  pseudo-spectral solver in :mod:`tasks.domains.turbulence.synthetic` (3-D forced isotropic
   turbulence with ``synthetic.dim: 3``), written as HDF5; or fetches one field file
   (HDF5, NetCDF3/4, NPZ, NPY, Zarr; any fsspec URL) described by the layout spec
   ``ingest.turbulence.spec``. The whole field is read and validated with
-  :func:`tasks.turbulence.io.read_fields` (non-finite values, shapes, missing variables,
+  :func:`tasks.domains.turbulence.io.read_fields` (non-finite values, shapes, missing variables,
   axis spec, time step) before the file is kept in ``data/raw/turbulence/`` with a
   ``manifest.json`` holding the layout that reads it. A bad file leaves the previous
   folder untouched.
@@ -23,7 +23,7 @@ Data path:
 Model and stages: the shared train loop fits IFactFormer-m with the paper's recipe
 (relative L2 in physical units, AdamW, StepLR) and, with the same loop, the neural
 baselines FNO and IFactFormer-o (:func:`extra_train`); evaluation rolls every model out
-against the held-out trajectories (:mod:`tasks.turbulence.evaluate`); scoring reads an
+against the held-out trajectories (:mod:`tasks.domains.turbulence.evaluate`); scoring reads an
 initial field file and writes the predicted trajectory in the same format
 (:func:`score_fields`).
 """
@@ -40,7 +40,7 @@ import numpy as np
 
 from tasks import store
 from tasks.params import Params
-from tasks.turbulence.io import FieldError, FieldLayout, Fields, local_copy, read_fields, write_fields
+from tasks.domains.turbulence.io import FieldError, FieldLayout, Fields, local_copy, read_fields, write_fields
 
 DOMAIN = "turbulence"
 RAW_NAME = "fields"
@@ -56,8 +56,8 @@ class PreprocessError(ValueError):
 
 # ============================================================================ ingest
 def synthetic_layout(dim: int) -> FieldLayout:
-    """The layout of the file :func:`tasks.synthetic.turbulence.generate` writes."""
-    from tasks.synthetic.turbulence import LAYOUT
+    """The layout of the file :func:`tasks.domains.turbulence.synthetic.generate` writes."""
+    from tasks.domains.turbulence.synthetic import LAYOUT
 
     space = ["x", "y", "z"][:dim]
     return FieldLayout(variables=["velocity"], axes=LAYOUT[dim], coords={a: a for a in space}, time="t")
@@ -83,14 +83,14 @@ def ingest(params: Params, run=None) -> dict[str, Any]:
     own file name and format) and ``manifest.json`` (source, layout, shape, dt, attributes).
     The folder is replaced atomically: a bad file (NaN / Inf, mismatched shapes, missing
     variable, wrong axis spec, a model step that is not a multiple of the snapshot spacing)
-    raises :class:`tasks.turbulence.io.FieldError` and leaves the previous folder as it was.
+    raises :class:`tasks.domains.turbulence.io.FieldError` and leaves the previous folder as it was.
     """
     p = params.ingest.turbulence
     paths = store.domain_paths(DOMAIN)
     t0 = time.perf_counter()
     with store.atomic_dir(paths.raw) as out, tempfile.TemporaryDirectory(dir=out) as cache:
         if p.source == "synthetic":
-            from tasks.synthetic.turbulence import HITConfig, SolverConfig, generate
+            from tasks.domains.turbulence.synthetic import HITConfig, SolverConfig, generate
 
             s = p.synthetic
             physics = {k: v for k, v in {"viscosity": s.viscosity, "forcing_amplitude": s.forcing_amplitude}.items()
@@ -156,7 +156,7 @@ def filter_and_coarsen(data: np.ndarray, lengths: list[float], kind: str, width:
         PreprocessError: A grid that is not cubic (equal points and lengths per axis), or a coarse grid
             that is odd or larger than the field's.
     """
-    from tasks.synthetic.turbulence import coarsen, spectral_filter
+    from tasks.domains.turbulence.synthetic import coarsen, spectral_filter
 
     if kind == "none" and coarse_n is None:
         return data
@@ -394,11 +394,11 @@ def _solver_seconds_per_step(schema: dict, enabled: bool) -> float | None:
     """Wall time of the synthetic source's fine-grid solver to advance one model step (None for real data).
 
     The solver is rebuilt from the attributes the generator wrote (grid, physics, precision), spun up as
-    the generator did, then timed over four model steps (:func:`tasks.synthetic.turbulence.solver_cost`).
+    the generator did, then timed over four model steps (:func:`tasks.domains.turbulence.synthetic.solver_cost`).
     """
     if not enabled or not schema.get("synthetic") or not schema.get("dt_model"):
         return None
-    from tasks.synthetic.turbulence import HITConfig, SolverConfig, solver_cost
+    from tasks.domains.turbulence.synthetic import HITConfig, SolverConfig, solver_cost
 
     a = schema.get("source_attrs", {})
     common = {"n": int(a["fine_n"]), "viscosity": float(a["viscosity"]), "courant": float(a["courant"]),
@@ -425,7 +425,7 @@ def evaluate_models(params: Params, folders: dict[str, Path], plots_dir: Path) -
     from tasks.compress import load_any
     from tasks.measure import size_on_disk
     from tasks.train import count_parameters
-    from tasks.turbulence import evaluate as ev
+    from tasks.domains.turbulence import evaluate as ev
 
     p = params.evaluate.turbulence
     schema = load_schema()
@@ -491,7 +491,7 @@ def score_fields(params: Params, model_uri: str, input_url: str, output: str | P
         FieldError: The input does not match the model (grid, components) or fails validation.
     """
     from tasks import tracking
-    from tasks.turbulence.evaluate import rollout
+    from tasks.domains.turbulence.evaluate import rollout
 
     ip, sp = params.ingest.turbulence, params.score.turbulence
     pyfunc = tracking.load_pyfunc(model_uri)
@@ -533,7 +533,7 @@ def score_fields(params: Params, model_uri: str, input_url: str, output: str | P
 def predict_array(model, meta: dict, model_input) -> np.ndarray:
     """The pyfunc's array input: ``{"initial": (B, T_in, *grid, C), "steps": [n]}`` or the window array alone
     (one step). Returns the predicted trajectory ``(B, n, *grid, C)`` float32, physical units."""
-    from tasks.turbulence.evaluate import rollout
+    from tasks.domains.turbulence.evaluate import rollout
 
     if isinstance(model_input, dict):
         initial = np.asarray(model_input["initial"], dtype=np.float32)

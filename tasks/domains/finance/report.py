@@ -4,7 +4,7 @@
 plot, per-year slices, sentence-length bias, the edge-case set per group and integrated-gradient
 token attributions rendered as HTML. :func:`scoring_summary` turns scored sentences into the
 per-document table and the AI-disclosure intensity plot. The numerical pieces live in
-:mod:`tasks.finance.analysis`; this module assembles them into markdown and files.
+:mod:`tasks.domains.finance.analysis`; this module assembles them into markdown and files.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
     import torch
 
     from tasks.compress import load_any
-    from tasks.finance import analysis
-    from tasks.finance import load_split as finance_split
-    from tasks.finance.edge_cases import edge_case_table
+    from tasks.domains.finance import analysis
+    from tasks.domains.finance import load_split as finance_split
+    from tasks.domains.finance.edge_cases import edge_case_table
 
     p = params.evaluate.finance
     paths = store.domain_paths("finance")
@@ -96,7 +96,7 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
     loaded = {name: load_any(folder)[0] for name, folder in models_here.items()}
 
     def encoder_probs(model, sentences: list[str]) -> np.ndarray:
-        from tasks.finance import score_frame
+        from tasks.domains.finance import score_frame
 
         meta = {"config": {"max_length": model.config.max_length}}
         return score_frame(model, meta, pl.DataFrame({"sentence": sentences}))["p_ai"].to_numpy()
@@ -115,7 +115,7 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
                                                            preds.get("teacher", edge["label"].to_numpy())
                                                            == edge["label"].to_numpy(), strict=True) if not ok]
         md += ["## Edge cases (accuracy per group)", "",
-               "Hand-written sentences (tasks/finance/edge_cases.py): typos and noise, paraphrases without the "
+               "Hand-written sentences (tasks/domains/finance/edge_cases.py): typos and noise, paraphrases without the "
                "usual terms, negations (\"we do not use AI\" is a disclosure about AI, label 1) and hard "
                "negatives (\"learning and development\", \"ATM machines\", \"market intelligence\").", "",
                _md_table(table), ""]
@@ -158,7 +158,7 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
 def scoring_summary(out, notes: dict, output: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Per-document table, intensity plot and a short markdown report of a finance scoring run.
 
-    See :func:`tasks.finance.score_summary`.
+    See :func:`tasks.domains.finance.score_summary`.
     """
     import polars as pl
 
