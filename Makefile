@@ -54,7 +54,7 @@ run: setup
 	$(PY) -m flows.pipeline
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 bench: setup
 	$(PY) bench/netflow_ingest.py

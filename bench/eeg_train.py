@@ -19,17 +19,16 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
+import torch  # noqa: E402
 from _common import machine, table, write_json  # noqa: E402
+
+import models  # noqa: E402
 
 MODELS = ["eeg/dbconformer", "eeg/eegconformer", "eeg/eegnet", "eeg/shallowconvnet"]
 REFERENCE = {"n_chans": 22, "n_times": 1001, "sfreq": 250.0, "n_outputs": 2}
 
 
 def measure(key: str, batch: int, steps: int, warmup: int, device: str) -> dict:
-    import torch
-
-    import models
-
     torch.manual_seed(0)
     model = models.build(key, REFERENCE).to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -78,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = default)")
     ap.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
     args = ap.parse_args(argv)
-
-    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

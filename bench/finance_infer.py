@@ -4,9 +4,12 @@ The finance domain classifies annual-report sentences as AI disclosure or not. T
 on the CPU, at each ``--batches`` size (1 and 64 by default):
 
 * ``finance/text_encoder``: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) + pooler + a
-  2-class head, built with ``models.build("finance/text_encoder", {})``. Throughput does not
-  depend on the fine-tuned weights, so the pretrained encoder with its fresh (untrained)
-  head is timed; no training run is needed.
+  2-class head, built as the finance domain builds it: ``models.build("finance/text_encoder", {})``
+  (the architecture, from the config alone) with the pre-trained encoder weights handed over
+  (``load_encoder_state(tasks.domains.finance.encoder.pretrained_state(None))``). Throughput does
+  not depend on the fine-tuned weights, so the pretrained encoder with its fresh (untrained)
+  head is timed; no training run is needed. Sentences are tokenized with the encoder's
+  tokenizer (``tasks.domains.finance.encoder.load_tokenizer(None)``), as preprocess and scoring do.
 * ``... int8``: the same model after the compress stage's int8 dynamic quantization
   (``tasks.compress.quantize.apply``: every ``nn.Linear`` int8, activations quantized on
   the fly).
@@ -27,7 +30,7 @@ Each figure is the median over ``--repeats`` batches (default 30 at batch 1, 10 
 after ``--warmup`` untimed batches, under ``torch.inference_mode()``. The timings compared
 with each other (float and int8, end-to-end and model-only) take turns batch by batch, so
 load from other processes hits them alike. Size is the
-safetensors file the pipeline would write (``tasks.train.save_model`` for the float model,
+safetensors file the pipeline would write (``tasks.loop.save_model`` for the float model,
 ``quantize.save`` for int8), computed in memory.
 
 Run it: ``python bench/finance_infer.py`` (``--batches 1 64 --warmup 3 --threads 0`` by
@@ -61,7 +64,7 @@ def load_sentences(seed: int) -> tuple[list[str], list[int]]:
     from tasks.domains.finance import synthetic
 
     with tempfile.TemporaryDirectory(prefix="bench-finance-", dir=bench_tmp()) as tmp:
-        manifest = finance.generate(tmp, n_institutions=2, seed=seed)
+        manifest = synthetic.generate(tmp, n_institutions=2, seed=seed)
         df = pl.read_csv(manifest["labels"])
     return df["sentence"].to_list(), df["label"].to_list()
 
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     import models
     from tasks.compress import quantize
     from tasks.domains.finance.baselines import fit_baselines
+    from tasks.domains.finance.encoder import load_tokenizer, pretrained_state
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -189,16 +193,26 @@ def main(argv: list[str] | None = None) -> int:
     sentences, labels = load_sentences(args.seed)
 
     print("[finance_infer] encoder + int8 ...", file=sys.stderr, flush=True)
-    float_model = models.build(ENCODER, {}).eval()
+    float_model = models.build(ENCODER, {})
+    float_model.load_encoder_state(pretrained_state(None))
+    float_model.eval()
+    tokenizer = load_tokenizer(None)
+    max_length = float_model.config.max_length
+
+    def tokenize(batch: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """WordPiece ids and mask ``(B, L)``, padded to the longest sentence, truncated to ``max_length``
+        (as ``tasks.domains.finance.preprocess.tokenize``, as tensors)."""
+        enc = tokenizer(list(batch), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
     int8_model = quantize.apply(float_model, None)  # context is not used by int8 quantization
     n_params = sum(p.numel() for p in float_model.parameters())
     float_state = {k: v.detach().contiguous() for k, v in float_model.state_dict().items()}
     sizes = {ENCODER: safetensors_mb(float_state),
              f"{ENCODER} int8": safetensors_mb(quantize.state_tensors(int8_model))}
-    lengths = float_model.tokenizer(sentences, truncation=True, max_length=float_model.config.max_length,
-                                    return_length=True)["length"]
+    lengths = tokenizer(sentences, truncation=True, max_length=max_length, return_length=True)["length"]
     with torch.inference_mode():  # how far int8 moves the scores (fresh head: agreement, not accuracy)
-        check = float_model.tokenize(sentences[:256])
+        check = tokenize(sentences[:256])
         lf, lq = float_model(*check), int8_model(*check)
     agreement = float((lf.argmax(1) == lq.argmax(1)).float().mean())
     max_abs_diff = float((lf - lq).abs().max())
@@ -206,12 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for batch in args.batches:
         print(f"[finance_infer] encoder float + int8, batch {batch} ...", file=sys.stderr, flush=True)
-        # The float model's tokenizer for both: the same tokenizer, and the quantized copy's
-        # tokenize() cannot read its device from the (packed) int8 classifier weight.
+        # One tokenizer for both: the encoder's, which the int8 copy shares.
         named = {ENCODER: float_model, f"{ENCODER} int8": int8_model}
         rows += [r | {"size_mb": sizes[r["model"]]}
-                 for r in measure_encoders(named, float_model.tokenize, sentences, batch, repeats(batch),
-                                           args.warmup)]
+                 for r in measure_encoders(named, tokenize, sentences, batch, repeats(batch), args.warmup)]
 
     fit_s = None
     if not args.no_baselines:

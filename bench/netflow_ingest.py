@@ -7,7 +7,7 @@ written once with :func:`tasks.domains.netflow.synthetic.generate` (timed and re
 own). Then each implementation does the work of the ingest stage on it, each in its
 own subprocess so that its peak memory is its own:
 
-* ``polars`` (formerflow): ``tasks.domains.netflow.write_flows([csv], spec, out, cache=...)``,
+* ``polars`` (formerflow): ``tasks.domains.netflow.records.write_flows([csv], spec, out, cache=...)``,
   exactly what ``ingest`` does, in one streaming pass: required column check, a check
   for any non-numeric value in a numeric column (named by row and column if found), typing
   (numerics Float64, categoricals/keep columns/label strings, ``is_attack``) and Parquet.
@@ -90,7 +90,7 @@ def work_generate(a: argparse.Namespace) -> dict[str, Any]:
 def work_polars(a: argparse.Namespace) -> dict[str, Any]:
     import polars as pl  # noqa: F401  (imported before the baseline, as the stage has it loaded)
 
-    from tasks.domains.netflow import write_flows
+    from tasks.domains.netflow.records import write_flows
 
     spec = _spec()
     base = peak_rss_mib()

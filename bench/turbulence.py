@@ -5,7 +5,7 @@ velocity snapshot, and the IFactFormer paper (Yang, Wang & Wang 2026) claims the
 "much faster than LES". This benchmark puts a number on that claim for this project's
 synthetic data. It times, on the CPU (CUDA when present, as the other benchmarks):
 
-* **the solver** that makes the data, ``tasks.domains.turbulence.synthetic.NavierStokes2D``:
+* **the solver** that makes the data, ``tasks.domains.turbulence.solver.NavierStokes2D``:
   2-D Kolmogorov flow, pseudo-spectral, integrating-factor RK4 with a CFL step, at the
   generator's fine grid (``--fine-n``, 128^2) in float32 (the generator's default) and
   float64 (the physics tests'). Each solver starts from ``random_initial([seed, 0])`` and
@@ -56,8 +56,13 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
+import torch  # noqa: E402
 from _common import machine, table, write_json  # noqa: E402
 from finance_infer import busy_cpus  # noqa: E402
+
+import models  # noqa: E402
+from models.ifactformer import PAPER  # noqa: E402
+from tasks.domains.turbulence import solver as tb  # noqa: E402
 
 DTYPES = ("float32", "float64")
 REFERENCE_DTYPE = "float32"  # the generator's default solver precision
@@ -87,12 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paper-passes", type=int, default=2)
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
-
-    import torch
-
-    import models
-    from models.ifactformer import PAPER
-    from tasks.domains.turbulence import synthetic as tb
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from prefect import serve
 from prefect.schedules import Cron
 
 from flows.pipeline import domain_flow, pipeline
@@ -41,8 +42,6 @@ def deployments() -> list:
 
 
 def main() -> int:
-    from prefect import serve
-
     serve(*deployments())
     return 0
 

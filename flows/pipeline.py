@@ -25,19 +25,23 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from tasks import store, tracking
+from tasks.evaluate import compression_table
 from tasks.params import DOMAINS, STAGES, Params, load_params
 from tasks.stages import run_stage, stage_outputs
 
@@ -89,8 +93,6 @@ def _transient(task_, task_run, state) -> bool:
 
 
 def _run(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None) -> dict[str, Any]:
-    from prefect.runtime import flow_run
-
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
     manifest = run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
                          tags={"prefect.flow_run_id": flow_run_id})
@@ -126,8 +128,6 @@ def _task_for(stage: str, domain: str, refresh: bool):
 
 
 def _report_markdown(domain: str, manifests: dict[str, dict[str, Any]]) -> str:
-    from tasks.evaluate import compression_table
-
     ev, reg = manifests.get("evaluate", {}), manifests.get("register", {})
     comp = manifests.get("compress", {}).get("methods")
     lines = [f"# formerflow · {domain}", "", "## Test metrics", "", ev.get("table", "(not evaluated)"), ""]
@@ -156,8 +156,6 @@ def dvc_commit(domains: list[str]) -> str:
 
 
 def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str, dict[str, Any]]:
-    from prefect.runtime import flow_run
-
     pdict = params.model_dump(mode="json")
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
     with contextlib.ExitStack() as stack:  # one MLflow parent run per domain, closed FAILED on error
@@ -204,10 +202,6 @@ def torch_threads_per_domain(n_domains: int):
     team as large as the machine each put twice as many busy threads as cores, and their spin-waiting slows
     both far more than sharing does.
     """
-    import os
-
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) // max(1, n_domains))))
     try:

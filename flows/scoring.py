@@ -15,14 +15,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
-from tasks.params import load_params
+from tasks.params import Params, load_params
 from tasks.score import score
 
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2), task_run_name="score-{domain}")
 def score_task(domain: str, input_url: str, output: str, model_uri: str | None, params: dict) -> dict[str, Any]:
-    from tasks.params import Params
-
     return score(domain, Params.model_validate(params), input_url, output, model_uri)
 
 

@@ -11,22 +11,19 @@ conformer block) is in :mod:`models.eeg_common`; it is re-exported here.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.base import check_bool, check_choice, check_int, check_rate
 from models.eeg_common import (
     ATTN_SCALES,
     ConformerAttention,
     ConformerBlock,
     EEGConfig,
-    check_choice,
-    check_int,
-    check_rate,
+    EEGModel,
     eeg_example_inputs,
     eeg_input,
 )
@@ -41,11 +38,9 @@ __all__ = [
     "DBConformer",
     "DBConformerConfig",
     "EEGConfig",
+    "EEGModel",
     "SpatialEmbedding",
     "TemporalEmbedding",
-    "check_choice",
-    "check_int",
-    "check_rate",
     "count_parameters",
     "eeg_example_inputs",
     "eeg_input",
@@ -109,8 +104,7 @@ class DBConformerConfig(EEGConfig):
         check_rate(self, "dropout")
         check_rate(self, "head_dropout")
         check_choice(self, "attn_scale", ATTN_SCALES)
-        if not isinstance(self.pos_embed, bool):
-            raise ValueError(f"DBConformerConfig.pos_embed must be a bool, got {self.pos_embed!r}")
+        check_bool(self, "pos_embed")
         if self.emb_size % self.n_heads:
             raise ValueError(
                 f"DBConformerConfig.emb_size ({self.emb_size}) must be divisible by n_heads ({self.n_heads})"
@@ -213,7 +207,7 @@ class ChannelAttentionPool(nn.Module):
 
 
 @register("eeg/dbconformer")
-class DBConformer(nn.Module):
+class DBConformer(EEGModel):
     """DBConformer: a temporal and a spatial conformer branch on the same EEG trial, fused by an MLP.
 
     DBConformer (Wang et al., "DBConformer: Dual-branch convolutional Transformer
@@ -260,10 +254,7 @@ class DBConformer(nn.Module):
     Config = DBConformerConfig
 
     def __init__(self, config: DBConformerConfig) -> None:
-        super().__init__()
-        if not isinstance(config, DBConformerConfig):
-            raise TypeError(f"DBConformer expects a DBConformerConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         d = config.emb_size
         self.temporal_embed = TemporalEmbedding(config)
         self.spatial_embed = SpatialEmbedding(config)
@@ -334,14 +325,6 @@ class DBConformer(nn.Module):
         acts inside the spatial blocks).
         """
         return self.forward_features(x)[1]
-
-    def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor]:
-        """``(x,)`` with ``x`` standard-normal ``(B, n_chans, n_times)`` float32 on the model's device."""
-        return eeg_example_inputs(self, self.config, batch_size, seed)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Parameters per component, in the columns of models.md 1.4."""

@@ -4,6 +4,8 @@
   n_outputs`` (braindecode style) with its validation;
 * :func:`eeg_input` / :func:`eeg_example_inputs`: the input convention, ``(B, C, T)``
   float32, ``(B, 1, C, T)`` (the reference layout) accepted too;
+* :class:`EEGModel`: the base class of the ``eeg/*`` models, a
+  :class:`~models.base.RegisteredModel` whose ``example_inputs`` follows that convention;
 * :class:`ConformerAttention` / :class:`ConformerBlock`: the EEG-Conformer-style
   pre-LN transformer block with its ``1/sqrt(emb_size)`` score scaling (used by
   DBConformer and EEG Conformer).
@@ -13,11 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.base import RegisteredModel, check_int, check_positive
 
 # "emb": scores / sqrt(emb_size), the EEG Conformer / DBConformer quirk (models.md 1.2, 9.1);
 # "head": scores / sqrt(emb_size / n_heads), the textbook scaling, for ablations.
@@ -25,28 +28,6 @@ ATTN_SCALES = ("emb", "head")
 
 
 # ---------------------------------------------------------------------------- shared EEG vocabulary
-
-
-def check_int(config: Any, name: str, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``config.<name>`` is an int ``>= minimum`` (bools rejected)."""
-    value = getattr(config, name)
-    # bool is an int subclass; a stray True from a YAML file must not pass as 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{type(config).__name__}.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def check_rate(config: Any, name: str) -> None:
-    """Raise ``ValueError`` unless ``config.<name>`` is a float in ``[0, 1)``."""
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{type(config).__name__}.{name} must be a float in [0, 1), got {value!r}")
-
-
-def check_choice(config: Any, name: str, allowed: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` unless ``config.<name>`` is one of ``allowed``."""
-    value = getattr(config, name)
-    if value not in allowed:
-        raise ValueError(f"{type(config).__name__}.{name} must be one of {list(allowed)}, got {value!r}")
 
 
 @dataclass
@@ -74,8 +55,7 @@ class EEGConfig:
         check_int(self, "n_chans", 1)
         check_int(self, "n_times", 1)
         check_int(self, "n_outputs", 1)
-        if isinstance(self.sfreq, bool) or not isinstance(self.sfreq, int | float) or not self.sfreq > 0:
-            raise ValueError(f"{type(self).__name__}.sfreq must be a number > 0, got {self.sfreq!r}")
+        check_positive(self, "sfreq")
         # float, so that 250 and 250.0 give the same config_dict after a JSON round trip.
         self.sfreq = float(self.sfreq)
 
@@ -116,6 +96,20 @@ def eeg_example_inputs(model: nn.Module, config: EEGConfig, batch_size: int, see
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, config.n_chans, config.n_times, generator=gen)  # (B, C, T)
     return (x.to(next(model.parameters()).device),)
+
+
+class EEGModel(RegisteredModel):
+    """Base class of the ``eeg/*`` models: :class:`~models.base.RegisteredModel` with the EEG example batch.
+
+    A subclass sets ``Config`` to an :class:`EEGConfig` subclass; the input
+    convention of its ``forward`` is :func:`eeg_input`.
+    """
+
+    config: EEGConfig
+
+    def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor]:
+        """``(x,)`` with ``x`` standard-normal ``(B, n_chans, n_times)`` float32 on the model's device."""
+        return eeg_example_inputs(self, self.config, batch_size, seed)
 
 
 # ---------------------------------------------------------------------------- conformer block

@@ -7,24 +7,14 @@ and Visualization", IEEE TNSRE 31:710-719, 2023; arXiv/code 2022, eeyhsong/EEG-C
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.eeg_common import (
-    ATTN_SCALES,
-    ConformerBlock,
-    EEGConfig,
-    check_choice,
-    check_int,
-    check_rate,
-    eeg_example_inputs,
-    eeg_input,
-)
+from models.base import check_choice, check_int, check_rate
+from models.eeg_common import ATTN_SCALES, ConformerBlock, EEGConfig, EEGModel, eeg_input
 from models.registry import register
 
 __all__ = ["EEGConformer", "EEGConformerConfig"]
@@ -82,7 +72,7 @@ class EEGConformerConfig(EEGConfig):
 
 
 @register("eeg/eegconformer")
-class EEGConformer(nn.Module):
+class EEGConformer(EEGModel):
     """EEG Conformer: a ShallowConvNet-like stem whose pooled time steps become transformer tokens.
 
     EEG Conformer (Song et al., IEEE TNSRE 2023; the baseline the DBConformer
@@ -123,10 +113,7 @@ class EEGConformer(nn.Module):
     Config = EEGConformerConfig
 
     def __init__(self, config: EEGConformerConfig) -> None:
-        super().__init__()
-        if not isinstance(config, EEGConformerConfig):
-            raise TypeError(f"EEGConformer expects an EEGConformerConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         f, d = config.n_filters, config.emb_size
         self.temporal_conv = nn.Conv2d(1, f, (1, config.kernel_length))
         self.spatial_conv = nn.Conv2d(f, f, (config.n_chans, 1))  # one spatial filter over all electrodes
@@ -163,11 +150,3 @@ class EEGConformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Classify EEG trials: ``(B, C, T)`` or ``(B, 1, C, T)`` -> ``(B, n_outputs)`` logits."""
         return self.head(self.forward_features(x))  # (B, n_outputs)
-
-    def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor]:
-        """``(x,)`` with ``x`` standard-normal ``(B, n_chans, n_times)`` float32 on the model's device."""
-        return eeg_example_inputs(self, self.config, batch_size, seed)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)

@@ -7,7 +7,6 @@ neural network for EEG-based brain-computer interfaces", J. Neural Eng. 15(5):05
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.eeg_common import EEGConfig, check_int, check_rate, eeg_example_inputs, eeg_input
+from models.base import check_bool, check_int, check_rate
+from models.eeg_common import EEGConfig, EEGModel, eeg_input
 from models.registry import register
 
 __all__ = ["EEGNet", "EEGNetConfig", "MaxNormConv2d", "MaxNormLinear"]
@@ -101,11 +101,9 @@ class EEGNetConfig(EEGConfig):
         for name in ("F1", "D", "F2"):
             check_int(self, name, 1)
         for name in ("kernel_length", "separable_kernel_length"):
-            if getattr(self, name) is not None:
-                check_int(self, name, 1)
+            check_int(self, name, 1, optional=True)
         check_rate(self, "dropout")
-        if not isinstance(self.max_norm, bool):
-            raise ValueError(f"EEGNetConfig.max_norm must be a bool, got {self.max_norm!r}")
+        check_bool(self, "max_norm")
         self.require_n_times(POOL1 * POOL2, f"the two poolings need {POOL1} * {POOL2} samples")
 
     @property
@@ -132,7 +130,7 @@ def _same_pad(kernel: int) -> nn.ZeroPad2d:
 
 
 @register("eeg/eegnet")
-class EEGNet(nn.Module):
+class EEGNet(EEGModel):
     """EEGNet: temporal conv, depthwise spatial conv, separable conv, dense classifier.
 
     EEGNet (Lawhern et al., J. Neural Eng. 2018) is a compact CNN that works
@@ -169,10 +167,7 @@ class EEGNet(nn.Module):
     Config = EEGNetConfig
 
     def __init__(self, config: EEGNetConfig) -> None:
-        super().__init__()
-        if not isinstance(config, EEGNetConfig):
-            raise TypeError(f"EEGNet expects an EEGNetConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         f1, fd, f2 = config.F1, config.F1 * config.D, config.F2
         k1, k2 = config.temporal_kernel, config.separable_kernel
         self.pad1 = _same_pad(k1)
@@ -205,11 +200,3 @@ class EEGNet(nn.Module):
         h = F.elu(self.bn3(h))  # (B, F2, 1, T//4)
         h = self.dropout(self.pool2(h))  # (B, F2, 1, T//32)
         return self.classifier(h.flatten(1))  # (B, n_outputs)
-
-    def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor]:
-        """``(x,)`` with ``x`` standard-normal ``(B, n_chans, n_times)`` float32 on the model's device."""
-        return eeg_example_inputs(self, self.config, batch_size, seed)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)

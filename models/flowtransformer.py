@@ -8,7 +8,6 @@ See ``shared/reference/models.md`` section 2 for the facts this file reproduces.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.base import (
+    RegisteredModel,
+    as_int_list,
+    check_bool,
+    check_choice,
+    check_int,
+    check_rate,
+)
 from models.layers import KerasMultiHeadAttention, count_parameters, init_keras_
 from models.registry import register
 
@@ -48,28 +55,6 @@ TRANSFORMER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 LN_EPS = 1e-6  # Keras LayerNormalization(epsilon=1e-6) in both reference blocks
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"FlowTransformerConfig.{name} must be one of {list(allowed)}, got {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    # bool is an int subclass; a stray True from a YAML file must not pass as 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"FlowTransformerConfig.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_rate(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"FlowTransformerConfig.{name} must be a float in [0, 1), got {value!r}")
-
-
-def _as_int_list(name: str, value: Any) -> list[Any]:
-    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
-        raise ValueError(f"FlowTransformerConfig.{name} must be a list of ints, got {value!r}")
-    return list(value)
 
 
 @dataclass
@@ -125,32 +110,26 @@ class FlowTransformerConfig:
     variant: str = "reference"
 
     def __post_init__(self) -> None:
-        _check_int("n_numeric", self.n_numeric, 0)
+        check_int(self, "n_numeric", 0)
         # Lists, not tuples, so that asdict() -> JSON -> Config round-trips to an equal config.
-        self.categorical_levels = _as_int_list("categorical_levels", self.categorical_levels)
-        for i, levels in enumerate(self.categorical_levels):
-            _check_int(f"categorical_levels[{i}]", levels, 1)
-        _check_int("window", self.window, 1)
-        _check_int("n_outputs", self.n_outputs, 1)
-        _check_choice("encoding", self.encoding, ENCODINGS)
-        _check_int("embed_dim", self.embed_dim, 1)
-        _check_int("cat_embed_dim", self.cat_embed_dim, 1)
-        _check_choice("cat_embed_mode", self.cat_embed_mode, CAT_EMBED_MODES)
-        _check_choice("transformer", self.transformer, TRANSFORMERS)
+        self.categorical_levels = as_int_list(self, "categorical_levels", 1)
+        check_int(self, "window", 1)
+        check_int(self, "n_outputs", 1)
+        check_choice(self, "encoding", ENCODINGS)
+        check_int(self, "embed_dim", 1)
+        check_int(self, "cat_embed_dim", 1)
+        check_choice(self, "cat_embed_mode", CAT_EMBED_MODES)
+        check_choice(self, "transformer", TRANSFORMERS)
+        # None = the preset's value (transformer_settings).
         for name, minimum in (("n_layers", 0), ("n_heads", 1), ("internal_size", 1)):
-            if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), minimum)
-        if self.dropout is not None:
-            _check_rate("dropout", self.dropout)
-        _check_choice("head", self.head, HEADS)
-        for name in ("embed_bias", "featurewise_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"FlowTransformerConfig.{name} must be a bool, got {getattr(self, name)!r}")
-        self.mlp_sizes = _as_int_list("mlp_sizes", self.mlp_sizes)
-        for i, size in enumerate(self.mlp_sizes):
-            _check_int(f"mlp_sizes[{i}]", size, 1)
-        _check_rate("mlp_dropout", self.mlp_dropout)
-        _check_choice("variant", self.variant, VARIANTS)
+            check_int(self, name, minimum, optional=True)
+        check_rate(self, "dropout", optional=True)
+        check_choice(self, "head", HEADS)
+        check_bool(self, "embed_bias")
+        check_bool(self, "featurewise_bias")
+        self.mlp_sizes = as_int_list(self, "mlp_sizes", 1)
+        check_rate(self, "mlp_dropout")
+        check_choice(self, "variant", VARIANTS)
         if self.token_width < 1:
             raise ValueError(
                 f"FlowTransformerConfig: encoding {self.encoding!r} with n_numeric={self.n_numeric} and "
@@ -427,7 +406,7 @@ class ClassificationHead(nn.Module):
 
 
 @register("netflow/flowtransformer")
-class FlowTransformer(nn.Module):
+class FlowTransformer(RegisteredModel):
     """FlowTransformer: a transformer over a window of network flows, for intrusion detection.
 
     FlowTransformer (Manocchio et al., "FlowTransformer: A Transformer Framework
@@ -479,10 +458,7 @@ class FlowTransformer(nn.Module):
     Config = FlowTransformerConfig
 
     def __init__(self, config: FlowTransformerConfig) -> None:
-        super().__init__()
-        if not isinstance(config, FlowTransformerConfig):
-            raise TypeError(f"FlowTransformer expects a FlowTransformerConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         settings = config.transformer_settings()
         self.encoding = FlowInputEncoding(config)
         cls_token = config.head == "cls"
@@ -562,10 +538,6 @@ class FlowTransformer(nn.Module):
             x_cat[..., i] = torch.randint(0, n_levels, (batch_size, cfg.window), generator=gen)
         device = next(self.parameters()).device
         return x_num.to(device), x_cat.to(device)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)
 
 
 def transformer_parameters(model: FlowTransformer) -> int:

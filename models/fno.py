@@ -9,29 +9,19 @@ arXiv 2412.18840; ``shared/reference/models.md`` section 4.6).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import register_field_normalisation
+from models.base import RegisteredModel, as_float_list, as_int_list, check_bool, check_int
+from models.layers import check_field_statistics, register_field_normalisation
 from models.registry import register
 
 __all__ = ["FNO", "FNOConfig", "SpectralConv", "check_modes_fit"]
-
-
-def _is_int(value: Any, minimum: int) -> bool:
-    # bool is an int subclass; a stray True from a YAML file must not pass as 1.
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_modes_fit(modes: Sequence[int], grid: Sequence[int]) -> None:
@@ -106,39 +96,17 @@ class FNOConfig:
     residual: bool = False
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        if not isinstance(self.residual, bool):
-            raise ValueError(f"{name}.residual must be true or false, got {self.residual!r}")
-        if not isinstance(self.grid, list | tuple) or len(self.grid) not in (2, 3):
-            raise ValueError(f"{name}.grid must be a list of 2 or 3 ints, got {self.grid!r}")
+        check_bool(self, "residual")
+        # Tuples are accepted but stored as lists, so config_dict() equals its own JSON round trip.
+        self.grid = as_int_list(self, "grid", 1, length=(2, 3))
         n_dims = len(self.grid)
-        self._check_list("grid", lambda v: _is_int(v, 1), "ints >= 1", n_dims)
-        self._check_list("lengths", lambda v: _is_real(v) and v > 0, "finite floats > 0", n_dims)
-        self._check_list("modes", lambda v: _is_int(v, 1), "ints >= 1", n_dims)
-        for attr in ("n_channels", "t_in", "width", "n_layers", "projection_width"):
-            value = getattr(self, attr)
-            if not _is_int(value, 1):
-                raise ValueError(f"{name}.{attr} must be an int >= 1, got {value!r}")
-        if self.padding is not None:
-            self._check_list("padding", lambda v: _is_int(v, 0), "ints >= 0", n_dims)
-        for mean, std in (("norm_mean", "norm_std"), ("out_mean", "out_std")):
-            if (getattr(self, mean) is None) != (getattr(self, std) is None):
-                raise ValueError(f"{name}.{mean} and {std} must be given together")
-            if getattr(self, mean) is not None:
-                self._check_list(mean, _is_real, "finite floats", self.n_channels)
-                self._check_list(std, lambda v: _is_real(v) and v > 0, "finite floats > 0", self.n_channels)
+        self.lengths = as_float_list(self, "lengths", length=n_dims, positive=True)
+        self.modes = as_int_list(self, "modes", 1, length=n_dims)
+        for name in ("n_channels", "t_in", "width", "n_layers", "projection_width"):
+            check_int(self, name, 1)
+        self.padding = as_int_list(self, "padding", 0, length=n_dims, optional=True)
+        check_field_statistics(self)
         check_modes_fit(self.modes, self.padded_grid(self.grid))
-
-    def _check_list(self, attr: str, ok: Callable[[Any], bool], what: str, length: int) -> None:
-        """Validate list field ``attr`` and store it as a plain list (floats for float fields).
-
-        Tuples are accepted but stored as lists, so ``config_dict()`` equals its own JSON round trip.
-        """
-        value = getattr(self, attr)
-        if not isinstance(value, list | tuple) or len(value) != length or not all(ok(v) for v in value):
-            raise ValueError(f"{type(self).__name__}.{attr} must be a list of {length} {what}, got {value!r}")
-        floats = attr in ("lengths", "norm_mean", "norm_std", "out_mean", "out_std")
-        setattr(self, attr, [float(v) if floats else v for v in value])
 
     @property
     def n_dims(self) -> int:
@@ -250,7 +218,7 @@ class SpectralConv(nn.Module):
 
 
 @register("turbulence/fno")
-class FNO(nn.Module):
+class FNO(RegisteredModel):
     """Fourier Neural Operator for next-step prediction of a velocity field on a 2-D/3-D grid.
 
     The FNO (Li et al., ICLR 2021) learns the solution operator of a PDE as a stack
@@ -299,10 +267,7 @@ class FNO(nn.Module):
     Config = FNOConfig
 
     def __init__(self, config: FNOConfig) -> None:
-        super().__init__()
-        if not isinstance(config, FNOConfig):
-            raise TypeError(f"FNO expects an FNOConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         c, w = config.n_channels, config.width
         register_field_normalisation(self, config)  # in_mean, in_std, out_mean, out_std: (C,)
         self.lift = nn.Linear(config.t_in * c + config.n_dims, w)
@@ -366,7 +331,3 @@ class FNO(nn.Module):
         z = torch.randn(batch_size, cfg.t_in, *cfg.grid, cfg.n_channels, generator=gen)  # (B, T, *grid, C)
         x = z * self.in_std.cpu() + self.in_mean.cpu()
         return (x.to(self.in_mean.device),)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)

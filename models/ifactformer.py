@@ -23,16 +23,23 @@ them (IFactFormer-o, the original FactFormer product kernel).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import register_field_normalisation
+from models.base import (
+    RegisteredModel,
+    as_float_list,
+    as_int_list,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+)
+from models.layers import check_field_statistics, register_field_normalisation
 from models.registry import register
 
 __all__ = [
@@ -73,41 +80,6 @@ def _small_grid() -> list[int]:
 
 def _small_lengths() -> list[float]:
     return [2 * math.pi, 2 * math.pi]
-
-
-def _check_int(config: Any, name: str, minimum: int) -> None:
-    value = getattr(config, name)
-    # bool is an int subclass; a stray True from a YAML file must not pass as 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"IFactFormerConfig.{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_positive(config: Any, name: str) -> None:
-    value = getattr(config, name)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"IFactFormerConfig.{name} must be a positive number, got {value!r}")
-
-
-def _float_list(config: Any, name: str, length: int, positive: bool) -> list[float] | None:
-    """Validate an optional per-channel/per-axis list and return it as plain floats."""
-    value = getattr(config, name)
-    if value is None:
-        return None
-    ok = isinstance(value, list | tuple) and len(value) == length
-    ok = ok and all(
-        not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v) for v in value
-    )
-    if ok and positive:
-        ok = all(v > 0 for v in value)
-    if not ok:
-        kind = "positive numbers" if positive else "finite numbers"
-        raise ValueError(f"IFactFormerConfig.{name} must be a list of {length} {kind}, got {value!r}")
-    return [float(v) for v in value]
 
 
 @dataclass
@@ -182,51 +154,26 @@ class IFactFormerConfig:
     residual: bool = False
 
     def __post_init__(self) -> None:
-        grid = self.grid
-        if (
-            not isinstance(grid, list | tuple)
-            or len(grid) not in (2, 3)
-            or any(isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in grid)
-        ):
-            # A 1-point axis has no kernel to learn (and the instance norms need > 1 value).
-            raise ValueError(f"IFactFormerConfig.grid must be 2 or 3 ints >= 2, got {grid!r}")
-        self.grid = list(grid)
-        lengths = _float_list(self, "lengths", len(self.grid), positive=True)
-        if lengths is None:
-            raise ValueError("IFactFormerConfig.lengths must be given, one box length per grid axis")
-        self.lengths = lengths
+        # A 1-point axis has no kernel to learn (and the instance norms need > 1 value).
+        self.grid = as_int_list(self, "grid", 2, length=(2, 3))
+        self.lengths = as_float_list(self, "lengths", length=len(self.grid), positive=True)
         for name in ("n_channels", "t_in", "heads", "dim_head", "kernel_multiplier", "latent_dim", "n_layer"):
-            _check_int(self, name, 1)
-        _check_int(self, "dim", 2)  # the projection head is dim -> dim // 2 -> C
+            check_int(self, name, 1)
+        check_int(self, "dim", 2)  # the projection head is dim -> dim // 2 -> C
         for name in ("fourier_features", "lift_dim"):
-            if getattr(self, name) is not None:
-                _check_int(self, name, 1)
-        _check_int(self, "seed_fourier", 0)
-        if not isinstance(self.residual, bool):
-            raise ValueError(f"IFactFormerConfig.residual must be true or false, got {self.residual!r}")
-        _check_positive(self, "fourier_sigma")
-        _check_positive(self, "rope_min_freq")
-        if self.variant not in VARIANTS:
-            raise ValueError(
-                f"IFactFormerConfig.variant must be one of {list(VARIANTS)}, got {self.variant!r}"
-            )
-        if self.version not in VERSIONS:
-            raise ValueError(
-                f"IFactFormerConfig.version must be one of {list(VERSIONS)}, got {self.version!r}"
-            )
+            check_int(self, name, 1, optional=True)  # None = dim // 2, as the reference
+        check_int(self, "seed_fourier", 0)
+        check_bool(self, "residual")
+        check_positive(self, "fourier_sigma")
+        check_positive(self, "rope_min_freq")
+        check_choice(self, "variant", VARIANTS)
+        check_choice(self, "version", VERSIONS)
         if self.lifting_dim % self.n_channels:
             raise ValueError(
                 f"IFactFormerConfig.lift_dim ({self.lifting_dim}, dim // 2 when unset) must be a multiple of "
                 f"n_channels ({self.n_channels}): the lifting conv has one group per component"
             )
-        c = self.n_channels
-        self.norm_mean = _float_list(self, "norm_mean", c, positive=False)
-        self.norm_std = _float_list(self, "norm_std", c, positive=True)
-        self.out_mean = _float_list(self, "out_mean", c, positive=False)
-        self.out_std = _float_list(self, "out_std", c, positive=True)
-        for mean, std in (("norm_mean", "norm_std"), ("out_mean", "out_std")):
-            if (getattr(self, mean) is None) != (getattr(self, std) is None):
-                raise ValueError(f"IFactFormerConfig.{mean} and {std} must be given together")
+        check_field_statistics(self)
 
     @property
     def n_fourier(self) -> int:
@@ -521,7 +468,7 @@ class FactorizedBlock(nn.Module):
 
 
 @register("turbulence/ifactformer")
-class IFactFormer(nn.Module):
+class IFactFormer(RegisteredModel):
     """IFactFormer-m / -o: a weight-shared factorized-attention neural operator for one time step.
 
     IFactFormer (Yang, Wang & Wang, Sci. China PMA 2026, arXiv 2412.18840; facts in
@@ -583,10 +530,7 @@ class IFactFormer(nn.Module):
     Config = IFactFormerConfig
 
     def __init__(self, config: IFactFormerConfig) -> None:
-        super().__init__()
-        if not isinstance(config, IFactFormerConfig):
-            raise TypeError(f"IFactFormer expects an IFactFormerConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         c, d = config.n_channels, config.dim
         self.lift = nn.Sequential(
             nn.Conv2d(c, config.lifting_dim, kernel_size=1, groups=c),
@@ -685,10 +629,6 @@ class IFactFormer(nn.Module):
         x = torch.randn(batch_size, cfg.t_in, *cfg.grid, cfg.n_channels, generator=generator)
         x = x * self.in_std.cpu() + self.in_mean.cpu()
         return (x.to(self.in_mean.device),)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Trainable parameters per component (the frozen Fourier ``B`` is a buffer, not counted)."""

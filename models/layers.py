@@ -5,6 +5,9 @@
   model width), for ports of Keras/TensorFlow reference code.
 * :func:`init_keras_`: Keras default initialisation (Glorot-uniform kernels,
   zero biases, U(-0.05, 0.05) embeddings) for such ports.
+* :func:`check_field_statistics` / :func:`register_field_normalisation`: the
+  per-channel input / output statistics of a field operator (FNO, IFactFormer),
+  validated in its config and held as buffers in the model.
 * :func:`count_parameters`.
 """
 
@@ -15,6 +18,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.base import as_float_list, check_given_together
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -185,6 +190,23 @@ def init_keras_(module: nn.Module) -> nn.Module:
         if isinstance(m, KerasMultiHeadAttention):
             m.reset_parameters()
     return module
+
+
+def check_field_statistics(config) -> None:
+    """Validate the ``norm_mean``, ``norm_std``, ``out_mean``, ``out_std`` fields of a field operator's config.
+
+    For the config's ``__post_init__``: each mean / std pair is given together or
+    not at all; a mean is ``n_channels`` finite numbers, a std ``n_channels``
+    numbers > 0. Given lists are stored back as lists of floats.
+
+    Raises:
+        ValueError: naming the offending field (:mod:`models.base` messages).
+    """
+    c = config.n_channels
+    for mean, std in (("norm_mean", "norm_std"), ("out_mean", "out_std")):
+        check_given_together(config, mean, std)
+        setattr(config, mean, as_float_list(config, mean, length=c, optional=True))
+        setattr(config, std, as_float_list(config, std, length=c, positive=True, optional=True))
 
 
 def register_field_normalisation(module: nn.Module, config) -> None:

@@ -13,12 +13,20 @@ style)::
 
 The contract of a registered class, checked at registration time:
 
-* a class attribute ``Config``, a ``@dataclass`` holding every constructor knob;
+* a class attribute ``Config``, a ``@dataclass`` holding every constructor knob
+  and validating them in ``__post_init__`` (with the validators of :mod:`models.base`);
 * ``__init__(self, config: Config)`` storing ``self.config``;
 * ``example_inputs(self, batch_size) -> tuple[Tensor, ...]`` so generic code
   (latency, quantization, export) can run ``model(*model.example_inputs(4))``;
 * ``config_dict(self) -> dict``, JSON-serialisable, such that
   ``build(key, model.config_dict())`` rebuilds the same architecture.
+
+A model derives from :class:`models.base.RegisteredModel`, which provides all of
+it but ``Config`` and ``example_inputs``: its ``__init__(config)`` rejects a config
+of another type and stores it, and it implements ``config_dict``. ``example_inputs``
+is abstract there, so a subclass that forgets it is refused here. A class that
+does not (yet) derive from the base registers too, as long as it provides the
+four parts itself.
 """
 
 from __future__ import annotations
@@ -61,7 +69,11 @@ def register(key: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
         config_cls = getattr(cls, "Config", None)
         if config_cls is None or not dataclasses.is_dataclass(config_cls):
             raise TypeError(f"{cls.__qualname__} needs a class attribute 'Config' that is a @dataclass")
-        missing = [name for name in _REQUIRED_METHODS if not callable(getattr(cls, name, None))]
+        # A RegisteredModel subclass inherits example_inputs as an abstract method: callable, yet missing.
+        abstract = getattr(cls, "__abstractmethods__", frozenset())
+        missing = [
+            name for name in _REQUIRED_METHODS if name in abstract or not callable(getattr(cls, name, None))
+        ]
         if missing:
             raise TypeError(f"{cls.__qualname__} must implement {missing} to be registered")
         previous = _REGISTRY.get(key)

@@ -7,14 +7,13 @@ arXiv 1703.05051 (the "shallow ConvNet"; braindecode ``ShallowFBCSPNet``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
-from models.eeg_common import EEGConfig, check_int, check_rate, eeg_example_inputs, eeg_input
+from models.base import check_int, check_rate
+from models.eeg_common import EEGConfig, EEGModel, eeg_input
 from models.registry import register
 
 __all__ = ["ShallowConvNet", "ShallowConvNetConfig", "safe_log"]
@@ -73,7 +72,7 @@ class ShallowConvNetConfig(EEGConfig):
 
 
 @register("eeg/shallowconvnet")
-class ShallowConvNet(nn.Module):
+class ShallowConvNet(EEGModel):
     """ShallowConvNet: temporal conv, spatial conv, square, mean-pool, log, dense.
 
     The shallow ConvNet of Schirrmeister et al. (Hum. Brain Mapp. 2017) mirrors
@@ -110,10 +109,7 @@ class ShallowConvNet(nn.Module):
     Config = ShallowConvNetConfig
 
     def __init__(self, config: ShallowConvNetConfig) -> None:
-        super().__init__()
-        if not isinstance(config, ShallowConvNetConfig):
-            raise TypeError(f"ShallowConvNet expects a ShallowConvNetConfig, got {type(config).__name__}")
-        self.config = config
+        super().__init__(config)
         self.temporal_conv = nn.Conv2d(1, config.n_filters_time, (1, config.filter_time_length))
         self.spatial_conv = nn.Conv2d(
             config.n_filters_time, config.n_filters_spat, (config.n_chans, 1), bias=False
@@ -132,11 +128,3 @@ class ShallowConvNet(nn.Module):
         h = self.bn(h).float() ** 2  # (B, F_s, T'), instantaneous power
         h = safe_log(self.pool(h))  # (B, F_s, N), log band power
         return self.classifier(self.dropout(h).flatten(1))  # (B, n_outputs)
-
-    def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor]:
-        """``(x,)`` with ``x`` standard-normal ``(B, n_chans, n_times)`` float32 on the model's device."""
-        return eeg_example_inputs(self, self.config, batch_size, seed)
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)

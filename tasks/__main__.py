@@ -14,8 +14,14 @@ import argparse
 import json
 import sys
 
-from tasks.params import DOMAINS, STAGES
+import yaml
 
+from tasks import domains
+from tasks.domains import UnknownDomainError
+from tasks.params_base import STAGES
+from tasks.stages import UnknownStageError, run_stage, stage_function
+
+DOMAINS = domains.names()
 EPILOG = "stages: " + ", ".join(STAGES) + "; domains: " + ", ".join(DOMAINS)
 
 
@@ -38,9 +44,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from tasks.domains import UnknownDomainError
-    from tasks.params import ParamsError, load_params
-    from tasks.stages import UnknownStageError, run_stage
+    # lazy: the schema imports the model registry (torch); --help and a mistyped stage or domain answer without it
+    from tasks.params import ParamsError, load_params  # lazy: see above
 
     valid = (*STAGES, "score", "params")
     if args.stage not in valid:
@@ -52,16 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.profile, args.overrides)
         if args.stage == "params":
-            import yaml
-
             print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
             return 0
         if args.stage == "score":
             if not args.input or not args.output:
                 print("error: score needs --input and --output", file=sys.stderr)
                 return 2
-            from tasks.score import score
-
+            score = stage_function("score", args.domain)  # loaded by name, like every stage (tasks.stages)
             manifest = score(args.domain, params, args.input, args.output, args.model_uri)
         else:
             manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)

@@ -6,6 +6,8 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
 
 def latency_ms(model, inputs: tuple, repeats: int = 50, warmup: int = 5, threads: int | None = 1) -> dict[str, float]:
     """Median and p90 wall time (ms) of ``model(*inputs)`` on CPU under ``inference_mode``.
@@ -24,8 +26,6 @@ def latency_ms(model, inputs: tuple, repeats: int = 50, warmup: int = 5, threads
     Returns:
         ``{"median_ms", "p90_ms", "per_item_ms"}`` where per-item divides by the batch size.
     """
-    import torch
-
     model.eval()
     times = []
     before = torch.get_num_threads()

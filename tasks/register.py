@@ -17,10 +17,15 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
 
 from tasks import store, tracking
-from tasks.params import Params
+
+if TYPE_CHECKING:
+    from tasks.params import Params
 
 PIP_REQUIREMENTS = ["torch==2.13.0", "mlflow==3.17.2", "polars==2.1.0", "safetensors", "numpy", "pydantic>=2.7"]
 
@@ -58,8 +63,6 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary
 
 def package(model_dir: Path, out: Path) -> Path:
     """Save the pyfunc model (the model folder as an artifact) into ``out/model``."""
-    import mlflow.pyfunc
-
     root = Path(__file__).resolve().parents[1]
     target = out / "model"
     mlflow.pyfunc.save_model(
@@ -74,8 +77,6 @@ def package(model_dir: Path, out: Path) -> Path:
 
 def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     """Register the evaluated model as ``candidate`` and move ``champion`` when the gate passes."""
-    from mlflow.exceptions import MlflowException
-
     if run is None:  # the model must be logged to a run: open one when called outside run_stage
         with tracking.start_run(domain, "register") as own:
             return register(domain, params, own)

@@ -7,12 +7,17 @@ key columns plus the predictions as Parquet (atomically).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks import store, tracking
-from tasks.params import Params
+import polars as pl
+
+from tasks import domains, store, tracking
+
+if TYPE_CHECKING:
+    from tasks.params import Params
 
 
 def score(domain: str, params: Params, input_url: str, output: str | Path, model_uri: str | None = None) -> dict[str, Any]:
@@ -28,53 +33,37 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     Returns:
         A manifest: model URI, rows scored, rows predicted positive (class != 0: attack, seizure, ...), output path.
     """
-    import polars as pl
-
-    from tasks import domains
-
     dom = domains.get(domain)
     p = params.section("score", domain)
     ip = params.section("ingest", domain)
     uri = model_uri or p.model_uri or f"models:/{tracking.registered_model_name(domain)}@champion"
-    if hasattr(dom, "score_fields"):
+    if dom.kind == "field":
         # Field domains (turbulence) read a field file and write a predicted trajectory in its format.
         return dom.score_fields(params, uri, input_url, output)
     model = tracking.load_pyfunc(uri)
-    if getattr(dom, "SCORE_INPUT_EXPANDS_ITSELF", False):
-        urls = [input_url]  # the domain's fetcher takes folders, globs, URLs and archives (EEG)
+    if dom.score_input_expands_itself:
+        urls = [input_url]  # the domain's reader takes folders, globs, URLs and archives (EEG, finance)
     else:
         urls = store.retry(lambda: store.expand_urls(input_url), retries=ip.retries, delay_s=ip.retry_delay_s,
                            what=f"score input {input_url}")
-    notes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as cache:
-        frame = dom.scoring_input(urls, ip, cache=Path(cache))
-        if isinstance(frame, tuple):  # (records, notes for the summary: finance's skipped documents)
-            frame, notes = frame
+        scoring = dom.read_scoring_input(urls, ip, Path(cache))
+        frame = scoring.frame
         preds = pl.from_pandas(model.predict(frame.to_pandas()))
-    if getattr(dom, "SCORE_PER_INPUT_ROW", True):
+    if dom.score_per_input_row:
         keep = [c for c in dom.key_columns(ip) if c in frame.columns]
         out = pl.concat([frame.select(keep).with_row_index("row"), preds], how="horizontal")
     else:  # one row per derived item (EEG: per epoch); the predictions carry their own keys
         out = preds
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    extra, files = dom.score_summary(out, notes, output) if hasattr(dom, "score_summary") else ({}, {})
+    extra, files = dom.score_summary(out, scoring.notes, output)
     # Every file is written under a temporary name first and renamed only when all exist,
     # so a failure leaves no half of a result behind.
-    staged: list[tuple[Path, Path]] = []
-    try:
-        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}.", delete=False) as tmp:
-            staged.append((Path(tmp.name), output))
-            out.write_parquet(tmp.name)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(store.atomic_path(output))
+        staged = {name: stack.enter_context(store.atomic_path(output.with_name(name))) for name in files}
+        out.write_parquet(tmp)
         for name, data in files.items():
-            with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{name}.", delete=False) as tmp:
-                staged.append((Path(tmp.name), output.with_name(name)))
-                tmp.write(data)
-    except BaseException:
-        for t, _ in staged:
-            t.unlink(missing_ok=True)
-        raise
-    for t, final in staged:
-        t.replace(final)
+            staged[name].write_bytes(data)
     return {"stage": "score", "domain": domain, "model_uri": uri, "input": input_url, "rows": out.height,
             "flagged": int((out["prediction"] != 0).sum()) if out.height else 0, "output": str(output), **extra}

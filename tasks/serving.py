@@ -12,6 +12,11 @@ import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
+import polars as pl
+
+from tasks import domains
+from tasks.compress import load_any
 
 # The wrapper takes raw records of any domain, so it has no single input type to declare;
 # MLflow's hint-based validation does not apply.
@@ -22,9 +27,9 @@ class FormerflowModel(mlflow.pyfunc.PythonModel):
     """Loads a teacher or compressed model folder and scores raw records of its domain."""
 
     def load_context(self, context) -> None:
-        from tasks.compress import load_any
-
-        self.model, self.meta = load_any(Path(context.artifacts["model_dir"]))
+        folder = Path(context.artifacts["model_dir"])
+        self.model, self.meta = load_any(folder)
+        self.loaded = domains.LoadedModel(self.model, self.meta, folder)
 
     def predict(self, context, model_input, params=None):  # noqa: D102 - MLflow's signature
         """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame.
@@ -32,13 +37,12 @@ class FormerflowModel(mlflow.pyfunc.PythonModel):
         Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C), "steps": [n]}``
         and return the predicted trajectory ``(B, n, *grid, C)``.
         """
-        import numpy as np
-        import polars as pl
-
-        from tasks import domains
-
         dom = domains.get(self.meta["schema"]["domain"])
-        if isinstance(model_input, dict | np.ndarray) and hasattr(dom, "predict_array"):
-            return dom.predict_array(self.model, self.meta, model_input)
+        if dom.kind == "field":
+            if not isinstance(model_input, dict | np.ndarray):
+                raise TypeError(f"the {dom.name} model predicts fields, not table rows: pass {{'initial': array, "
+                                f"'steps': [n]}} to the pyfunc, or score a field file with python -m flows.scoring "
+                                f"{dom.name} <file> <out>")
+            return dom.predict_array(self.loaded, model_input)
         frame = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
-        return dom.score_frame(self.model, self.meta, frame).to_pandas()
+        return dom.score_frame(self.loaded, frame).to_pandas()

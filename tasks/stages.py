@@ -1,56 +1,62 @@
-"""The stage table: one plain function per stage, the single implementation every entry point calls."""
+"""The stage table: one plain function per stage, the single implementation every entry point calls.
+
+``ingest`` and ``preprocess`` are the domain's own: ``tasks/domains/<domain>/ingest.py``
+and ``preprocess.py`` (the :mod:`tasks.domains` contract). ``train``, ``compress``,
+``evaluate`` and ``register`` are generic modules that look the domain up. Each stage's
+module is imported by name when the stage runs, so ``python -m tasks ingest netflow``
+(what ``dvc repro`` calls) loads the code of that stage and what it imports, nothing
+else; tests/unit/test_dvc_deps.py derives those modules from the imports and checks
+that dvc.yaml lists each as a dependency of the stage.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import domains, store, tracking
-from tasks.params import STAGES, Params
+from tasks.params_base import STAGES
+
+if TYPE_CHECKING:
+    from tasks.params import Params
+
+StageFunction = Callable[[str, "Params", Any], dict[str, Any]]
+
+STAGE_MODULES: dict[str, str] = {"train": "tasks.train", "compress": "tasks.compress",
+                                 "evaluate": "tasks.evaluate", "register": "tasks.register", "score": "tasks.score"}
+"""The generic stages: stage name -> module holding a function of that name ``(domain, params, run)``
+(``score``, run on demand and not by the pipeline, takes its input and output besides)."""
+DOMAIN_STAGES = ("ingest", "preprocess")
+"""The stages each domain implements itself, as ``tasks.domains.<domain>.<stage>.<stage>(params, run)``."""
 
 
 class UnknownStageError(ValueError):
     pass
 
 
-def _ingest(domain: str, params: Params, run) -> dict[str, Any]:
-    return domains.get(domain).ingest(params, run)
+def stage_entry(stage: str, domain: str) -> str:
+    """The module whose function of the stage's name runs ``stage`` for ``domain``."""
+    if stage in DOMAIN_STAGES:
+        return f"tasks.domains.{domain}.{stage}"
+    return STAGE_MODULES[stage]
 
 
-def _preprocess(domain: str, params: Params, run) -> dict[str, Any]:
-    return domains.get(domain).preprocess(params, run)
+def stage_function(stage: str, domain: str) -> StageFunction:
+    """The function of ``stage`` for ``domain``, called as ``fn(domain, params, run)``.
 
-
-def _train(domain: str, params: Params, run) -> dict[str, Any]:
-    from tasks.train import train
-
-    return train(domain, params, run)
-
-
-def _compress(domain: str, params: Params, run) -> dict[str, Any]:
-    from tasks.compress import compress
-
-    return compress(domain, params, run)
-
-
-def _evaluate(domain: str, params: Params, run) -> dict[str, Any]:
-    from tasks.evaluate import evaluate
-
-    return evaluate(domain, params, run)
-
-
-def _register(domain: str, params: Params, run) -> dict[str, Any]:
-    from tasks.register import register
-
-    return register(domain, params, run)
-
-
-STAGE_FUNCTIONS: dict[str, Callable[[str, Params, Any], dict[str, Any]]] = {
-    "ingest": _ingest, "preprocess": _preprocess, "train": _train,
-    "compress": _compress, "evaluate": _evaluate, "register": _register,
-}
-assert tuple(STAGE_FUNCTIONS) == STAGES
+    Raises:
+        UnknownStageError: names the stages.
+    """
+    if stage in DOMAIN_STAGES:
+        fn = getattr(importlib.import_module(stage_entry(stage, domain)), stage)
+        return lambda domain, params, run: fn(params, run)
+    if stage not in STAGE_MODULES:
+        raise UnknownStageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    # Imported by name when the stage runs: a stage's process loads its own code only (fast CLI,
+    # and the dvc.yaml deps of a stage are the modules it imports).
+    return getattr(importlib.import_module(stage_entry(stage, domain)), stage)
 
 
 def stage_inputs(stage: str, domain: str) -> dict[str, Path]:
@@ -87,10 +93,10 @@ def run_stage(stage: str, domain: str, params: Params, *, parent_run_id: str | N
     Raises:
         UnknownStageError / tasks.domains.UnknownDomainError: names the valid choices.
     """
-    if stage not in STAGE_FUNCTIONS:
+    if stage not in STAGES:
         raise UnknownStageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    domains.get(domain)  # validates the domain name before anything is opened
-    fn = STAGE_FUNCTIONS[stage]
+    domains.check(domain)  # validates the domain name before anything is opened
+    fn = stage_function(stage, domain)
     if not track:
         return fn(domain, params, None)
     inputs = {name: store.content_hash(path) for name, path in stage_inputs(stage, domain).items()}

@@ -11,6 +11,7 @@ half-written behind.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
@@ -151,6 +152,33 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` that is renamed onto it when the block succeeds.
+
+    For writers that want a path rather than bytes (Parquet, HDF5, NetCDF, EDF, a copied
+    folder): write to the yielded path; on success it replaces ``target`` in one rename, on
+    an exception it is removed and ``target`` is left as it was. The temporary name keeps
+    ``target``'s last suffix, for writers that pick the format by suffix (``mne.export``).
+
+    Yields:
+        The temporary path (a file or a folder may be created there).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{time.monotonic_ns()}.tmp{target.suffix}")
+    try:
+        yield tmp
+        if target.is_dir() and tmp.is_dir():
+            shutil.rmtree(target)  # os.replace cannot put a folder over a non-empty folder
+        os.replace(tmp, target)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
 # ----------------------------------------------------------------------------- hashing
 def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
     """MD5 of a file's bytes (the hash DVC records for a file)."""
@@ -193,7 +221,7 @@ def expand_urls(url: str) -> list[str]:
     Raises:
         FileNotFoundError: Nothing matches (the message names the pattern).
     """
-    import fsspec
+    import fsspec  # lazy: fsspec loads its filesystem registry; most stages never fetch
 
     fs, _, paths = fsspec.get_fs_token_paths(url)
     has_glob = any(ch in url for ch in "*?[")
@@ -214,9 +242,62 @@ def expand_urls(url: str) -> list[str]:
     return sorted(fs.unstrip_protocol(p) for p in paths)
 
 
+def fetch_to_cache(url: str | Path, cache: str | Path, *, name: str | None = None, gunzip: bool = False,
+                   retries: int = 0, delay_s: float = 0.5) -> Path:
+    """A local path for ``url``, the one way every ingest brings a source in.
+
+    A local path (or ``file://`` URL) is returned as it is, unless ``gunzip`` and it ends in
+    ``.gz``. A remote file (any fsspec URL) or folder (a Zarr store), and a ``.gz`` file to
+    decompress, are copied into ``cache``: written under a temporary name and renamed
+    (:func:`atomic_path`), so an interrupted copy never looks complete, and retried with
+    exponential backoff on transient errors only (:func:`retry`: a missing file fails at once).
+
+    Args:
+        url: Path or fsspec URL of one file or folder.
+        cache: Folder that receives copies.
+        name: Path of the copy relative to ``cache`` (default: the source's file name, without ``.gz``
+            when decompressing, prefixed ``1-``, ``2-``, ... when that name is taken).
+        gunzip: Stream a ``.gz`` source out (polars and most readers want the plain file).
+        retries: Retries of a failed transfer.
+        delay_s: First backoff delay (doubled each retry).
+
+    Raises:
+        FileNotFoundError: No such file (named).
+        OSError: The transfer failed after ``retries`` retries (names the URL and the cause).
+    """
+    import fsspec  # lazy: fsspec pulls in its registry of filesystems; most stages never fetch
+
+    url = str(url)
+    base = Path(url.split("::")[-1].split("?")[0].rstrip("/")).name or "source"
+    unzip = gunzip and base.endswith(".gz")
+    if not is_remote(url) and not unzip:
+        return Path(url.removeprefix("file://"))
+    cache = Path(cache)
+    if name is not None:
+        out = cache / name
+    else:
+        out = cache / (base[:-3] if unzip else base)
+        i = 0
+        while out.exists():  # two sources with one file name
+            i += 1
+            out = out.with_name(f"{i}-{(base[:-3] if unzip else base)}")
+
+    def fetch() -> Path:
+        fs, _, paths = fsspec.get_fs_token_paths(url)
+        with atomic_path(out) as tmp:
+            if not unzip and fs.isdir(paths[0]):
+                fs.get(paths[0].rstrip("/") + "/", str(tmp), recursive=True)
+            else:
+                with fs.open(paths[0], "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(gzip.GzipFile(fileobj=src) if unzip else src, dst, length=1 << 22)
+        return out
+
+    return retry(fetch, retries=retries, delay_s=delay_s, what=f"reading {url}")
+
+
 def source_fingerprint(url: str) -> dict[str, Any]:
     """Cheap identity of a source file: size and modification time/etag from fsspec ``info``."""
-    import fsspec
+    import fsspec  # lazy: fsspec loads its filesystem registry; most stages never fetch
 
     fs, _, paths = fsspec.get_fs_token_paths(url)
     info = fs.info(paths[0])

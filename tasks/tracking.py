@@ -11,6 +11,9 @@ Run layout: one experiment per domain (``formerflow-<domain>``), one parent run
 per pipeline run and one child run per stage. A stage called on its own (by DVC
 through the CLI) opens a top-level run unless ``FORMERFLOW_PARENT_RUN_ID`` names
 a parent. Every run carries the lineage tags of :func:`lineage_tags`.
+
+mlflow is imported inside the functions that use it (``# lazy``): importing it costs about
+1.5 s, and the command line imports this module to answer ``--help``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +53,7 @@ def registered_model_name(domain: str) -> str:
 
 def client():
     """An ``MlflowClient`` on the configured tracking and registry URI."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # lazy: mlflow is slow to import
 
     uri = tracking_uri()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -110,16 +115,14 @@ class StageRun:
 
     def log_params(self, params: Mapping[str, Any], prefix: str = "") -> None:
         flat = _flatten(params, prefix)
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: mlflow is slow to import
 
         items = [Param(k[:250], str(v)[:6000]) for k, v in flat.items()]
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        import time
-
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: mlflow is slow to import
 
         now = int(time.time() * 1000)
         items = [
@@ -131,7 +134,7 @@ class StageRun:
             self._client.log_batch(self.run_id, metrics=items[i : i + 500])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: mlflow is slow to import
 
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         if items:
@@ -172,7 +175,10 @@ def start_run(
 
     The run ends FINISHED on success and FAILED (re-raising) on an exception.
     """
-    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+    from mlflow.utils.mlflow_tags import (  # lazy: mlflow is slow to import
+        MLFLOW_PARENT_RUN_ID,
+        MLFLOW_RUN_NAME,
+    )
 
     c = client()
     exp = experiment_id(domain)
@@ -201,7 +207,7 @@ class VersionInfo:
 
 def get_alias(name: str, alias: str) -> VersionInfo | None:
     """The version behind ``name@alias`` with its recorded metrics, or None if the alias is not set."""
-    from mlflow.exceptions import MlflowException
+    from mlflow.exceptions import MlflowException  # lazy: mlflow is slow to import
 
     c = client()
     try:
@@ -219,10 +225,8 @@ def load_pyfunc(model_uri: str):
     tracking and registry URIs; setting them only for the duration of the load
     keeps two projects (or two tests) in one process from seeing each other.
     """
-    import re
-
-    import mlflow
-    import mlflow.pyfunc
+    import mlflow  # lazy: mlflow is slow to import
+    import mlflow.pyfunc  # lazy: mlflow is slow to import
 
     # A registry URI is resolved with this project's client to the version's artifact location first:
     # MLflow's own resolution goes through process-global state (and the MLFLOW_REGISTRY_URI variable

@@ -1,395 +1,42 @@
-"""One training loop for every model (:func:`fit`) and the ``train`` stage (:func:`train`).
+"""The ``train`` stage: fit the domain's transformer (the teacher) and its baselines.
 
-The loop: AdamW, class-balanced batches (the FlowTransformer reference draws
-half benign, half malicious targets per batch), validation each epoch with
-early stopping on the validation metric, a checkpoint after every epoch and
-resume from the last one, deterministic seeding, a tqdm progress bar, and a
-callback that logs per-epoch metrics (to MLflow in the stage).
-
-Datasets are anything with ``labels`` (N,) int and ``batch(idx) -> (inputs
-tuple, targets)``: batches are gathered with vectorised indexing instead of a
-per-item DataLoader, which is several times faster for small models on CPU.
-
-The same loop trains regressions (``task="regression"``, the turbulence
-operators): the loss is the per-sample relative L2 error in physical units
-(IFactFormer's), the targets may hold K > 1 future steps for pushforward
-training (:func:`regression_loss`), and the best epoch is the one with the
-lowest validation relative L2.
-
-Deliberate difference from the FlowTransformer reference: its early stopping
-watches the *training batch loss*; ours watches validation balanced accuracy
-(falling back to training loss when there is no validation split).
+The loop itself is :mod:`tasks.loop`; this stage reads the domain's processed splits,
+builds the teacher through the domain contract (:mod:`tasks.domains`), trains it with
+per-epoch metrics to MLflow and a resumable checkpoint, fits the domain's scikit-learn
+baselines (scored on the test split here, so no estimator is pickled) and runs the
+domain's extra training (EEG: its evaluation protocol; turbulence: its neural baselines).
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
-from tasks import store
-from tasks.params import Params, TrainLoopParams, params_hash
+from tasks import domains, store
+from tasks.loop import Dataset, count_parameters, fit, save_model
+from tasks.params_base import params_hash
 
-
-class Windows(Protocol):
-    labels: np.ndarray
-
-    def __len__(self) -> int: ...
-
-    def batch(self, idx: np.ndarray) -> tuple[tuple, Any]: ...
+if TYPE_CHECKING:
+    from tasks.params import Params
+    from tasks.tracking import StageRun
 
 
-def pick_device(setting: str = "auto") -> str:
-    import torch
-
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.*.device is 'cuda' but no CUDA device is available")
-    return setting
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def balanced_batches(labels: np.ndarray, batch_size: int, steps: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``steps`` batches with an equal share of every class present.
-
-    Within a batch a class's indices are drawn without replacement when it has
-    enough of them, with replacement otherwise (rare attack families).
-    """
-    classes = np.unique(labels)
-    pools = [np.flatnonzero(labels == c) for c in classes]
-    per = [batch_size // len(classes) + (1 if i < batch_size % len(classes) else 0) for i in range(len(classes))]
-    out = []
-    for _ in range(steps):
-        parts = [rng.choice(pool, size=k, replace=len(pool) < k) for pool, k in zip(pools, per, strict=True)]
-        idx = np.concatenate(parts)
-        rng.shuffle(idx)
-        out.append(idx)
-    return out
-
-
-def shuffled_batches(n: int, batch_size: int, steps: int, rng: np.random.Generator) -> list[np.ndarray]:
-    perm = np.concatenate([rng.permutation(n) for _ in range(math.ceil(steps * batch_size / max(n, 1)) + 1)])
-    return [perm[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
-
-
-def loss_fn(task: str):
-    import torch.nn.functional as F
-
-    if task == "binary":
-        return lambda logits, y: F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float())
-    return lambda logits, y: F.cross_entropy(logits.float(), y)
-
-
-def relative_l2(pred, y):
-    """Per-sample ``||pred - y||_2 / ||y||_2`` over all but the batch axis, averaged over the batch (float32)."""
-    import torch
-
-    b = y.shape[0]
-    diff = (pred.float() - y.float()).reshape(b, -1)  # (B, N*C)
-    return (torch.linalg.vector_norm(diff, dim=1) / torch.linalg.vector_norm(y.float().reshape(b, -1), dim=1)
-            .clamp_min(1e-12)).mean()
-
-
-def regression_loss(model, x, y, pushforward_steps: int = 1):
-    """Relative L2 of one step, plus the pushforward term when ``y`` holds more steps.
-
-    Args:
-        model: ``(B, T_in, *grid, C) -> (B, *grid, C)``.
-        x: ``(B, T_in, *grid, C)`` input window, physical units.
-        y: ``(B, K, *grid, C)``: the next K snapshots (K >= 1).
-        pushforward_steps: Use the K-th target: roll out K-1 steps without gradient (the model's own,
-            imperfect inputs, as in an autoregressive rollout), then one step with gradient
-            (Brandstetter et al. 2022, "pushforward trick"). The loss is the mean of the one-step and the
-            pushforward terms.
-    """
-    import torch
-
-    loss = relative_l2(model(x), y[:, 0])  # (B, *grid, C) vs (B, *grid, C)
-    k = min(pushforward_steps, y.shape[1])
-    if k <= 1:
-        return loss
-    window = x
-    with torch.no_grad():
-        for _ in range(k - 1):
-            nxt = model(window)  # (B, *grid, C)
-            window = torch.cat([window[:, 1:], nxt.unsqueeze(1).to(window.dtype)], dim=1)  # (B, T_in, *grid, C)
-    return 0.5 * (loss + relative_l2(model(window), y[:, k - 1]))
-
-
-def validate_regression(model, data: Windows, batch_size: int, device: str) -> float:
-    """Mean one-step relative L2 over every sample of ``data`` (per-sample errors averaged)."""
-    import torch
-
-    model.eval()
-    total, n = 0.0, 0
-    with torch.inference_mode(), _autocast(device):
-        for start in range(0, len(data), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(data)))
-            (x,), y = data.batch(idx)
-            err = relative_l2(model(x.to(device)), y[:, 0].to(device))
-            total += float(err) * len(idx)
-            n += len(idx)
-    return total / max(n, 1)
-
-
-def predict(model, data: Windows, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
-    """Logits of every window, in order: (N, n_outputs) float32."""
-    import torch
-
-    model.eval()
-    outs = []
-    with torch.inference_mode(), _autocast(device):
-        for start in range(0, len(data), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(data)))
-            inputs, _ = data.batch(idx)
-            outs.append(model(*[t.to(device) for t in inputs]).float().cpu())
-    return torch.cat(outs).numpy() if outs else np.zeros((0, 1), dtype=np.float32)
-
-
-def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    """Binary: P(positive) (N,); multi-class: softmax (N, K)."""
-    if task == "binary":
-        from scipy.special import expit
-
-        return expit(logits[:, 0].astype(np.float64))  # no overflow warning for very negative logits
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def hard_predictions(probs: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
-    return (probs >= threshold).astype(np.int64) if task == "binary" else probs.argmax(axis=1)
-
-
-def _autocast(device: str):
-    import contextlib
-
-    import torch
-
-    # bf16 autocast on GPUs that support it; plain fp32 on CPU (CPU bf16 is slower for small models).
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@dataclass
-class FitResult:
-    best_epoch: int
-    best_metric: float
-    epochs_run: int
-    stopped_early: bool
-    resumed_from: int | None
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def fit(
-    model,
-    train: Windows,
-    val: Windows | None,
-    cfg: TrainLoopParams,
-    *,
-    task: str,
-    checkpoint_dir: Path | None = None,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-    progress: bool = True,
-) -> FitResult:
-    """Train ``model`` in place and leave it holding the best validation weights.
-
-    Args:
-        model: A torch module called as ``model(*inputs) -> logits``.
-        train: Training windows.
-        val: Validation windows (None: early stopping watches the training loss).
-        cfg: Loop settings (epochs, steps, batch size, lr, weight decay, patience, ...).
-        task: ``binary`` (one logit, BCE), ``multiclass`` (K logits, cross-entropy) or ``regression``
-            (relative L2, :func:`regression_loss`; the best epoch has the lowest validation relative L2).
-        checkpoint_dir: Where ``last.pt`` is written after every epoch; if it
-            exists and ``cfg.resume``, training continues after its epoch.
-        on_epoch: Called with ``(epoch, metrics)`` after each epoch.
-        progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY).
-
-    Returns:
-        What happened: best epoch and metric, history, whether it stopped early or resumed.
-    """
-    import torch
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-    from tqdm.auto import tqdm
-
-    device = pick_device(cfg.device)
-    seed_everything(cfg.seed)
-    model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    regression = task == "regression"
-    criterion = None if regression else loss_fn(task)
-    pushforward = int(getattr(cfg, "pushforward_steps", 1))
-    if regression and pushforward > 1 and hasattr(train, "with_horizon"):
-        train = train.with_horizon(pushforward)  # targets hold the next K snapshots
-    # Best-epoch scores are "higher is better"; an error (relative L2) is negated.
-    sign = -1.0 if cfg.select_metric == "rel_l2" else 1.0
-    steps = cfg.steps_per_epoch or max(1, math.ceil(len(train) / cfg.batch_size))
-    total_steps = cfg.epochs * steps
-    state = {"epoch": 0, "best_metric": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [],
-             "best_loss": math.inf}
-    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    resumed_from = None
-    ckpt = checkpoint_dir / "last.pt" if checkpoint_dir else None
-    if ckpt is not None and cfg.resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        best_state = saved["best_model"]
-        state = {k: saved.get(k, state[k]) for k in state}  # best_loss is absent from older checkpoints
-        state["history"] = [dict(h) for h in saved["history"]]
-        resumed_from = int(state["epoch"])
-    t_start = time.perf_counter()
-    stopped = state["bad_epochs"] >= cfg.patience
-    bar = tqdm(total=cfg.epochs * steps, initial=state["epoch"] * steps, desc="train", unit="step",
-               disable=None if progress else True, mininterval=1.0, leave=False)
-    try:
-        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            if stopped:
-                break
-            # Per-epoch generators derived from (seed, epoch): a resumed run draws the same batches.
-            rng = np.random.default_rng([cfg.seed, epoch])
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
-            batches = (balanced_batches(train.labels, cfg.batch_size, steps, rng) if cfg.balanced_batches
-                       else shuffled_batches(len(train), cfg.batch_size, steps, rng))
-            model.train()
-            losses = []
-            if cfg.lr_schedule == "step":
-                # torch's StepLR from the epoch number alone, so a resumed run continues on the same curve.
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * cfg.lr_gamma ** ((epoch - 1) // cfg.lr_step_epochs)
-            for i, idx in enumerate(batches):
-                if cfg.lr_schedule == "linear":
-                    # Hugging Face's linear schedule without warm-up: lr * (1 - step / total), from the
-                    # step count alone, so a resumed run continues on the same curve.
-                    step = (epoch - 1) * steps + i
-                    for group in opt.param_groups:
-                        group["lr"] = cfg.lr * max(0.0, 1.0 - step / total_steps)
-                inputs, y = train.batch(idx)
-                with _autocast(device):
-                    if regression:
-                        loss = regression_loss(model, inputs[0].to(device), y.to(device), pushforward)
-                    else:
-                        logits = model(*[t.to(device) for t in inputs])
-                if not regression:
-                    loss = criterion(logits, y.to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                losses.append(float(loss.detach()))
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
-            metrics = {"train_loss": float(np.mean(losses)), "lr": float(opt.param_groups[0]["lr"])}
-            if val is not None and len(val) > 0 and regression:
-                metrics["val_rel_l2"] = validate_regression(model, val, cfg.eval_batch_size, device)
-                metrics["val_loss"] = metrics["val_rel_l2"]
-                score = -metrics["val_rel_l2"]
-            elif val is not None and len(val) > 0:
-                logits = predict(model, val, cfg.eval_batch_size, device)
-                yv = val.labels
-                metrics["val_loss"] = float(criterion(torch.from_numpy(logits), torch.from_numpy(yv)))
-                pred = hard_predictions(probabilities(logits, task), task)
-                metrics["val_balanced_accuracy"] = float(balanced_accuracy_score(yv, pred))
-                # F1 of the positive class (binary, or the last of two classes); macro over more classes.
-                n_cls = 2 if task == "binary" else logits.shape[1]
-                metrics["val_f1"] = float(f1_score(yv, pred, pos_label=n_cls - 1, zero_division=0,
-                                                   average="binary" if n_cls == 2 else "macro"))
-                score = sign * metrics[f"val_{cfg.select_metric}"]
-            else:
-                score = -metrics["train_loss"]
-            metrics["epoch"] = epoch
-            state["history"].append(metrics)
-            # A tie on the metric (common on a small validation set: F1 = 1.0 several epochs running)
-            # goes to the epoch with the lower validation loss, not simply to the first one.
-            loss_now = metrics.get("val_loss", metrics["train_loss"])
-            if score > state["best_metric"] or (score == state["best_metric"] and loss_now < state["best_loss"]):
-                state.update(best_metric=score, best_epoch=epoch, bad_epochs=0, best_loss=loss_now)
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                state["bad_epochs"] += 1
-            state["epoch"] = epoch
-            stopped = state["bad_epochs"] >= cfg.patience
-            if ckpt is not None:
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
-                           **{k: state[k] for k in state}}
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save(payload, tmp)
-                tmp.replace(ckpt)
-            if on_epoch is not None:
-                on_epoch(epoch, metrics)
-            bar.set_postfix(epoch=epoch, **{k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch"})
-    finally:
-        bar.close()
-    if cfg.keep == "best":
-        model.load_state_dict(best_state)
-    model.to("cpu")
-    return FitResult(
-        best_epoch=int(state["best_epoch"]), best_metric=sign * float(state["best_metric"]),
-        epochs_run=int(state["epoch"]), stopped_early=bool(stopped and state["epoch"] < cfg.epochs),
-        resumed_from=resumed_from, history=state["history"], seconds=time.perf_counter() - t_start,
-    )
-
-
-# ============================================================================ model files
-def save_model(folder: Path, model, key: str, extra: dict[str, Any] | None = None) -> None:
-    """Write ``model.safetensors`` + ``config.json`` (registry key, constructor config, extras)."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "model.safetensors"))
-    store.atomic_write_json(folder / "config.json", {"key": key, "config": model.config_dict(), **(extra or {})})
-
-
-def load_model(folder: Path):
-    """Rebuild a model saved by :func:`save_model` (weights via safetensors, never pickle)."""
-    from safetensors.torch import load_file
-
-    import models
-
-    meta = store.read_json(folder / "config.json")
-    model = models.build(meta["key"], meta["config"])
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    model.eval()
-    return model, meta
-
-
-def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-# ============================================================================ the stage
-def train(domain: str, params: Params, run=None) -> dict[str, Any]:
+def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str, Any]:
     """The ``train`` stage: fit the domain's transformer and its baselines.
 
-    Outputs: ``artifacts/<domain>/teacher/`` (weights, config, metrics),
-    ``artifacts/<domain>/baselines/`` (test-set predictions and timings of the
-    baselines), ``reports/<domain>/train.json`` and ``train_history.csv``.
+    Outputs: ``artifacts/<domain>/teacher/`` (weights, config, metrics and the domain's model
+    assets), ``artifacts/<domain>/baselines/`` (test-set predictions and timings of the
+    baselines, and what the domain's extra training writes), ``reports/<domain>/train.json``
+    and ``train_history.csv``.
+
+    Raises:
+        FileNotFoundError: The processed data is missing (names the preprocess command, or the
+            domain's note on what to do first).
     """
-    import polars as pl
-
-    import models
-    from tasks import domains
-
     dom = domains.get(domain)
     p = params.section("train", domain)
     paths = store.domain_paths(domain)
@@ -400,10 +47,9 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
         raise FileNotFoundError(f"{paths.processed / 'train.safetensors'} does not exist: "
                                 + schema.get("note", f"run preprocess first (python -m tasks preprocess {domain})"))
     key = f"{domain}/{p.model.arch}"
-    cfg = dom.model_config(params, schema)
-    model = models.build(key, cfg)
+    model = dom.build_model(params, schema)
     info = dom.task_info(params, schema)
-    ckpt_key = params_hash({"train": p.model_dump(mode="json"), "config": cfg,
+    ckpt_key = params_hash({"train": p.model_dump(mode="json"), "config": model.config_dict(),
                             "data": store.content_hash(paths.processed)})
     if run is not None:
         run.log_params(p.model_dump(mode="json"), prefix="train.")
@@ -426,38 +72,18 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
     }
 
     with store.atomic_dir(paths.teacher) as tdir, store.atomic_dir(paths.baselines) as bdir:
-        save_model(tdir, model, key, {"task": p.task, **info, "schema": schema})
+        save_model(tdir, model, key, {**dataclasses.asdict(info), "schema": schema})
+        dom.save_assets(tdir, schema)
         store.atomic_write_json(tdir / "metrics.json", {**summary, "history": result.history})
-        # Baselines: single-record scikit-learn models, scored on the test split here so no
-        # estimator has to be pickled; evaluate reads their predictions.
-        test = splits["test"]
-        cols: dict[str, Any] = {"y": test.labels}
-        timings: dict[str, Any] = {}
-        fitted = {}
-        # A regression's baselines are neural operators the domain trains with this loop (extra_train).
-        if p.baselines and p.task != "regression":
-            t0 = time.perf_counter()
-            fitted = dom.fit_baselines(p.baselines, splits["train"], len(schema.get("categorical_fields", [])),
-                                       p.baseline_max_rows, p.seed)
-            fit_s = time.perf_counter() - t0
-            xt = dom.baseline_features(test)
-            for name, est in fitted.items():
-                t1 = time.perf_counter()
-                proba = est.predict_proba(xt)
-                per = (time.perf_counter() - t1) / max(len(xt), 1) * 1e3
-                if p.task == "binary":
-                    cols[name] = proba[:, 1]
-                else:
-                    full = np.zeros((len(xt), len(info["class_names"])))
-                    full[:, est.classes_] = proba
-                    for j, cname in enumerate(info["class_names"]):
-                        cols[f"{name}.{cname}"] = full[:, j]
-                timings[name] = {"fit_seconds_all": round(fit_s, 3), "ms_per_record_batched": per}
-        pl.DataFrame(cols).write_parquet(bdir / "predictions.parquet")
-        store.atomic_write_json(bdir / "metrics.json", {"baselines": list(p.baselines), "timings": timings})
-        if hasattr(dom, "extra_train"):
-            # Domain-specific training beside the teacher (EEG: its evaluation protocol), same atomic folder.
-            summary.update(dom.extra_train(params, bdir, run, baselines=fitted))
+        t0 = time.perf_counter()
+        fitted = dom.fit_baselines(params, splits["train"]) if dom.kind == "classification" else {}
+        fit_s = round(time.perf_counter() - t0, 3)
+        cols, timings = _score_baselines(dom, fitted, splits["test"], info, fit_s) if fitted else ({}, {})
+        pl.DataFrame({"y": splits["test"].labels, **cols}).write_parquet(bdir / "predictions.parquet")
+        store.atomic_write_json(bdir / "metrics.json", {"baselines": list(fitted), "timings": timings})
+        # Domain-specific training beside the teacher (EEG: its protocol; turbulence: neural baselines),
+        # in the same atomic folder.
+        summary.update(dom.extra_train(params, bdir, run, fitted))
     store.atomic_write_text(paths.reports / "train_history.csv", pl.DataFrame(result.history).write_csv())
     store.atomic_write_json(paths.reports / "train.json", summary)
     if run is not None:
@@ -465,3 +91,24 @@ def train(domain: str, params: Params, run=None) -> dict[str, Any]:
         run.log_artifact(paths.teacher / "config.json", "teacher")
     return {"stage": "train", "domain": domain, **summary,
             "outputs": {"teacher": store.content_hash(paths.teacher), "baselines": store.content_hash(paths.baselines)}}
+
+
+def _score_baselines(dom: domains.ClassificationDomain, fitted: dict[str, Any], test: Dataset, info: domains.TaskInfo,
+                     fit_s: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Each fitted baseline's test-set scores (binary: P(positive); else one column per class) and timings."""
+    xt = dom.baseline_features(test)
+    cols: dict[str, np.ndarray] = {}
+    timings: dict[str, Any] = {}
+    for name, est in fitted.items():
+        t1 = time.perf_counter()
+        proba = est.predict_proba(xt)
+        per = (time.perf_counter() - t1) / max(len(xt), 1) * 1e3
+        if info.task == "binary":
+            cols[name] = proba[:, 1]
+        else:
+            full = np.zeros((len(xt), len(info.class_names)))
+            full[:, est.classes_] = proba
+            for j, cname in enumerate(info.class_names):
+                cols[f"{name}.{cname}"] = full[:, j]
+        timings[name] = {"fit_seconds_all": fit_s, "ms_per_record_batched": per}
+    return cols, timings

@@ -18,17 +18,26 @@ registry pick it up from there. Outputs land in
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks import store
+import models
+from tasks import domains, store
 from tasks.compress import quantize
-from tasks.params import Params
+from tasks.loop import load_model
+from tasks.measure import latency_ms, size_on_disk
+
+if TYPE_CHECKING:
+    from tasks.params import Params
+    from tasks.tracking import StageRun
 
 METHODS: dict[str, ModuleType] = {quantize.NAME: quantize}
+MODEL_FILES = ("model.safetensors", "config.json", "metrics.json")
+"""What every model folder holds; anything else in the teacher's folder is an asset (:func:`copy_assets`)."""
 
 
 @dataclass
@@ -40,8 +49,6 @@ class CompressContext:
 
     @cached_property
     def splits(self) -> dict[str, Any]:
-        from tasks import domains
-
         dom = domains.get(self.domain)
         task = self.params.section("train", self.domain).task
         return {name: dom.load_split(name, task) for name in ("train", "val")}
@@ -49,30 +56,35 @@ class CompressContext:
 
 def load_any(folder: Path):
     """Load a teacher or compressed model folder written by this project. Returns (model, meta)."""
-    from tasks.train import load_model
-
     folder = Path(folder)
     meta = store.read_json(folder / "config.json")
     method = meta.get("compression")
     if method is None:
         return load_model(folder)
-    import models
-
     if method not in METHODS:
         raise ValueError(f"{folder}: unknown compression method {method!r} (known: {sorted(METHODS)})")
     float_model = models.build(meta["key"], meta["config"])
     return METHODS[method].load(float_model, folder), meta
 
 
-def compress(domain: str, params: Params, run=None) -> dict[str, Any]:
+def copy_assets(teacher: Path, folder: Path) -> None:
+    """Copy the teacher folder's assets (what the domain saved besides the weights, e.g. finance's tokenizer)
+    into a compressed model's folder, so every model folder can be served on its own."""
+    for item in sorted(teacher.iterdir()):
+        if item.name in MODEL_FILES or item.name.startswith("."):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, folder / item.name)
+        else:
+            shutil.copy2(item, folder / item.name)
+
+
+def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[str, Any]:
     """Apply every configured method to the teacher; measure size on disk and CPU latency against it.
 
     Outputs: ``artifacts/<domain>/compressed/<method>/{model.safetensors, config.json, metrics.json}``
     and ``reports/<domain>/compress.json`` (the size/latency table).
     """
-    from tasks.measure import latency_ms, size_on_disk
-    from tasks.train import load_model
-
     p = params.section("compress", domain)
     paths = store.domain_paths(domain)
     if not (paths.teacher / "model.safetensors").exists():
@@ -93,6 +105,7 @@ def compress(domain: str, params: Params, run=None) -> dict[str, Any]:
             method.save(model, folder)
             store.atomic_write_json(folder / "config.json", {**meta, "compression": name,
                                                              "description": method.DESCRIPTION})
+            copy_assets(paths.teacher, folder)
             lat = latency_ms(model, inputs, p.latency_repeats)
             size = size_on_disk(folder / "model.safetensors")
             row = {"bytes": size, "latency_ms": lat["median_ms"], "size_ratio": size / base_size,

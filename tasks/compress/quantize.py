@@ -13,8 +13,15 @@ silence the deprecation warnings here.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.ao.nn.quantized.dynamic import Linear
+from torch.ao.quantization import quantize_dynamic
+from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
 
 NAME = "int8"
 DESCRIPTION = "int8 dynamic quantization of Linear layers (torch.ao.quantization.quantize_dynamic)"
@@ -31,11 +38,6 @@ def _quiet():
 
 def apply(model, context=None):
     """Return an int8 dynamically quantized copy of ``model`` (CPU); ``model`` is left unchanged."""
-    import copy
-
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
     ctx = _quiet()
     try:
         float_copy = _plain_linears(copy.deepcopy(model).cpu().eval())
@@ -51,9 +53,6 @@ def _plain_linears(model):
     would stay float. At inference such a layer is a plain linear (the constraint acts on training
     updates; its forward only re-applies a norm the trained weights already satisfy).
     """
-    import torch
-    from torch.nn.modules.linear import NonDynamicallyQuantizableLinear
-
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             # nn.MultiheadAttention reads its out_proj's weight directly: that one must stay float.
@@ -66,15 +65,11 @@ def _plain_linears(model):
 
 
 def _qlinear_type():
-    from torch.ao.nn.quantized.dynamic import Linear
-
     return Linear
 
 
 def state_tensors(qmodel) -> dict:
     """Plain tensors that fully describe a dynamically quantized model."""
-    import torch
-
     out = {}
     qlinear = _qlinear_type()
     qnames = set()
@@ -97,8 +92,6 @@ def state_tensors(qmodel) -> dict:
 
 
 def save(qmodel, folder: Path) -> Path:
-    from safetensors.torch import save_file
-
     path = folder / "model.safetensors"
     save_file(state_tensors(qmodel), str(path))
     return path
@@ -106,9 +99,6 @@ def save(qmodel, folder: Path) -> Path:
 
 def load(float_model, folder: Path):
     """Quantize ``float_model`` (freshly built from the config) and load the saved int8 weights into it."""
-    import torch
-    from safetensors.torch import load_file
-
     tensors = load_file(str(folder / "model.safetensors"))
     qmodel = apply(float_model)
     qlinear = _qlinear_type()

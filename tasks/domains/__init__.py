@@ -1,26 +1,294 @@
-"""Domain name -> the module holding that domain's ingest/preprocess and its hooks.
+"""The domain contract: what a domain package provides, and how the generic stages find it.
 
-A domain module provides ``ingest(params, run)``, ``preprocess(params, run)``,
-``load_schema()``, ``load_split(name, task)``, ``model_config(params, schema)`` and
-``task_info(params, schema)``. Classification domains add ``fit_baselines(...)``,
-``baseline_features(split)``, ``score_frame(model, meta, frame)``, ``scoring_input`` and
-``key_columns``; a field domain (turbulence) adds ``evaluate_models`` and ``score_fields``
-instead. The generic stages (train, compress, evaluate, register, score) call only these.
+A domain is a package ``tasks/domains/<name>/`` with four modules the generic code knows:
+
+* ``params.py`` defines ``PARAMS``, a :class:`tasks.params_base.DomainParams` with the
+  domain's params sections (assembled into params.yaml's schema by :mod:`tasks.params`);
+* ``ingest.py`` and ``preprocess.py`` define the stages of those names, each a function
+  ``(params, run) -> manifest`` (:mod:`tasks.stages` imports the module when the stage runs);
+* ``domain.py`` defines ``DOMAIN``, an object satisfying :class:`ClassificationDomain`
+  (labels per item: netflow, eeg, finance) or :class:`FieldDomain` (fields on a grid
+  over time: turbulence), usually a subclass of :class:`ClassificationDefaults` or
+  :class:`FieldDefaults`, which hold the defaults of the optional hooks. The generic
+  stages (train, compress, evaluate, register, score) call only its hooks.
+
+Everything else in the package (readers, synthetic source, reports) is the domain's own.
+The generic stages branch on ``DOMAIN.kind`` and read what they need to know of the
+labels from :class:`TaskInfo`. Domains are found by :func:`names` (every package here with a
+``domain.py``) and loaded by :func:`get`; nothing outside this package names a domain
+in code, so a new domain is a new package (README, "Adding a domain").
+
+Hooks every domain provides (:class:`Domain`)::
+
+    load_schema() -> dict                           optional: what preprocess fitted (default: schema.json)
+    load_split(name, task) -> Dataset               a processed split as the loop's Dataset
+    model_config(params, schema) -> dict            registry config with the data-dependent sizes
+    task_info(params, schema) -> TaskInfo           labels, words and columns of the report
+    build_model(params, schema) -> nn.Module        optional: default models.build(key, model_config)
+    extra_train(params, out, run, baselines) -> dict   optional: more training beside the teacher
+    save_assets(folder, schema) -> None             optional: files a model folder needs besides weights
+
+Classification domains add (:class:`ClassificationDomain`)::
+
+    fit_baselines(params, train) -> {name: estimator}   optional: scikit-learn baselines
+    baseline_features(split) -> array                the baselines' input rows
+    extra_evaluate(params, result, plots_dir, scores, models) -> (markdown, plots)   optional
+    read_scoring_input(urls, ip, cache) -> ScoringInput   records to score
+    score_frame(loaded, frame) -> DataFrame          raw records -> predictions (the pyfunc)
+    key_columns(ip) -> list[str]                     input columns copied beside the predictions
+    score_summary(out, notes, output) -> (dict, {file: bytes})   optional extra scoring outputs
+
+Field domains add (:class:`FieldDomain`)::
+
+    evaluate_models(params, models, plots_dir) -> (result, markdown, plots)
+    score_fields(params, model_uri, input_url, output) -> manifest
+    predict_array(loaded, model_input) -> array      the pyfunc's array input
 """
 
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from tasks import store
+
+if TYPE_CHECKING:  # type names only: the contract imports no heavy library and no stage
+    import numpy as np
+    import polars as pl
+    from torch import nn
+
+    from tasks.params import Params
+    from tasks.params_base import DomainParams
+    from tasks.tracking import StageRun
+
+Kind = Literal["classification", "field"]
+Task = Literal["binary", "multiclass", "regression"]
 
 
 class UnknownDomainError(ValueError):
-    pass
+    """A domain name that no package under tasks/domains/ provides; the message lists the known ones."""
 
 
-def get(domain: str) -> ModuleType:
-    from tasks.params import DOMAINS
+# ============================================================================ what the generic stages read
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the generic stages need to know of a domain's labels and how its report speaks.
 
-    if domain not in DOMAINS:
-        raise UnknownDomainError(f"unknown domain {domain!r}; known domains: {', '.join(DOMAINS)}")
-    return importlib.import_module(f"tasks.domains.{domain}")
+    Attributes:
+        task: ``binary`` (one logit), ``multiclass`` (one logit per class) or ``regression``.
+        class_names: Names of the label values (class 0 is the negative class); empty for a regression.
+        family_names: Finer classes of each item (attack families), for per-family recall; None if none.
+        positive: What the positive class is called in column labels (``attack``, ``AI``, ``right_hand``).
+        negative: What the negative class is called (``benign``, ``non-AI``, ``left_hand``).
+        item: What one scored item is (``window``, ``sentence``, ``epoch``): latency and throughput units.
+        split_note: One line on how the test split was made, for the report's first line.
+        baseline_kind: The ``kind`` column of the baselines' rows (``single-flow baseline``).
+        threshold: Decision threshold of P(positive) for binary metrics (None: argmax / not a classifier).
+        table_columns: Metrics in the report's table, in order (None: the classification default).
+        column_labels: Header overrides, metric key -> label.
+    """
+
+    task: Task
+    class_names: list[str] = field(default_factory=list)
+    family_names: list[str] | None = None
+    positive: str = "positive"
+    negative: str = "negative"
+    item: str = "item"
+    split_note: str = "held-out test split"
+    baseline_kind: str = "baseline"
+    threshold: float | None = None
+    table_columns: list[str] | None = None
+    column_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    """What a classification domain's reader hands the score stage: the records, and notes for the summary
+    (finance: the documents read and the ones skipped, with their reasons)."""
+
+    frame: pl.DataFrame
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder loaded for evaluation or serving: the module, its ``config.json`` and the folder (which
+    holds the domain's assets, e.g. finance's tokenizer)."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+    folder: Path
+
+
+# ============================================================================ the contract
+class Dataset(Protocol):
+    """What the training loop reads: labels (or group ids) per item and vectorised batches."""
+
+    labels: np.ndarray
+
+    def __len__(self) -> int: ...
+
+    def batch(self, idx: np.ndarray) -> tuple[tuple, Any]: ...
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """The hooks every domain provides (see the module docstring for the table)."""
+
+    name: str
+    kind: Kind
+
+    def load_schema(self) -> dict[str, Any]: ...
+
+    def load_split(self, name: str, task: str) -> Dataset: ...
+
+    def model_config(self, params: Params, schema: dict[str, Any]) -> dict[str, Any]: ...
+
+    def task_info(self, params: Params, schema: dict[str, Any]) -> TaskInfo: ...
+
+    def build_model(self, params: Params, schema: dict[str, Any]) -> nn.Module: ...
+
+    def extra_train(self, params: Params, out: Path, run: StageRun | None,
+                    baselines: dict[str, Any]) -> dict[str, Any]: ...
+
+    def save_assets(self, folder: Path, schema: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class ClassificationDomain(Domain, Protocol):
+    """A domain whose items carry class labels (netflow, eeg, finance)."""
+
+    score_per_input_row: bool
+    """True: one prediction row per input row (key columns copied beside it); False: the predictions carry
+    their own keys (EEG: one row per epoch of each recording)."""
+    score_input_expands_itself: bool
+    """True: the reader takes the score input as given (folders, globs, archives); False: the score stage
+    expands it into file URLs first."""
+
+    def fit_baselines(self, params: Params, train: Dataset) -> dict[str, Any]: ...
+
+    def baseline_features(self, split: Dataset) -> np.ndarray: ...
+
+    def extra_evaluate(self, params: Params, result: dict[str, Any], plots_dir: Path,
+                       scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                       models: dict[str, LoadedModel]) -> tuple[str, list[str]]: ...
+
+    def read_scoring_input(self, urls: list[str], ip: Any, cache: Path) -> ScoringInput: ...
+
+    def score_frame(self, loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame: ...
+
+    def key_columns(self, ip: Any) -> list[str]: ...
+
+    def score_summary(self, out: pl.DataFrame, notes: dict[str, Any],
+                      output: Path) -> tuple[dict[str, Any], dict[str, bytes]]: ...
+
+
+@runtime_checkable
+class FieldDomain(Domain, Protocol):
+    """A domain whose items are fields on a grid over time, predicted step by step (turbulence)."""
+
+    def evaluate_models(self, params: Params, models: dict[str, LoadedModel],
+                        plots_dir: Path) -> tuple[dict[str, Any], str, list[str]]: ...
+
+    def score_fields(self, params: Params, model_uri: str, input_url: str, output: str | Path) -> dict[str, Any]: ...
+
+    def predict_array(self, loaded: LoadedModel, model_input: Any) -> np.ndarray: ...
+
+
+# ============================================================================ defaults of the optional hooks
+class DomainDefaults:
+    """Defaults of the optional hooks every domain may override (the one place they live)."""
+
+    name: str
+    kind: ClassVar[Kind]
+
+    def load_schema(self) -> dict[str, Any]:
+        """What preprocess fitted and recorded: ``data/processed/<domain>/schema.json``."""
+        return store.read_json(store.domain_paths(self.name).processed / "schema.json")
+
+    def model_config(self, params: Params, schema: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError  # required: the Protocol's; here only so build_model can call it
+
+    def build_model(self, params: Params, schema: dict[str, Any]) -> nn.Module:
+        """The teacher, untrained: ``models.build("<domain>/<arch>", model_config(...))``."""
+        import models  # lazy: models imports torch, and params loading imports this module
+
+        return models.build(f"{self.name}/{params.section('train', self.name).model.arch}",
+                            self.model_config(params, schema))
+
+    def extra_train(self, params: Params, out: Path, run: StageRun | None,
+                    baselines: dict[str, Any]) -> dict[str, Any]:
+        """Nothing more to train beside the teacher and the baselines."""
+        return {}
+
+    def save_assets(self, folder: Path, schema: dict[str, Any]) -> None:
+        """A model folder needs nothing besides its weights and config."""
+
+
+class ClassificationDefaults(DomainDefaults):
+    """Defaults of a classification domain's optional hooks."""
+
+    kind: ClassVar[Kind] = "classification"
+    score_per_input_row: bool = True
+    score_input_expands_itself: bool = False
+
+    def fit_baselines(self, params: Params, train: Dataset) -> dict[str, Any]:
+        """No scikit-learn baselines."""
+        return {}
+
+    def baseline_features(self, split: Dataset) -> np.ndarray:
+        raise NotImplementedError(f"domain {self.name!r} fits baselines but has no baseline_features")
+
+    def extra_evaluate(self, params: Params, result: dict[str, Any], plots_dir: Path,
+                       scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                       models: dict[str, LoadedModel]) -> tuple[str, list[str]]:
+        """No report section beyond the shared table, per-class results, ROC and confusion matrices."""
+        return "", []
+
+    def key_columns(self, ip: Any) -> list[str]:
+        """No input column is copied beside the predictions."""
+        return []
+
+    def score_summary(self, out: pl.DataFrame, notes: dict[str, Any],
+                      output: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """No file beside the predictions."""
+        return {}, {}
+
+
+class FieldDefaults(DomainDefaults):
+    """Defaults of a field domain's optional hooks."""
+
+    kind: ClassVar[Kind] = "field"
+
+
+# ============================================================================ lookup
+_ROOT = Path(__file__).resolve().parent
+
+
+def names() -> tuple[str, ...]:
+    """Every domain this build knows: the packages of tasks/domains/ with a ``domain.py``, sorted."""
+    return tuple(sorted(p.parent.name for p in _ROOT.glob("*/domain.py")))
+
+
+def check(name: str) -> None:
+    """Raise :class:`UnknownDomainError` unless ``name`` is a domain (nothing of it is imported)."""
+    if name not in names():
+        raise UnknownDomainError(f"unknown domain {name!r}; known domains: {', '.join(names())}")
+
+
+def params_of(name: str) -> DomainParams:
+    """The params sections of one domain (``tasks/domains/<name>/params.py``'s ``PARAMS``)."""
+    check(name)
+    return importlib.import_module(f"tasks.domains.{name}.params").PARAMS
+
+
+def get(name: str) -> ClassificationDomain | FieldDomain:
+    """The domain object of ``name`` (``tasks/domains/<name>/domain.py``'s ``DOMAIN``).
+
+    Raises:
+        UnknownDomainError: names the known domains.
+    """
+    check(name)
+    return importlib.import_module(f"tasks.domains.{name}.domain").DOMAIN

@@ -1,4 +1,4 @@
-"""Data tests for the EEG readers (:mod:`tasks.eeg_io`).
+"""Data tests for the EEG sources and readers (:mod:`tasks.domains.eeg.sources`, :mod:`tasks.domains.eeg.readers`).
 
 Every format is written by a real writer (MNE's FIF/EDF/BDF writers, SciPy's and
 h5py's MAT writers) or, where the project has none (GDF, BrainVision), by hand after
@@ -19,20 +19,15 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+import fsspec
+import h5py
 import mne
 import numpy as np
 import pytest
 import scipy.io
 
-from tasks.domains.eeg.io import (
-    EEGInputError,
-    describe,
-    fetch_sources,
-    format_of,
-    read_ascii_segments,
-    read_mat,
-    read_recording,
-)
+from tasks.domains.eeg.readers import read_ascii_segments, read_mat, read_recording
+from tasks.domains.eeg.sources import EEGInputError, describe, fetch_sources, format_of
 from tasks.domains.eeg.synthetic import CLASSES, MI_CHANNELS, synthesize_recording
 from tasks.domains.eeg.synthetic import generate as generate_eeg
 from tests.conftest import SHARED_DATA
@@ -413,8 +408,6 @@ def test_mat_v5_struct_and_text_labels(tmp_path):
 
 def _h5_mat(path: Path, variables: dict, cellstr: dict[str, list[str]] = ()) -> None:
     """A MATLAB v7.3 file: 512-byte userblock, arrays stored with their axes reversed, MATLAB_class attrs."""
-    import h5py
-
     with h5py.File(path, "w", userblock_size=512) as f:
         for key, value in variables.items():
             arr = np.asarray(value)
@@ -597,8 +590,6 @@ def test_fetch_errors(tmp_path):
 
 def test_fetch_remote_memory_fs_is_cached(synthetic, tmp_path, monkeypatch):
     """A remote (fsspec) source is downloaded into the cache, retried on a dropped connection, then read."""
-    import fsspec
-
     fs = fsspec.filesystem("memory")
     root = f"/eeg-{uuid.uuid4().hex}"
     try:
@@ -611,15 +602,16 @@ def test_fetch_remote_memory_fs_is_cached(synthetic, tmp_path, monkeypatch):
             zf.writestr("A_Z/Z001.txt", b"4\n5\n6\n")
         fs.pipe(f"{root}/bonn.zip", buf.getvalue())
 
-        real_open, calls = fsspec.open, []
+        real_open, calls = fs.open, []
 
-        def flaky_open(url, *args, **kwargs):
-            calls.append(url)
-            if len(calls) == 1:
-                raise ConnectionError("connection reset by peer")
-            return real_open(url, *args, **kwargs)
+        def flaky_open(path, mode="rb", *args, **kwargs):
+            if "r" in mode:  # the downloads (tasks.store.fetch_to_cache opens the remote file to read it)
+                calls.append(path)
+                if len(calls) == 1:
+                    raise ConnectionError("connection reset by peer")
+            return real_open(path, mode, *args, **kwargs)
 
-        monkeypatch.setattr(fsspec, "open", flaky_open)
+        monkeypatch.setattr(fs, "open", flaky_open)  # fsspec caches the instance: the one the download uses
         target, cache = _dirs(tmp_path)
         files = fetch_sources([f"memory://{root}/mi", f"memory://{root}/*.zip"], target, cache, delay_s=0.0)
         assert [f.relative_to(target).as_posix() for f in files] == [

@@ -11,7 +11,10 @@ import polars as pl
 import pytest
 
 from tasks import store
-from tasks.domains.finance import LabelsError, NoDocumentsError, ingest, load_split, preprocess
+from tasks.domains.finance.data import load_split
+from tasks.domains.finance.ingest import ingest
+from tasks.domains.finance.preprocess import preprocess
+from tasks.domains.finance.sources import LabelsError, NoDocumentsError
 from tasks.domains.finance.text import DocumentError
 from tasks.params import load_params
 from tests.conftest import SHARED_DATA, setup_project
@@ -218,7 +221,7 @@ def test_conflicting_duplicates_are_dropped(project):
 
 
 def test_documents_metadata_from_pattern_and_sidecar(project):
-    from tasks.domains.finance import document_metadata
+    from tasks.domains.finance.sources import document_metadata
 
     pattern = _params().ingest.finance.name_pattern
     assert document_metadata("harbor-point-bancorp_2021.pdf", {}, pattern) == ("harbor-point-bancorp", 2021)

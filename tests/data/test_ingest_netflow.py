@@ -13,9 +13,10 @@ import polars as pl
 import pytest
 
 from tasks import store
-from tasks.domains import netflow
-from tasks.params import load_params
+from tasks.domains.netflow.ingest import ingest
+from tasks.domains.netflow.records import EmptySourceError, SchemaError
 from tasks.domains.netflow.synthetic import NF_V2_COLUMNS, generate
+from tasks.params import load_params
 from tests.conftest import SHARED_DATA
 
 
@@ -28,7 +29,7 @@ def csv_source(project) -> Path:
 
 def _ingest_from(project, source: str, *extra: str):
     params = load_params(overrides=[f"ingest.netflow.source={source}", "ingest.netflow.retry_delay_s=0.01", *extra])
-    return netflow.ingest(params)
+    return ingest(params)
 
 
 def _data_tree(project) -> list[str]:
@@ -100,7 +101,7 @@ def test_missing_columns_named(project, csv_source, unchanged):
     df = pl.read_csv(csv_source, infer_schema=False).drop("IN_BYTES", "TCP_FLAGS")
     bad = project / "missing.csv"
     df.write_csv(bad)
-    with pytest.raises(netflow.SchemaError, match=r"missing\.csv: missing required columns \['IN_BYTES', 'TCP_FLAGS'\]"):
+    with pytest.raises(SchemaError, match=r"missing\.csv: missing required columns \['IN_BYTES', 'TCP_FLAGS'\]"):
         _ingest_from(project, str(bad))
 
 
@@ -110,18 +111,18 @@ def test_non_numeric_value_names_column_and_row(project, csv_source, unchanged):
                          .alias("OUT_PKTS"))
     bad = project / "text.csv"
     df.write_csv(bad)
-    with pytest.raises(netflow.SchemaError, match=r"text\.csv: row 42, column OUT_PKTS: 'lots' is not a number"):
+    with pytest.raises(SchemaError, match=r"text\.csv: row 42, column OUT_PKTS: 'lots' is not a number"):
         _ingest_from(project, str(bad))
 
 
 def test_empty_file_and_header_only(project, unchanged):
     empty = project / "empty.csv"
     empty.write_text("")
-    with pytest.raises(netflow.EmptySourceError, match=r"empty\.csv: the file is empty"):
+    with pytest.raises(EmptySourceError, match=r"empty\.csv: the file is empty"):
         _ingest_from(project, str(empty))
     header = project / "header.csv"
     header.write_text(",".join(NF_V2_COLUMNS) + "\n")
-    with pytest.raises(netflow.EmptySourceError, match=r"header\.csv: header only"):
+    with pytest.raises(EmptySourceError, match=r"header\.csv: header only"):
         _ingest_from(project, str(header))
 
 
@@ -162,9 +163,9 @@ def test_real_botiot_sample_header_and_head(project):
 def test_synthetic_ingest_is_reproducible(project):
     """Same params, same bytes: the manifest names final paths, so DVC sees an unchanged output."""
     params = load_params()
-    first = netflow.ingest(params)
+    first = ingest(params)
     h1 = store.content_hash(project / "data/raw/netflow")
-    second = netflow.ingest(params)
+    second = ingest(params)
     assert store.content_hash(project / "data/raw/netflow") == h1
     assert first == second
     assert all((project / f).exists() for f in second["files"])

@@ -21,12 +21,29 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from tasks.domains import netflow
-from tasks.domains.netflow import FlowWindows, NumericScaler, encode_categorical, fit_levels, split_bounds
+from tasks.domains import LoadedModel
+from tasks.domains.netflow.data import FlowWindows, load_schema, load_split
+from tasks.domains.netflow.domain import DOMAIN
+from tasks.domains.netflow.ingest import ingest
+from tasks.domains.netflow.preprocess import (
+    NumericScaler,
+    encode_categorical,
+    fit_levels,
+    preprocess,
+    split_bounds,
+    transform_frame,
+)
+from tasks.domains.netflow.records import SchemaError, read_for_scoring
+from tasks.domains.netflow.scoring import score_frame
 from tasks.params import load_params
 from tests.conftest import setup_project
 
 SPLITS = ("train", "val", "test")
+
+
+def score(model, meta: dict, frame: pl.DataFrame) -> pl.DataFrame:
+    """``score_frame`` of a model and its ``config.json`` contents (the folder is not read when scoring)."""
+    return score_frame(LoadedModel(model, meta, Path()), frame)
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -39,15 +56,15 @@ def processed(tmp_path_factory):
     """
     with pytest.MonkeyPatch.context() as mp:
         root = setup_project(tmp_path_factory.mktemp("prep") / "proj", mp)
-        netflow.ingest(load_params())
-        manifest = netflow.preprocess(load_params())
+        ingest(load_params())
+        manifest = preprocess(load_params())
         proc = root / "data" / "processed" / "netflow"
         yield {
             "root": root,
             "manifest": manifest,
             "params": load_params(),
             "raw": pl.read_parquet(root / "data" / "raw" / "netflow" / "flows.parquet"),
-            "schema": netflow.load_schema(),
+            "schema": load_schema(),
             "tensors": {s: load_file(str(proc / f"{s}.safetensors")) for s in SPLITS},
             "proc": proc,
         }
@@ -284,14 +301,14 @@ def test_preprocess_windows_never_cross_a_split(processed):
         assert rows.min() >= a and rows.max() < b  # inside this split only
 
         # the stage's own loader gives the same windows and last-flow labels
-        loaded = netflow.load_split(s, root=processed["root"])
+        loaded = load_split(s, root=processed["root"])
         idx = np.array([0, len(loaded) // 2, len(loaded) - 1])
         (xn, xc), labels = loaded.batch(idx)
         for bi, j in enumerate(idx):
             np.testing.assert_array_equal(xn[bi].numpy(), t["x_num"][j : j + w])
             np.testing.assert_array_equal(xc[bi].numpy(), t["x_cat"][j : j + w])
         np.testing.assert_array_equal(labels.numpy(), t["y"][idx + w - 1])
-        multi = netflow.load_split(s, task="multiclass", root=processed["root"])
+        multi = load_split(s, task="multiclass", root=processed["root"])
         np.testing.assert_array_equal(multi.labels, t["y_class"][w - 1 :])
 
 
@@ -329,7 +346,7 @@ def test_transform_frame_reproduces_saved_features(processed):
     """Scoring applies the saved schema: the same rows must give the same features."""
     t = processed["tensors"]["test"]
     part = processed["raw"][t["row"].tolist()]
-    x_num, x_cat = netflow.transform_frame(part, processed["schema"])
+    x_num, x_cat = transform_frame(part, processed["schema"])
     np.testing.assert_array_equal(x_num, t["x_num"])
     np.testing.assert_array_equal(x_cat, t["x_cat"])
 
@@ -342,27 +359,27 @@ def scoring(processed, tmp_path_factory):
 
     schema = processed["schema"]
     sources = sorted((processed["root"] / "data" / "raw" / "netflow" / "source").glob("*.csv"))
-    frame = netflow.read_for_scoring([str(f) for f in sources], processed["params"].ingest.netflow.spec,
-                                     cache=tmp_path_factory.mktemp("cache"))
+    frame = read_for_scoring([str(f) for f in sources], processed["params"].ingest.netflow.spec,
+                             cache=tmp_path_factory.mktemp("cache"))
     assert frame.height == processed["raw"].height
     n_test = schema["splits"]["test"]["rows"]
     torch.manual_seed(0)
-    cfg = netflow.model_config(processed["params"], schema)
+    cfg = DOMAIN.model_config(processed["params"], schema)
     model = models.build("netflow/flowtransformer", cfg).eval()
     return {"model": model, "cfg": cfg, "records": frame.tail(n_test), "schema": schema}
 
 
 def test_score_frame_matches_the_processed_windows(processed, scoring):
     """Serving applies exactly the training-time preprocessing: same windows, same probabilities."""
-    from tasks.train import predict, probabilities
+    from tasks.loop import predict, probabilities
 
     schema, w = scoring["schema"], scoring["schema"]["window"]
     records = scoring["records"]
-    out = netflow.score_frame(scoring["model"], {"schema": schema, "task": "binary"}, records)
+    out = score(scoring["model"], {"schema": schema, "task": "binary"}, records)
     assert out.height == records.height
     full = out["full_context"].to_numpy()
     assert not full[: w - 1].any() and full[w - 1 :].all()
-    test = netflow.load_split("test", root=processed["root"])
+    test = load_split("test", root=processed["root"])
     expected = probabilities(predict(scoring["model"], test), "binary")
     np.testing.assert_allclose(out["p_attack"].to_numpy()[w - 1 :], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(out["prediction"].to_numpy(), (out["p_attack"].to_numpy() >= 0.5).astype(int))
@@ -377,7 +394,7 @@ def test_score_frame_matches_the_processed_windows(processed, scoring):
 
     # unlabelled input scores the same
     unlabelled = records.drop("Attack", "Label")
-    out2 = netflow.score_frame(scoring["model"], {"schema": schema, "task": "binary"}, unlabelled)
+    out2 = score(scoring["model"], {"schema": schema, "task": "binary"}, unlabelled)
     np.testing.assert_array_equal(out2["p_attack"].to_numpy(), out["p_attack"].to_numpy())
 
 
@@ -388,7 +405,7 @@ def test_score_frame_multiclass_columns(scoring):
     torch.manual_seed(0)
     model = models.build("netflow/flowtransformer", {**scoring["cfg"], "n_outputs": len(schema["classes"])}).eval()
     meta = {"schema": schema, "task": "multiclass", "class_names": schema["classes"]}
-    out = netflow.score_frame(model, meta, scoring["records"].head(20))
+    out = score(model, meta, scoring["records"].head(20))
     probs = out.select([f"p_{c}" for c in schema["classes"]]).to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(out["p_attack"].to_numpy(), 1.0 - probs[:, 0])
@@ -398,12 +415,12 @@ def test_score_frame_multiclass_columns(scoring):
 
 
 def test_score_frame_rejects_missing_columns(scoring):
-    with pytest.raises(netflow.SchemaError, match="IN_BYTES"):
-        netflow.score_frame(scoring["model"], {"schema": scoring["schema"]}, scoring["records"].drop("IN_BYTES"))
+    with pytest.raises(SchemaError, match="IN_BYTES"):
+        score(scoring["model"], {"schema": scoring["schema"]}, scoring["records"].drop("IN_BYTES"))
 
 
 def test_score_frame_of_fewer_rows_than_a_window(scoring):
-    out = netflow.score_frame(scoring["model"], {"schema": scoring["schema"]}, scoring["records"].head(3))
+    out = score(scoring["model"], {"schema": scoring["schema"]}, scoring["records"].head(3))
     assert out.height == 3 and not out["full_context"].any()
     assert np.isfinite(out["p_attack"].to_numpy()).all()
 
@@ -431,8 +448,8 @@ def test_statistics_ignore_validation_and_test_rows(raw_project, processed):
         )
 
     _rewrite_raw(raw_project, poison)
-    netflow.preprocess(load_params())
-    schema1 = netflow.load_schema()
+    preprocess(load_params())
+    schema1 = load_schema()
     assert schema1["numeric_scaler"] == schema0["numeric_scaler"]
     assert schema1["levels"] == schema0["levels"]
     assert "31337" not in schema1["levels"][port]
@@ -452,8 +469,8 @@ def test_statistics_follow_training_rows(raw_project, processed):
     j = processed["schema"]["numeric_fields"].index("IN_BYTES")
     _rewrite_raw(raw_project, lambda f: f.with_columns(
         pl.when(pl.int_range(pl.len()) == 5).then(5e8).otherwise(pl.col("IN_BYTES")).alias("IN_BYTES")))
-    netflow.preprocess(load_params())
-    scaler = netflow.load_schema()["numeric_scaler"]
+    preprocess(load_params())
+    scaler = load_schema()["numeric_scaler"]
     assert scaler["range"][j] == 5e8 - scaler["minimum"][j]
     assert scaler["range"][j] != processed["schema"]["numeric_scaler"]["range"][j]
 
@@ -472,11 +489,11 @@ def test_bad_training_values_are_zero_before_fitting(raw_project, processed):
         return f.with_columns(expr.alias(field))
 
     _rewrite_raw(raw_project, corrupt)
-    netflow.preprocess(load_params())
+    preprocess(load_params())
     n_train = processed["schema"]["splits"]["train"]["rows"]
     col = processed["raw"][field][:n_train].to_numpy().copy()
     col[list(bad)] = 0.0
-    scaler = netflow.load_schema()["numeric_scaler"]
+    scaler = load_schema()["numeric_scaler"]
     assert scaler["minimum"][j] == col.min() == 0.0
     assert scaler["range"][j] == col.max() - col.min()
     x = load_file(str(raw_project / "data" / "processed" / "netflow" / "train.safetensors"))["x_num"]
@@ -487,8 +504,8 @@ def test_bad_training_values_are_zero_before_fitting(raw_project, processed):
 def test_small_k_and_other_window(raw_project, processed):
     params = load_params(overrides=["preprocess.netflow.n_categorical_levels=3", "preprocess.netflow.window=5",
                                     "preprocess.netflow.val_fraction=0.2"])
-    netflow.preprocess(params)
-    schema = netflow.load_schema()
+    preprocess(params)
+    schema = load_schema()
     n_train = schema["splits"]["train"]["rows"]
     n = processed["raw"].height
     assert n_train == n - math.ceil(0.1 * n) - math.ceil(0.2 * n)
@@ -507,14 +524,14 @@ def test_small_k_and_other_window(raw_project, processed):
     # the "PORT" field has more than 3 training levels, so some training rows fall into 0 ("other")
     port = schema["categorical_fields"].index("L4_DST_PORT")
     assert (tensors["x_cat"][:, port] == 0).any()
-    assert len(netflow.load_split("train")) == n_train - 5 + 1
+    assert len(load_split("train")) == n_train - 5 + 1
 
 
 def test_preprocess_without_validation_split(raw_project, processed):
-    netflow.preprocess(load_params(overrides=["preprocess.netflow.val_fraction=0.0"]))
+    preprocess(load_params(overrides=["preprocess.netflow.val_fraction=0.0"]))
     proc = raw_project / "data" / "processed" / "netflow"
     assert not (proc / "val.safetensors").exists()
-    schema = netflow.load_schema()
+    schema = load_schema()
     assert set(schema["splits"]) == {"train", "test"}
     n = processed["raw"].height
     assert schema["splits"]["train"]["rows"] == n - math.ceil(0.1 * n)
@@ -522,10 +539,10 @@ def test_preprocess_without_validation_split(raw_project, processed):
 
 
 def test_preprocess_is_deterministic(raw_project, processed):
-    m = netflow.preprocess(load_params())
+    m = preprocess(load_params())
     assert m["outputs"]["processed"] == processed["manifest"]["outputs"]["processed"]
 
 
 def test_preprocess_without_ingest_names_the_stage(project):
     with pytest.raises(FileNotFoundError, match="ingest"):
-        netflow.preprocess(load_params())
+        preprocess(load_params())

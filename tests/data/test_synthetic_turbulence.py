@@ -1,4 +1,7 @@
-"""Data tests for the synthetic turbulence source (:mod:`tasks.domains.turbulence.synthetic`).
+"""Data tests for the synthetic turbulence source and its solver.
+
+The modules under test are :mod:`tasks.domains.turbulence.solver` (the solver, filters and
+cost) and :mod:`tasks.domains.turbulence.synthetic` (the generator and its HDF5 file).
 
 The solver is checked against exact solutions (Taylor-Green in 2-D, ABC flow in 3-D:
 energy decays at the analytic rate to round-off), for its fourth-order time accuracy,
@@ -18,9 +21,15 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.domains.turbulence.synthetic import (
+from tasks.domains.turbulence.physics import (
+    divergence,
+    energy_spectrum,
+    enstrophy,
+    inertial_slope,
+    vorticity_2d,
+)
+from tasks.domains.turbulence.solver import (
     DEFAULTS,
-    LAYOUT,
     HITConfig,
     NavierStokes2D,
     NavierStokes3D,
@@ -28,14 +37,12 @@ from tasks.domains.turbulence.synthetic import (
     abc_flow,
     coarsen,
     filter_transfer,
-    generate,
-    main,
     solver_cost,
     spectral_filter,
     taylor_green,
     torch_threads,
 )
-from tasks.domains.turbulence.physics import divergence, energy_spectrum, enstrophy, inertial_slope, vorticity_2d
+from tasks.domains.turbulence.synthetic import LAYOUT, generate, main
 
 TWO_PI = 2 * math.pi
 

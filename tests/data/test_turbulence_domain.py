@@ -13,19 +13,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from tasks import store
+from tasks.domains.turbulence.configs import model_config
+from tasks.domains.turbulence.data import load_fields, load_schema, load_split
+from tasks.domains.turbulence.ingest import ingest
+from tasks.domains.turbulence.layout import FieldError
+from tasks.domains.turbulence.preprocess import preprocess
 from tasks.params import load_params
-from tasks.domains.turbulence.io import FieldError
 
 HIT_SLICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "turbulence" / "hit_slice.nc"
 TWO_PI = 2 * math.pi
 
 
 def _ingest(overrides: list[str] = ()):
-    from tasks.domains import turbulence
-
-    return turbulence.ingest(load_params(overrides=list(overrides)))
+    return ingest(load_params(overrides=list(overrides)))
 
 
 def _h5(path: Path, vel: np.ndarray, dt: float = 0.5) -> Path:
@@ -52,17 +55,13 @@ def _smooth(shape, seed=0) -> np.ndarray:
 
 
 def test_synthetic_ingest_and_preprocess_split_whole_trajectories(project):
-    from safetensors.numpy import load_file
-
-    from tasks.domains import turbulence
-
     m = _ingest()
     assert m["shape"] == [3, 16, 16, 16, 2] and m["dt"] == 0.5 and m["components"] == ["u", "v"]
     raw = store.domain_paths("turbulence").raw
     assert (raw / "fields.h5").exists() and m["file_attrs"]["viscosity"] == pytest.approx(1e-3)
-    out = turbulence.preprocess(load_params())
+    out = preprocess(load_params())
     assert out["trajectories"] == {"train": 1, "val": 1, "test": 1}
-    schema = turbulence.load_schema()
+    schema = load_schema()
     ids = schema["trajectories"]
     assert set(ids["train"]).isdisjoint(ids["test"]) and set(ids["val"]).isdisjoint(ids["test"])
     proc = store.domain_paths("turbulence").processed
@@ -76,7 +75,7 @@ def test_synthetic_ingest_and_preprocess_split_whole_trajectories(project):
     np.testing.assert_allclose(schema["mean"], train.reshape(-1, 2).mean(0), atol=1e-6)
     np.testing.assert_allclose(schema["std"], train.reshape(-1, 2).std(0), rtol=1e-5)
     assert not np.allclose(schema["std"], full.reshape(-1, 2).std(0), rtol=1e-4)
-    pairs = turbulence.load_split("train")
+    pairs = load_split("train")
     (x,), y = pairs.batch(np.array([0, 5]))
     assert x.shape == (2, 1, 16, 16, 2) and y.shape == (2, 1, 16, 16, 2) and len(pairs) == 15
     np.testing.assert_array_equal(y[1, 0].numpy(), train[0, 6])  # pair 5 = (u_5 -> u_6)
@@ -88,8 +87,6 @@ def test_synthetic_ingest_and_preprocess_split_whole_trajectories(project):
 
 def test_channel_flow_layout_ingests_3d_and_preprocesses(project, tmp_path):
     """The paper's array layout (trajectories x snapshots x 32 x 33 x 16 x 4, here shrunk), 3 of 4 channels."""
-    from tasks.domains import turbulence
-
     arr = np.random.default_rng(0).standard_normal((4, 6, 8, 9, 4, 4)).astype(np.float32)
     src = tmp_path / "Retau180_dim4x6x8x9x4x4.npy"
     np.save(src, arr)
@@ -98,12 +95,12 @@ def test_channel_flow_layout_ingests_3d_and_preprocesses(project, tmp_path):
             "ingest.turbulence.spec.dt=1.0", "ingest.turbulence.spec.dt_model=2.0"]
     m = _ingest([f"ingest.turbulence.source={src}", *spec])
     assert m["shape"] == [4, 6, 8, 9, 4, 3] and m["stride"] == 2 and m["lengths"] == [12.566, 2.0, 4.189]
-    turbulence.preprocess(load_params(overrides=[f"ingest.turbulence.source={src}", *spec]))
-    schema = turbulence.load_schema()
+    preprocess(load_params(overrides=[f"ingest.turbulence.source={src}", *spec]))
+    schema = load_schema()
     assert schema["grid"] == [8, 9, 4] and schema["ndim"] == 3 and schema["snapshots"] == 3  # stride 2 of 6
-    test = turbulence.load_fields("test")["fields"]
+    test = load_fields("test")["fields"]
     np.testing.assert_array_equal(test[0], arr[3, ::2, ..., :3])
-    cfg = turbulence.model_config(load_params(), schema)
+    cfg = model_config(load_params(), schema)
     assert cfg["grid"] == [8, 9, 4] and cfg["n_channels"] == 3 and cfg["lengths"] == [12.566, 2.0, 4.189]
 
 
@@ -117,31 +114,27 @@ def test_hit_slice_ingests(project):
 
 
 def test_preprocess_filters_and_coarsens(project, tmp_path):
-    from tasks.domains import turbulence
-
     vel = _smooth((3, 5, 16))
     src = _h5(tmp_path / "f.h5", vel)
     over = [f"ingest.turbulence.source={src}", "preprocess.turbulence.filter=spectral",
             "preprocess.turbulence.filter_width=1.0", "preprocess.turbulence.coarse_n=8"]
     _ingest(over)
-    turbulence.preprocess(load_params(overrides=over))
-    test = turbulence.load_fields("test")["fields"]
+    preprocess(load_params(overrides=over))
+    test = load_fields("test")["fields"]
     assert test.shape == (1, 5, 8, 8, 2)
     # Modes k <= 2 survive a sharp cut at the 8-point grid: the coarse field is the fine one sampled.
     np.testing.assert_allclose(test[0], vel[2][:, ::2, ::2], atol=1e-5)
     with pytest.raises(ValueError, match=r"coarse_n must be even and <= 16"):
-        turbulence.preprocess(load_params(overrides=[*over[:1], "preprocess.turbulence.coarse_n=32"]))
+        preprocess(load_params(overrides=[*over[:1], "preprocess.turbulence.coarse_n=32"]))
 
 
 def test_preprocess_needs_enough_trajectories(project, tmp_path):
-    from tasks.domains import turbulence
-
     src = _h5(tmp_path / "two.h5", _smooth((2, 4, 8)))
     _ingest([f"ingest.turbulence.source={src}"])
     with pytest.raises(ValueError, match=r"two\.h5 has 2 trajectories; preprocess\.turbulence needs at least 3"):
-        turbulence.preprocess(load_params())
-    turbulence.preprocess(load_params(overrides=["preprocess.turbulence.val_trajectories=0"]))
-    assert turbulence.load_schema()["trajectories"] == {"train": [0], "val": [], "test": [1]}
+        preprocess(load_params())
+    preprocess(load_params(overrides=["preprocess.turbulence.val_trajectories=0"]))
+    assert load_schema()["trajectories"] == {"train": [0], "val": [], "test": [1]}
 
 
 def _bad_nan(tmp_path):
@@ -230,8 +223,6 @@ def test_fsspec_url_source_is_fetched_and_kept(project, tmp_path):
     """Any fsspec URL: the file is copied in (here from the in-memory filesystem) and kept under its own name."""
     import fsspec
 
-    from tasks.domains import turbulence
-
     local = _h5(tmp_path / "remote.h5", _smooth((3, 4, 8)))
     url = "memory://formerflow-test/remote.h5"
     with fsspec.open(url, "wb") as f:
@@ -241,5 +232,5 @@ def test_fsspec_url_source_is_fetched_and_kept(project, tmp_path):
     assert m["source"] == url and m["shape"] == [3, 4, 8, 8, 2]
     assert (raw / "remote.h5").read_bytes() == local.read_bytes()
     assert sorted(p.name for p in raw.iterdir()) == ["manifest.json", "remote.h5"]  # no cache folder left
-    turbulence.preprocess(load_params(overrides=[f"ingest.turbulence.source={url}"]))
-    assert turbulence.load_schema()["grid"] == [8, 8]
+    preprocess(load_params(overrides=[f"ingest.turbulence.source={url}"]))
+    assert load_schema()["grid"] == [8, 8]

@@ -1,4 +1,7 @@
-"""Data tests for the turbulence field readers and writers (:mod:`tasks.domains.turbulence.io`).
+"""Data tests for the turbulence field layout, readers and writers.
+
+The modules under test are :mod:`tasks.domains.turbulence.layout`,
+:mod:`tasks.domains.turbulence.readers` and :mod:`tasks.domains.turbulence.writers`.
 
 Every supported format is round-tripped through small files made here (HDF5 in the
 synthetic source's layout, NetCDF4 written with h5py and netCDF dimension scales, classic
@@ -15,19 +18,16 @@ import re
 import sys
 from pathlib import Path
 
+import fsspec
 import h5py
 import numpy as np
 import pytest
 from scipy.io import netcdf_file
 
-from tasks.domains.turbulence.io import (
-    FieldError,
-    FieldLayout,
-    Fields,
-    detect_format,
-    read_fields,
-    write_fields,
-)
+from tasks.domains.turbulence.layout import FieldError, FieldLayout, Fields
+from tasks.domains.turbulence.readers import detect_format, read_fields
+from tasks.domains.turbulence.synthetic import generate
+from tasks.domains.turbulence.writers import write_fields
 
 HIT_SLICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "turbulence" / "hit_slice.nc"
 SYNTHETIC = FieldLayout(variables=["velocity"], axes="trajectory,time,x,y,component")
@@ -281,9 +281,6 @@ def test_hit_slice_ingests_to_single_2d_snapshot():
 
 
 def test_generated_synthetic_file_reads_back(tmp_path):
-    pytest.importorskip("torch")
-    from tasks.domains.turbulence.synthetic import generate
-
     m = generate(
         tmp_path / "syn.h5",
         n_trajectories=1,
@@ -303,11 +300,9 @@ def test_generated_synthetic_file_reads_back(tmp_path):
 
 
 def test_remote_source_is_copied_into_cache_only(tmp_path):
-    import fsspec
-
     src = tmp_path / "local.h5"
     vel = _synthetic_h5(src)
-    url = "memory://turbulence-io-test/remote.h5"
+    url = "memory://turbulence-readers-test/remote.h5"
     with fsspec.open(url, "wb") as dst:
         dst.write(src.read_bytes())
     cache = tmp_path / "cache"
@@ -319,7 +314,7 @@ def test_remote_source_is_copied_into_cache_only(tmp_path):
     assert [p.name.endswith("-remote.h5") for p in cache.iterdir()] == [True]
     with pytest.raises(FieldError, match="needs a cache folder"):
         read_fields(url, SYNTHETIC)
-    fsspec.filesystem("memory").rm("/turbulence-io-test", recursive=True)
+    fsspec.filesystem("memory").rm("/turbulence-readers-test", recursive=True)
 
 
 def test_reading_writes_nothing(tmp_path):

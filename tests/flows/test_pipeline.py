@@ -110,9 +110,9 @@ def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harnes
     import numpy as np
 
     from flows.pipeline import pipeline
-    from tasks.domains import netflow
     from tasks.compress import load_any
-    from tasks.train import predict, probabilities
+    from tasks.domains.netflow.data import load_split
+    from tasks.loop import predict, probabilities
 
     pipeline(domains=["netflow"])
     model = tracking.load_pyfunc("models:/formerflow-netflow@champion")
@@ -121,7 +121,7 @@ def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harnes
     scored = model.predict(source.to_pandas())
     assert isinstance(scored, pd.DataFrame) and len(scored) == source.height
     # The pyfunc's preprocessing equals the pipeline's: its scores on the last test windows match evaluate's.
-    test = netflow.load_split("test")
+    test = load_split("test")
     teacher, _ = load_any(project / "artifacts/netflow/teacher")
     p_eval = probabilities(predict(teacher, test), "binary")
     n = 200

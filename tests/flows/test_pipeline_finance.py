@@ -89,7 +89,7 @@ def test_finance_pipeline_registers_and_scores_a_mixed_folder(project, prefect_h
     assert arts and "broken-bank_2022.pdf" in arts[0].data
 
     # A folder of nothing but bad documents: a clear error and no output file at all.
-    from tasks.domains.finance import NoDocumentsError
+    from tasks.domains.finance.sources import NoDocumentsError
     from tasks.params import load_params
     from tasks.score import score
 

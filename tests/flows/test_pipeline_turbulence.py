@@ -93,7 +93,8 @@ def test_turbulence_pipeline_registers_and_scores_a_field_file(project, prefect_
     assert not (project / "preds" / "bad.h5").exists()
 
     # The Prefect scoring flow on the synthetic file itself (HDF5 in, HDF5 out, read back by the same reader).
-    from tasks.domains.turbulence.io import FieldLayout, read_fields
+    from tasks.domains.turbulence.layout import FieldLayout
+    from tasks.domains.turbulence.readers import read_fields
 
     manifest = score_flow("turbulence", str(project / "data/raw/turbulence/fields.h5"), str(project / "preds/all.h5"))
     assert manifest["format"] == "hdf5" and manifest["trajectories"] == 3 and manifest["steps"] == 50

@@ -16,31 +16,35 @@ quarter (0/24 runs), the class contrast did in 10/12 runs without EA and 5/12 wi
 
 from __future__ import annotations
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
+import torch
+
+import models
+from tasks.domains.eeg.data import Trials
+from tasks.domains.eeg.epochs import epoch_recording
+from tasks.domains.eeg.params import EEGPreprocess, EEGSpec
+from tasks.domains.eeg.protocol import plot_channel_topomap, top_channels
+from tasks.domains.eeg.readers import read_recording
+from tasks.domains.eeg.runner import class_contrast
+from tasks.domains.eeg.synthetic import MI_CHANNELS, generate
+from tasks.loop import fit
+from tasks.params_base import TrainLoopParams
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import torch
-
-    import models
-    from tasks.domains import eeg
-    from tasks.domains.eeg import io as eeg_io
-    from tasks.params import EEGPreprocess, EEGSpec, TrainLoopParams
-    from tasks.domains.eeg.synthetic import MI_CHANNELS, generate
-    from tasks.train import fit
-
     folder = tmp_path_factory.mktemp("mi")
     files = generate(folder, n_subjects=4, n_sessions=2, trials_per_class=20, seed=0)
     spec = EEGSpec()
     pp = EEGPreprocess(sfreq=100.0)
     xs, ys = [], []
     for f in sorted(files):
-        rec = eeg_io.read_recording(f, "edf", event_map=spec.event_map)
-        ep = eeg.epoch_recording(rec, list(MI_CHANNELS), pp, spec)
+        rec = read_recording(f, "edf", event_map=spec.event_map)
+        ep = epoch_recording(rec, list(MI_CHANNELS), pp, spec)
         xs.append(ep.x)
         ys.append(ep.labels)
     x = np.concatenate(xs)
@@ -51,7 +55,7 @@ def trained(tmp_path_factory):
                                              "n_outputs": 2, "patch_size": 50})
     loop = TrainLoopParams(epochs=20, steps_per_epoch=None, batch_size=32, lr=1e-3, weight_decay=0.0,
                            grad_clip=None, balanced_batches=False, keep="last", resume=False, seed=0, patience=1000)
-    fit(model, eeg.Trials(x, y), None, loop, task="multiclass", progress=False)
+    fit(model, Trials(x, y), None, loop, task="multiclass", progress=False)
     model.eval()
     with torch.inference_mode():
         acc = float((model(torch.as_tensor(x)).argmax(1).numpy() == y).mean())
@@ -60,9 +64,6 @@ def trained(tmp_path_factory):
 
 
 def test_channel_attention_changes_with_the_class_at_c3_and_c4(trained):
-    from tasks.domains.eeg import class_contrast
-    from tasks.domains.eeg.protocol import top_channels
-
     by_class, names, acc = trained
     assert acc > 0.8  # the model learned the task (chance 0.5)
     assert np.allclose(by_class.sum(axis=1), 1.0, atol=1e-4)  # softmax over channels
@@ -72,11 +73,6 @@ def test_channel_attention_changes_with_the_class_at_c3_and_c4(trained):
 
 
 def test_topomap_of_the_weights_is_drawn(trained, tmp_path):
-    import matplotlib.image as mpimg
-
-    from tasks.domains.eeg import class_contrast
-    from tasks.domains.eeg.protocol import plot_channel_topomap
-
     by_class, names, _ = trained
     out = tmp_path / "topomap.png"
     plot_channel_topomap(class_contrast(by_class), names, out, "DBConformer channel attention, left vs right")

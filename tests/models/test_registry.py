@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -48,6 +49,31 @@ def test_registered_model_conforms(key):
     clone.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(clone(*inputs), out)
+
+
+def _calls_and_imports(path: Path) -> tuple[set[str], set[str]]:
+    """Names called (``f`` or ``obj.f`` -> ``f``) and top-level packages imported by a source file."""
+    calls, imports = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imports |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imports.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call):
+            func = node.func
+            calls.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return calls, imports
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "models").glob("*.py")), ids=lambda p: p.name)
+def test_models_import_no_pipeline_code_and_do_no_file_io(path):
+    calls, imports = _calls_and_imports(path)
+    # models is the bottom layer: tasks and flows import it, never the other way round.
+    assert not imports & {"tasks", "flows"}
+    # Configs and weights reach a model through its constructor and load_state_dict, not from files
+    # it opens itself (text_encoder too: the finance domain hands it the pre-trained weights).
+    io = {"open", "read_text", "write_text", "read_bytes", "write_bytes", "save", "load", "load_file"}
+    assert not calls & io
 
 
 def test_registry_lists_flowtransformer():

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import math
 
+import matplotlib.image as mpimg
 import numpy as np
 import polars as pl
 import pytest
 from scipy.linalg import fractional_matrix_power
+from scipy.stats import binom
 
 from tasks.domains.eeg.protocol import (
     Fold,
@@ -252,8 +254,6 @@ def test_chance_level():
     assert 0.5 < c["significant"] < 1
     # A binomial(20, 1/2) guesser reaches the threshold with probability <= 5 % (but more than 5 % one step
     # below it).
-    from scipy.stats import binom
-
     k = round(c["significant"] * 20)
     assert binom.sf(k, 20, 0.5) <= 0.05 < binom.sf(k - 1, 20, 0.5)
     assert chance_level(1000, 2)["significant"] < c["significant"]  # more trials, tighter threshold
@@ -317,8 +317,6 @@ def test_summarize_pools_a_subjects_cv_folds():
 
 
 def test_per_subject_table_and_bars(tmp_path):
-    import matplotlib.image as mpimg
-
     pred, _ = _pred_frame()
     summary = summarize(pred, 2)
     table = per_subject_table(summary, "accuracy")
@@ -350,8 +348,6 @@ def test_top_channels_ordering():
 
 
 def test_channel_topomap_22_channels_and_fallback(tmp_path):
-    import matplotlib.image as mpimg
-
     w = np.random.default_rng(0).dirichlet(np.ones(22))
     topo = tmp_path / "topo.png"
     plot_channel_topomap(w, BCI2A_CHANNELS, topo, title="BCI-IV-2a")
@@ -370,10 +366,6 @@ def test_channel_topomap_22_channels_and_fallback(tmp_path):
 
 
 def test_per_subject_table_with_one_seed_shows_the_spread_over_subjects():
-    import polars as pl
-
-    from tasks.domains.eeg.protocol import per_subject_table, summarize
-
     y = np.array([0, 1, 0, 1])
     pred = pl.DataFrame({
         "model": ["A"] * 8, "seed": [1] * 8, "fold": ["f1"] * 4 + ["f2"] * 4,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from tasks.domains import TaskInfo
 from tasks.evaluate import classification_metrics, metrics_table
 
 # ----------------------------------------------------------------------------- binary
@@ -40,7 +41,7 @@ def test_binary_metrics_by_hand():
     # F1 benign = 2TN / (2TN + FN + FP) = 8 / 11 -> macro-F1 = (2/3 + 8/11) / 2 = 23/33
     assert m["macro_f1"] == pytest.approx(23 / 33)
     # benign FPR = FP / (FP + TN) = 2 / 6
-    assert m["benign_fpr"] == pytest.approx(1 / 3)
+    assert m["fpr"] == pytest.approx(1 / 3)
     # ROC-AUC = share of (attack, benign) pairs ranked correctly:
     # 0.5 beats 4 benign, 0.8 and 0.9 beat all 6, 0.35 beats 3 -> 19 / 24
     assert m["roc_auc"] == pytest.approx(19 / 24)
@@ -68,7 +69,7 @@ def test_binary_threshold():
     # threshold 0.75: only 0.8 and 0.9 are attacks -> TN 6, FP 0, TP 2, FN 2
     m = classification_metrics(Y_BIN, P_BIN, "binary", ["Benign", "Attack"], threshold=0.75)
     assert m["confusion_matrix"] == [[6, 0], [2, 2]]
-    assert m["benign_fpr"] == 0.0
+    assert m["fpr"] == 0.0
     assert m["balanced_accuracy"] == pytest.approx((1 + 0.5) / 2)
     assert m["f1"] == pytest.approx(4 / 6)  # 2TP / (2TP + FP + FN)
     assert m["roc_auc"] == pytest.approx(19 / 24)  # threshold-free
@@ -102,7 +103,7 @@ def test_multiclass_metrics_by_hand():
     assert m["per_class"]["Scan"] == pytest.approx({"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1})
     # attack = class != 0: true [0,0,0,1,1,1,0], predicted [0,0,1,1,1,0,0] -> TP 2, FP 1, FN 1, TN 3
     assert m["f1"] == pytest.approx(4 / 6)
-    assert m["benign_fpr"] == pytest.approx(1 / 4)
+    assert m["fpr"] == pytest.approx(1 / 4)
     # attack score 1 - p[benign]: benign {0.3, 0.2, 0.7, 0.1}, attacks {0.8, 0.9, 0.4}
     # 0.8 and 0.9 beat all 4, 0.4 beats 3 -> 11/12
     assert m["roc_auc"] == pytest.approx(11 / 12)
@@ -156,17 +157,17 @@ def test_roc_auc_is_nan_with_one_class():
         only_attack = classification_metrics(np.ones(3, int), np.array([0.9, 0.4, 0.8]), "binary",
                                              ["Benign", "Attack"])
     assert math.isnan(only_benign["roc_auc"])
-    assert only_benign["benign_fpr"] == pytest.approx(1 / 4)
+    assert only_benign["fpr"] == pytest.approx(1 / 4)
     assert only_benign["f1"] == 0.0  # no attack to find, one false alarm
     assert math.isnan(only_attack["roc_auc"])
-    assert math.isnan(only_attack["benign_fpr"])  # no benign flows to flag
+    assert math.isnan(only_attack["fpr"])  # no benign flows to flag
     assert only_attack["f1"] == pytest.approx(4 / 5)  # TP 2, FN 1
     json.dumps(only_benign)  # NaN still serialises (as NaN)
 
 
 def test_metrics_table_formats_missing_values():
     table = metrics_table({"a": {"kind": "transformer", "balanced_accuracy": 0.5, "roc_auc": float("nan"),
-                                 "bytes": 2048, "latency_ms": None}})
+                                 "bytes": 2048, "latency_ms": None}}, TaskInfo(task="binary"))
     head, sep, row = table.splitlines()
     assert row.startswith("| a | transformer | 0.5000 |")
     assert "–" in row and "| 2 |" in row  # NaN / None shown as a dash, 2048 bytes as 2 KB
@@ -174,8 +175,6 @@ def test_metrics_table_formats_missing_values():
 
 
 def test_brier_precision_recall_and_chosen_table_columns():
-    from tasks.evaluate import classification_metrics, metrics_table
-
     y = np.array([0, 0, 1, 1, 1])
     p1 = np.array([0.1, 0.6, 0.8, 0.4, 1.0])
     m = classification_metrics(y, np.stack([1 - p1, p1], axis=1), "multiclass", ["non-AI", "AI"])
@@ -186,8 +185,11 @@ def test_brier_precision_recall_and_chosen_table_columns():
     assert binary["brier"] == pytest.approx(m["brier"])
     three = classification_metrics(np.array([0, 1, 2]), np.eye(3), "multiclass", ["a", "b", "c"])
     assert "brier" not in three  # P(positive) is not one number with three classes
-    table = metrics_table({"teacher": {**m, "kind": "transformer"}}, {"f1": "F1 (AI)"},
-                          ["accuracy", "precision", "f1", "brier"])
+    # The table's columns and the positive class's word come from the domain's TaskInfo (finance: "AI"),
+    # so the positive-class metrics are labelled with it: "precision (AI)", "F1 (AI)".
+    info = TaskInfo(task="multiclass", class_names=["non-AI", "AI"], positive="AI", negative="non-AI",
+                    table_columns=["accuracy", "precision", "f1", "brier"])
+    table = metrics_table({"teacher": {**m, "kind": "transformer"}}, info)
     head, _, row = table.splitlines()
-    assert head == "| model | kind | accuracy | precision | F1 (AI) | Brier |"
+    assert head == "| model | kind | accuracy | precision (AI) | F1 (AI) | Brier |"
     assert row.startswith("| teacher | transformer | 0.6000 | 0.6667 |")

@@ -213,9 +213,11 @@ def encoder():
     import torch
 
     import models
+    from tasks.domains.finance.encoder import pretrained_state
 
     torch.manual_seed(0)
     model = models.build("finance/text_encoder", {})
+    model.load_encoder_state(pretrained_state(None))  # all-MiniLM-L6-v2's weights, as the domain builds it
     # The untrained head (std 0.02) keeps P(AI) near 0.5 for every input, so completeness would hold
     # trivially; a wider head makes P(AI) move by ~0.3-0.6 between baseline and input (a much wider one
     # saturates P at 0 or 1 for both, trivial again).
@@ -226,8 +228,15 @@ def encoder():
 
 
 @pytest.fixture(scope="module")
-def records(encoder):
-    return token_attributions(encoder, ATTR_SENTENCES, target=1, n_steps=32, batch_size=3)
+def tokenizer():
+    from tasks.domains.finance.encoder import load_tokenizer
+
+    return load_tokenizer(None)
+
+
+@pytest.fixture(scope="module")
+def records(encoder, tokenizer):
+    return token_attributions(encoder, tokenizer, ATTR_SENTENCES, target=1, n_steps=32, batch_size=3)
 
 
 def _pretokenized(sentence: str) -> list[str]:
@@ -236,7 +245,7 @@ def _pretokenized(sentence: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_attribution_words_reassemble_the_sentence(records, encoder):
+def test_attribution_words_reassemble_the_sentence(records, encoder, tokenizer):
     assert encoder.training  # mode restored
     assert [r["sentence"] for r in records] == ATTR_SENTENCES
     for rec in records:
@@ -244,7 +253,7 @@ def test_attribution_words_reassemble_the_sentence(records, encoder):
         assert [rec["sentence"][s:e] for s, e in rec["offsets"]] == rec["tokens"]
         assert not any(t.startswith("##") or t in ("[CLS]", "[SEP]", "[PAD]") for t in rec["tokens"])
         # the uncased tokenizer sees the same words, lower-cased and without accents
-        pieces = encoder.tokenizer.tokenize(rec["sentence"])
+        pieces = tokenizer.tokenize(rec["sentence"])
         words = "".join("[UNK]" if t == "🤖" else t.lower().replace("ü", "u") for t in rec["tokens"])
         assert "".join(p.removeprefix("##") for p in pieces) == words
 
@@ -265,11 +274,15 @@ def test_attribution_scores_normalised_and_complete(records):
 
 
 @pytest.mark.slow
-def test_attribution_p_target_matches_the_model_and_batching(records, encoder):
+def test_attribution_p_target_matches_the_model_and_batching(records, encoder, tokenizer):
     import torch
 
-    ids, mask = encoder.tokenize(ATTR_SENTENCES)  # (B, L), (B, L)
-    tok = encoder.tokenizer
+    from tasks.domains.finance.preprocess import tokenize
+
+    enc = tokenize(tokenizer, ATTR_SENTENCES, encoder.config.max_length)
+    ids = torch.as_tensor(enc["input_ids"], dtype=torch.int64)  # (B, L)
+    mask = torch.as_tensor(enc["attention_mask"], dtype=torch.int64)  # (B, L)
+    tok = tokenizer
     # the baseline: [CLS] and [SEP] kept, every word piece replaced by [PAD]
     is_word = (ids != tok.cls_token_id) & (ids != tok.sep_token_id) & (mask == 1)
     baseline = torch.where(is_word, torch.full_like(ids, tok.pad_token_id), ids)
@@ -283,11 +296,11 @@ def test_attribution_p_target_matches_the_model_and_batching(records, encoder):
     assert [r["p_target"] for r in records] == pytest.approx(p.tolist(), abs=1e-5)
     assert [r["p_baseline"] for r in records] == pytest.approx(p_base.tolist(), abs=1e-5)
     # alone (no padding) the last sentence gets the same attributions as inside a padded batch
-    alone = token_attributions(encoder, ATTR_SENTENCES[-1:], n_steps=32)[0]
+    alone = token_attributions(encoder, tokenizer, ATTR_SENTENCES[-1:], n_steps=32)[0]
     assert alone["tokens"] == records[-1]["tokens"]
     assert alone["scores"] == pytest.approx(records[-1]["scores"], abs=1e-3)
     # explaining class 0 instead: P(0) = 1 - P(1), and every raw attribution flips sign
-    other = token_attributions(encoder, ATTR_SENTENCES[-1:], target=0, n_steps=32)[0]
+    other = token_attributions(encoder, tokenizer, ATTR_SENTENCES[-1:], target=0, n_steps=32)[0]
     assert other["p_target"] == pytest.approx(1 - records[-1]["p_target"], abs=1e-5)
     assert other["scores"] == pytest.approx([-s for s in records[-1]["scores"]], abs=1e-3)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.domains.finance.synthetic import generate
 from tasks.domains.finance.text import (
     DocumentError,
     clean,
@@ -15,7 +16,6 @@ from tasks.domains.finance.text import (
     read_text,
     split_sentences,
 )
-from tasks.domains.finance.synthetic import generate
 
 
 @pytest.fixture(scope="module")

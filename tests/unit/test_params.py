@@ -111,7 +111,9 @@ def test_finance_params_are_checked_at_load(project):
     assert (p.preprocess.finance.test_fraction, p.preprocess.finance.seed, p.preprocess.finance.max_length) == (
         0.2, 42, 128)
     with pytest.raises(ParamsError, match=r"train\.finance.*preprocess\.finance\.encoder_dir"):
-        load_params(overrides=["train.finance.model.config.model_dir=/tmp/bert"])
+        load_params(overrides=["train.finance.model.config.max_length=64"])  # the tokenizer's, set in preprocess
+    with pytest.raises(ParamsError, match=r"train\.finance\.model\.config: unknown config field\(s\) \['model_dir'\]"):
+        load_params(overrides=["train.finance.model.config.model_dir=/tmp/bert"])  # the encoder folder is preprocess's
     with pytest.raises(ParamsError, match=r"ingest\.finance.*give ingest\.finance\.source"):
         load_params(overrides=["ingest.finance.source=null"])
     with pytest.raises(ParamsError, match=r"train\.finance\.baselines"):
@@ -123,7 +125,7 @@ def test_finance_params_are_checked_at_load(project):
 def test_turbulence_params_and_paper_profile(project):
     """Defaults: the IFactFormer recipe (models.md 4.5) and a 2-D source; the paper profile: its width, 3-D."""
     import models
-    from tasks.domains import turbulence
+    from tasks import domains
     from tests.conftest import REPO
 
     p = load_params(REPO / "params.yaml")
@@ -137,7 +139,7 @@ def test_turbulence_params_and_paper_profile(project):
     assert (s.dim, s.fine_n, s.coarse_n) == (3, 32, 16) and paper.train.turbulence.residual is False
     schema = {"grid": [32, 33, 16], "lengths": [12.566, 2.0, 4.189], "components": ["u", "v", "w"], "t_in": 1,
               "mean": [0.0] * 3, "std": [1.0] * 3, "increment_mean": [0.0] * 3, "increment_std": [1.0] * 3}
-    model = models.build("turbulence/ifactformer", turbulence.model_config(paper, schema))
+    model = models.build("turbulence/ifactformer", domains.get("turbulence").model_config(paper, schema))
     assert model.reference_param_count() == 1_181_763  # the count main.ipynb prints (models.md 4.3)
     with pytest.raises(ParamsError, match=r"train\.turbulence\.balanced_batches"):
         load_params(overrides=["train.turbulence.balanced_batches=true"])

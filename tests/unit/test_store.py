@@ -67,3 +67,77 @@ def test_retry_backs_off_then_names_what_failed():
     with pytest.raises(FileNotFoundError):
         store.retry(missing, retries=5, delay_s=0.001, what="x")
     assert len(calls) == 1  # a missing file is not retried
+
+
+# ----------------------------------------------------------------------------- atomic_path / fetch_to_cache
+def test_atomic_path_renames_on_success_and_cleans_up_on_failure(tmp_path):
+    target = tmp_path / "sub" / "x.parquet"
+    with store.atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".parquet" and tmp != target
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError), store.atomic_path(target) as tmp:
+        tmp.write_text("second, half-written")
+        raise RuntimeError("boom")
+    assert target.read_text() == "first"  # the old file survives
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.parquet"]  # no temp file left
+
+
+def test_atomic_path_replaces_a_folder(tmp_path):
+    target = tmp_path / "store.zarr"
+    for text in ("old", "new"):
+        with store.atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "a").write_text(text)
+    assert (target / "a").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["store.zarr"]
+
+
+def test_fetch_to_cache_returns_local_paths_and_copies_the_rest(tmp_path):
+    import gzip
+
+    src = tmp_path / "flows.csv"
+    src.write_text("a,b\n1,2\n")
+    cache = tmp_path / "cache"
+    assert store.fetch_to_cache(str(src), cache) == src  # a local file is used where it is
+    assert store.fetch_to_cache(f"file://{src}", cache) == src
+    gz = tmp_path / "more.csv.gz"
+    gz.write_bytes(gzip.compress(b"a,b\n3,4\n"))
+    out = store.fetch_to_cache(str(gz), cache, gunzip=True)
+    assert out == cache / "more.csv" and out.read_text() == "a,b\n3,4\n"
+    # A remote file (fsspec's memory filesystem stands in for s3/http) is copied under its own name,
+    # a second one with the same name gets a prefix, and ``name`` places it exactly.
+    import fsspec
+
+    with fsspec.open("memory://bucket/x/flows.csv", "wb") as f:
+        f.write(b"remote")
+    first = store.fetch_to_cache("memory://bucket/x/flows.csv", cache)
+    second = store.fetch_to_cache("memory://bucket/x/flows.csv", cache)
+    placed = store.fetch_to_cache("memory://bucket/x/flows.csv", cache, name="sub/r.csv")
+    assert (first.name, second.name, placed) == ("flows.csv", "1-flows.csv", cache / "sub" / "r.csv")
+    assert first.read_bytes() == second.read_bytes() == placed.read_bytes() == b"remote"
+    assert not [p for p in cache.rglob("*") if ".tmp" in p.name]  # every copy went through a temp name
+
+
+def test_fetch_to_cache_retries_transient_errors_only(tmp_path, monkeypatch):
+    import fsspec
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(store.time, "sleep", sleeps.append)
+    with pytest.raises(FileNotFoundError):
+        store.fetch_to_cache("memory://bucket/nowhere.csv", tmp_path, retries=3, delay_s=0.5)
+    assert sleeps == [] and not list(tmp_path.iterdir())  # a missing file fails at once, leaves nothing
+
+    with fsspec.open("memory://bucket/flaky.csv", "wb") as f:
+        f.write(b"data")
+    real_copy, failures = store.shutil.copyfileobj, [ConnectionError("reset by peer")]
+
+    def flaky_copy(src, dst, length=0):
+        if failures:
+            dst.write(b"partial")
+            raise failures.pop()
+        return real_copy(src, dst, length)
+
+    monkeypatch.setattr(store.shutil, "copyfileobj", flaky_copy)
+    out = store.fetch_to_cache("memory://bucket/flaky.csv", tmp_path, retries=2, delay_s=0.5)
+    assert out.read_bytes() == b"data" and sleeps == [0.5]  # one retry after the dropped connection
+    assert [p.name for p in tmp_path.iterdir()] == ["flaky.csv"]  # the partial copy was never visible

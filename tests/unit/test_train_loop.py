@@ -1,4 +1,4 @@
-"""The one training loop (tasks/train.py): balanced batches, determinism, checkpoint/resume,
+"""The one training loop (tasks/loop.py): balanced batches, determinism, checkpoint/resume,
 early stopping on the validation metric, best-epoch weights, and the model-file round trip.
 
 A FlowTransformer of a few hundred parameters on tiny synthetic windows keeps this fast.
@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import models
-from tasks.domains.netflow import FlowWindows
-from tasks.params import TrainLoopParams
-from tasks.train import (
+from tasks.domains.netflow.data import FlowWindows
+from tasks.loop import (
     balanced_batches,
     fit,
     load_model,
@@ -24,6 +23,7 @@ from tasks.train import (
     save_model,
     shuffled_batches,
 )
+from tasks.params_base import TrainLoopParams
 
 KEY = "netflow/flowtransformer"
 W = 4
@@ -360,7 +360,7 @@ class _Pairs:
     """u(t+1) = 0.8 u(t) on random fields: a linear map the FNO can learn. (traj, T, 8, 8, 2)."""
 
     def __init__(self, n_traj: int, seed: int, horizon: int = 1):
-        from tasks.domains.turbulence import FieldPairs
+        from tasks.domains.turbulence.data import FieldPairs
 
         rng = np.random.default_rng(seed)
         first = rng.standard_normal((n_traj, 1, 8, 8, 2)).astype(np.float32)
@@ -375,7 +375,7 @@ def tiny_fno(residual: bool = False):
 
 
 def test_relative_l2_and_pushforward_loss():
-    from tasks.train import regression_loss, relative_l2
+    from tasks.loop import regression_loss, relative_l2
 
     y = torch.randn(3, 8, 8, 2)
     assert float(relative_l2(y, y)) == 0.0
@@ -406,7 +406,7 @@ def test_fit_regression_learns_and_steps_the_lr():
 def test_pushforward_training_uses_k_step_targets():
     train = _Pairs(4, 0).pairs
     model = tiny_fno(residual=True)
-    from tasks.params import TurbulenceTrain
+    from tasks.domains.turbulence.params import TurbulenceTrain
 
     cfg = TurbulenceTrain(epochs=1, steps_per_epoch=3, batch_size=4, pushforward_steps=3, device="cpu")
     result = fit(model, train, None, cfg, task="regression", progress=False)

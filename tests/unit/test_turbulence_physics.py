@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.io import netcdf_file
 
 from tasks.domains.turbulence.physics import (
     divergence,
@@ -183,8 +184,6 @@ def test_hit_slice_has_a_kolmogorov_inertial_range():
     snapshot being noisy, hence the 0.3 tolerance. The range beyond (k 15-40) falls much
     faster (about -3.7): the dissipation range.
     """
-    from scipy.io import netcdf_file
-
     with netcdf_file(HIT_SLICE, "r", mmap=False) as f:
         # (z, y, x) -> (x, y): the layout of tasks.domains.turbulence.physics.
         u, v, w = (np.array(f.variables[f"velocity_{c}"].data[0], dtype=np.float64).T for c in "xyz")

@@ -236,7 +236,7 @@ def kfold_splits(n: int, k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
     Returns:
         k (train, test) pairs of ascending int indices.
     """
-    from sklearn.model_selection import KFold
+    from sklearn.model_selection import KFold  # lazy: scikit-learn is slow to import; only the folds need it
 
     return [(tr, te) for tr, te in KFold(n_splits=k, shuffle=False).split(np.zeros((n, 1)))]
 
@@ -291,7 +291,7 @@ def protocol_folds(
             # hold out whole classes and train without them. Without a subject or time axis there is no
             # chronology to respect, hence stratified and shuffled folds with a fixed seed (grouped when
             # segments were cut into windows).
-            from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+            from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # lazy: as KFold above
 
             if groups is not None and len(np.unique(groups)) < n:
                 splits = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=0).split(
@@ -348,7 +348,12 @@ def fold_metrics(y: np.ndarray, probs: np.ndarray, n_classes: int) -> dict[str, 
         ``accuracy``, ``balanced_accuracy``, ``kappa`` (Cohen's) and, for binary tasks, ``roc_auc`` (NaN when
         only one class is present). Plain floats.
     """
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, roc_auc_score
+    from sklearn.metrics import (  # lazy: scikit-learn is slow to import; only the metrics need it
+        accuracy_score,
+        balanced_accuracy_score,
+        cohen_kappa_score,
+        roc_auc_score,
+    )
 
     y = np.asarray(y).astype(np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -386,7 +391,7 @@ def chance_level(n_test: int, n_classes: int, alpha: float = 0.05) -> dict[str, 
         ``theoretical`` = 1/K and ``significant`` = the accuracy a classifier guessing at random exceeds with
         probability at most alpha (binomial inverse CDF, divided by n).
     """
-    from scipy.stats import binom
+    from scipy.stats import binom  # lazy: scipy.stats is slow to import; only the chance level needs it
 
     p = 1.0 / n_classes
     if n_test <= 0:
@@ -531,10 +536,10 @@ def per_subject_table(summary: dict, metric: str = "balanced_accuracy") -> str:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import; only the plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
 
     return plt
 
@@ -590,7 +595,7 @@ def top_channels(weights: np.ndarray, ch_names: list[str], fraction: float = 0.2
 
 
 def _montage():
-    import mne
+    import mne  # lazy: MNE is slow to import; only the topomaps need it
 
     # MNE 1.13 renamed "standard_1020" to "colin27_1020" (same positions) and deprecates the old name.
     name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
@@ -609,7 +614,7 @@ def plot_channel_topomap(weights: np.ndarray, ch_names: list[str], path: Path, t
         path: PNG file to write.
         title: Figure title.
     """
-    import mne
+    import mne  # lazy: MNE is slow to import; only the topomaps need it
 
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim == 2:

@@ -100,11 +100,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from tasks.store import atomic_path
 
 MI_CHANNELS: tuple[str, ...] = (
     "Fz", "FC3", "FC1", "FCz", "FC2", "FC4", "C5", "C3", "C1", "Cz", "C2", "C4", "C6",
@@ -452,7 +453,7 @@ def synthesize_recording(
 
 # ----------------------------------------------------------------------------- writing
 def _write_edf(path: Path, data: np.ndarray, events, sfreq: float, session: int) -> None:
-    import mne
+    import mne  # lazy: MNE is slow to import and only writing the files needs it
 
     info = mne.create_info(list(MI_CHANNELS), sfreq, ch_types="eeg", verbose="error")
     raw = mne.io.RawArray(data, info, verbose="error")
@@ -460,14 +461,10 @@ def _write_edf(path: Path, data: np.ndarray, events, sfreq: float, session: int)
     if events:
         on, du, de = zip(*events, strict=True)
         raw.set_annotations(mne.Annotations(list(on), list(du), list(de)))
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.edf")
-    try:
+    with atomic_path(path) as tmp:
         mne.export.export_raw(
             tmp, raw, fmt="edf", physical_range=_PHYS_RANGE_UV, overwrite=True, verbose="error"
         )
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def generate(

@@ -17,8 +17,8 @@ scatter with a linear fit and a 25-bin average), a hand-written edge-case set
 * :func:`render_attributions_html`: the attributions as a self-contained HTML page.
 * :func:`top_tokens`: the words that push hardest towards the target class.
 
-Heavy imports (torch, captum, matplotlib, scipy, scikit-learn) happen inside the
-functions, so importing this module stays cheap.
+captum and scipy.stats are imported where they are used (slow imports that only the
+attributions and the length bias need).
 """
 
 from __future__ import annotations
@@ -32,20 +32,15 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import accuracy_score, brier_score_loss, f1_score
 
 from tasks import store
+from tasks.plotting import pyplot
 
 
 # ----------------------------------------------------------------------------- helpers
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on the pipeline's machines
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save_png(fig, path: Path) -> None:
     """Save a figure atomically, so a crash never leaves a half-written PNG for DVC to track."""
     buf = io.BytesIO()
@@ -82,8 +77,6 @@ def year_slices(
     Raises:
         ValueError: When an array's length differs from ``years``'.
     """
-    from sklearn.metrics import accuracy_score, f1_score
-
     years = np.asarray(years, dtype=object)
     y = np.asarray(y)
     n = len(years)
@@ -134,7 +127,7 @@ def length_bias(sentences: list[str], probs: np.ndarray, path: Path | None, titl
     Raises:
         ValueError: When ``probs`` does not have one value per sentence.
     """
-    from scipy import stats
+    from scipy import stats  # lazy: scipy.stats is slow to import; only the length bias needs it
 
     words = _word_counts(sentences)  # (N,)
     probs = np.asarray(probs, dtype=np.float64)
@@ -154,7 +147,7 @@ def length_bias(sentences: list[str], probs: np.ndarray, path: Path | None, titl
 
 
 def _plot_length_bias(words: np.ndarray, probs: np.ndarray, r: float, path: Path, title: str) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(words, probs, s=8, alpha=0.35, c="tab:grey", label="sentences")
     if len(words) >= 2 and np.ptp(words) > 0:
@@ -191,10 +184,7 @@ def plot_calibration(
         n_bins: Equal-width probability bins (``strategy="uniform"``); empty bins are
             left out by scikit-learn.
     """
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import brier_score_loss
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated")
     for name, (y, p) in curves.items():
@@ -217,7 +207,7 @@ def plot_calibration(
 
 # ----------------------------------------------------------------------------- attributions
 def token_attributions(
-    model, sentences: list[str], target: int = 1, n_steps: int = 32, batch_size: int = 8
+    model, tokenizer, sentences: list[str], target: int = 1, n_steps: int = 32, batch_size: int = 8
 ) -> list[dict[str, Any]]:
     """Integrated-gradients attribution of each word to P(target) (captum).
 
@@ -239,8 +229,9 @@ def token_attributions(
     keeps its case and accents. Words cut off by truncation (``max_length``) are missing.
 
     Args:
-        model: A :class:`models.text_encoder.TextEncoder` (``tokenizer``, ``tokenize``,
-            ``encoder``, ``forward(input_ids, attention_mask) -> (B, C)`` logits).
+        model: A :class:`models.text_encoder.TextEncoder` (``encoder``,
+            ``forward(input_ids, attention_mask) -> (B, C)`` logits).
+        tokenizer: Its tokenizer (the one its model folder carries).
         sentences: The sentences to explain.
         target: The class whose probability is explained (1 = AI).
         n_steps: Integration steps (Gauss-Legendre, captum's default method).
@@ -255,10 +246,9 @@ def token_attributions(
         ``p_baseline`` (P(target | baseline)), ``total`` (the raw attributions' sum) and
         ``delta`` (captum's convergence delta: ``total - (p_target - p_baseline)``).
     """
-    import torch
-    from captum.attr import LayerIntegratedGradients
+    from captum.attr import LayerIntegratedGradients  # lazy: slow import, attributions only
 
-    tok = model.tokenizer
+    tok = tokenizer
     # only the sequence's frame stays in the baseline; [UNK] is a word of the sentence (an emoji, a
     # rare symbol) and is attributed like any other
     frame_ids = torch.tensor([tok.cls_token_id, tok.sep_token_id, tok.pad_token_id])

@@ -18,6 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import make_pipeline
 
 from tasks.domains.finance import lexicon
 
@@ -51,11 +56,6 @@ def make_baseline(name: str, seed: int = 42):
     """An unfitted baseline by name (one of :data:`BASELINES`)."""
     if name == "keyword":
         return KeywordRule()
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.naive_bayes import MultinomialNB
-    from sklearn.pipeline import make_pipeline
 
     heads = {
         "tfidf_logreg": lambda: LogisticRegression(max_iter=1000),

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
+import torch
 
 from tasks import store
-from tasks.params import Params
+from tasks.domains import LoadedModel
+from tasks.domains.finance import analysis
+from tasks.domains.finance.data import load_split
+from tasks.domains.finance.edge_cases import edge_case_table
+from tasks.domains.finance.encoder import folder_tokenizer
+from tasks.domains.finance.scoring import sentence_probs
+from tasks.plotting import pyplot
+
+if TYPE_CHECKING:
+    from tasks.params import Params
 
 
 def _md_table(frame, digits: int = 3) -> str:
@@ -30,7 +41,8 @@ def _md_table(frame, digits: int = 3) -> str:
 
 
 def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
-                    scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[str, list[str]]:
+                    scores: dict[str, tuple[np.ndarray, np.ndarray]],
+                    models: dict[str, LoadedModel]) -> tuple[str, list[str]]:
     """Calibration, per-year slices, length bias, edge cases and token attributions of the finance models.
 
     Args:
@@ -38,21 +50,14 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
         result: The evaluate stage's result; ``result["finance"]`` is added.
         plots_dir: Where plots and the attribution HTML go.
         scores: ``{model: (y_true, P(AI))}`` on the test split, from the stage.
+        models: The encoders the stage loaded (teacher and compressed), with their folders (tokenizers).
 
     Returns:
         The markdown section and the file names written into ``plots_dir``.
     """
-    import polars as pl
-    import torch
-
-    from tasks.compress import load_any
-    from tasks.domains.finance import analysis
-    from tasks.domains.finance import load_split as finance_split
-    from tasks.domains.finance.edge_cases import edge_case_table
-
     p = params.evaluate.finance
     paths = store.domain_paths("finance")
-    test = finance_split("test")
+    test = load_split("test")
     plots: list[str] = []
     extra: dict[str, Any] = {}
     md = ["## Calibration", ""]
@@ -91,15 +96,10 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
                "real: in annual reports AI disclosures tend to be longer sentences than the average one.", "",
                "![length bias](plots/length_bias.png)", ""]
 
-    models_here = {name: paths.teacher if name == "teacher" else paths.compressed / name
-                   for name in scores if name == "teacher" or (paths.compressed / name / "config.json").exists()}
-    loaded = {name: load_any(folder)[0] for name, folder in models_here.items()}
+    loaded = {name: lm for name, lm in models.items() if name in scores}
 
-    def encoder_probs(model, sentences: list[str]) -> np.ndarray:
-        from tasks.domains.finance import score_frame
-
-        meta = {"config": {"max_length": model.config.max_length}}
-        return score_frame(model, meta, pl.DataFrame({"sentence": sentences}))["p_ai"].to_numpy()
+    def encoder_probs(lm: LoadedModel, sentences: list[str]) -> np.ndarray:
+        return sentence_probs(lm.model, folder_tokenizer(lm.folder), sentences, int(lm.meta["config"]["max_length"]))
 
     # Edge cases: hand-written typos, paraphrases, negations and hard negatives, per group.
     edge_file = paths.baselines / "edge_cases.parquet"
@@ -135,8 +135,9 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
             pick += list(rng.choice(pool, size=min(k, len(pool)), replace=False)) if len(pool) else []
         pick = sorted(int(i) for i in pick[: p.attribution_sentences])
         torch.manual_seed(0)
-        records = analysis.token_attributions(loaded["teacher"], [str(test.text[i]) for i in pick],
-                                              target=1, n_steps=p.attribution_steps)
+        teacher = loaded["teacher"]
+        records = analysis.token_attributions(teacher.model, folder_tokenizer(teacher.folder),
+                                              [str(test.text[i]) for i in pick], target=1, n_steps=p.attribution_steps)
         analysis.render_attributions_html(records, plots_dir / "attributions.html",
                                           "finance: integrated-gradient attributions towards AI (teacher)")
         plots.append("attributions.html")
@@ -160,10 +161,6 @@ def scoring_summary(out, notes: dict, output: Path) -> tuple[dict[str, Any], dic
 
     See :func:`tasks.domains.finance.score_summary`.
     """
-    import polars as pl
-
-    from tasks.evaluate import _plt
-
     stem = Path(output).name.removesuffix(".parquet")
     docs = (out.group_by("document", maintain_order=True)
             .agg(pl.col("institution").first(), pl.col("year").first(), pl.len().alias("sentences"),
@@ -171,7 +168,7 @@ def scoring_summary(out, notes: dict, output: Path) -> tuple[dict[str, Any], dic
             .with_columns((pl.col("ai_sentences") / pl.col("sentences")).alias("ai_share"))
             .sort(["institution", "year", "document"], nulls_last=True))
     files: dict[str, bytes] = {f"{stem}.documents.csv": docs.write_csv().encode()}
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     dated = docs.filter(pl.col("year").is_not_null())
     if dated.height:

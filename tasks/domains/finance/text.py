@@ -82,8 +82,8 @@ def pdf_to_text(path: Path) -> str:
     Raises:
         DocumentError: encrypted (and not openable with an empty password) or unreadable.
     """
-    import pypdf
-    from pypdf.errors import PdfReadError
+    import pypdf  # lazy: pypdf is needed for PDF documents only
+    from pypdf.errors import PdfReadError  # lazy: PDF documents only
 
     name = Path(path).name
     try:

@@ -123,7 +123,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import polars as pl
+    import polars as pl  # lazy: the params schema imports this module for its field lists
 
 # ----------------------------------------------------------------------------- schema
 NF_V2_COLUMNS: list[str] = [
@@ -1001,7 +1001,7 @@ def _simulate(n_flows: int, seed: int, attack_fraction: float) -> dict[str, np.n
 
 def synthesize(n_flows: int = 60_000, seed: int = 0, attack_fraction: float = 0.3) -> pl.DataFrame:
     """The synthetic flows as a polars DataFrame with the :data:`NF_V2_COLUMNS`, in time order."""
-    import polars as pl
+    import polars as pl  # lazy: the params schema imports this module for its field lists
 
     cols = _simulate(n_flows, seed, attack_fraction)
     order = pl.Series("order", cols.pop("_order"))

@@ -17,7 +17,7 @@ against the solver's held-out trajectories:
 inertial-range slope of a slice of forced isotropic turbulence should be near -5/3.
 
 Fields are ``(..., *grid, C)`` arrays with space in the order x, y(, z) (the layout of
-:mod:`tasks.domains.turbulence.io`); :mod:`tasks.domains.turbulence.physics` takes one array per
+:mod:`tasks.domains.turbulence.layout`); :mod:`tasks.domains.turbulence.physics` takes one array per
 component, so ``a[..., 0], a[..., 1]`` are passed.
 """
 
@@ -26,11 +26,25 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from PIL import Image
 
+from tasks import store
+from tasks.domains import LoadedModel
 from tasks.domains.turbulence import physics
+from tasks.domains.turbulence.data import load_fields, load_schema
+from tasks.domains.turbulence.layout import FieldLayout
+from tasks.domains.turbulence.readers import read_fields
+from tasks.domains.turbulence.solver import HITConfig, SolverConfig, solver_cost
+from tasks.loop import count_parameters
+from tasks.measure import latency_ms, size_on_disk
+from tasks.plotting import pyplot
+
+if TYPE_CHECKING:
+    from tasks.params import Params
 
 _PDF_SAMPLES = 200_000  # values per Wasserstein distance: enough for 3 digits, cheap on big grids
 _PDF_BINS = 80
@@ -105,7 +119,7 @@ def _sample(x: np.ndarray, n: int = _PDF_SAMPLES) -> np.ndarray:
 
 
 def _w1(true: np.ndarray, pred: np.ndarray) -> float:
-    from scipy.stats import wasserstein_distance
+    from scipy.stats import wasserstein_distance  # lazy: scipy.stats takes seconds to import
 
     t, p = _sample(true), _sample(pred)
     if t.size == 0 or not np.isfinite(p).all():
@@ -141,8 +155,6 @@ def rollout(model, initial: np.ndarray, steps: int, *, device: str = "cpu") -> n
     Returns:
         ``(B, steps, *grid, C)`` float32 predictions.
     """
-    import torch
-
     x0 = np.asarray(initial, dtype=np.float32)
     if x0.ndim < 4:
         raise ValueError(f"initial must be (B, T_in, *grid, C), got shape {x0.shape}")
@@ -165,8 +177,6 @@ def rollout(model, initial: np.ndarray, steps: int, *, device: str = "cpu") -> n
 
 def _one_step_rel_l2(model, test: np.ndarray, t_in: int, batch_size: int, device: str) -> float:
     """Mean relative L2 error over every (window -> next snapshot) pair of the test set."""
-    import torch
-
     pairs = [(i, j) for i in range(test.shape[0]) for j in range(test.shape[1] - t_in)]
     errs = []
     model.eval()
@@ -304,10 +314,6 @@ def evaluate_fields(
         scalars plus ``rollout_curve`` and ``kind``), the report section, and the plot file
         names in display order.
     """
-    import torch
-
-    from tasks.measure import latency_ms
-
     test = np.asarray(test, dtype=np.float32)
     lengths = [float(v) for v in lengths]
     d = len(lengths)
@@ -406,9 +412,7 @@ def _markdown(metrics, reached, requested, n_traj, n_roll, t_in, dt_model, facto
 
 
 def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list[str]:
-    from tasks.evaluate import _plt
-
-    plt = _plt()
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     names = list(series)
     n_roll = truth.shape[1]
@@ -535,8 +539,7 @@ def _image_grid(plt, rows, steps, vmax, image, three_d: bool, title: str, size: 
 
 def _gif(path: Path, panels: list[np.ndarray], cmap: str, vmax: float, three_d: bool) -> str:
     """Side-by-side animated GIF of ``(S, H, W)`` panels: at most 40 frames, panels <= 128 px."""
-    import matplotlib
-    from PIL import Image
+    import matplotlib  # lazy: only the plots need it, and it is slow to import
 
     n, h, w = panels[0].shape
     frames = np.unique(np.linspace(0, n - 1, min(n, _GIF_FRAMES)).round().astype(int))
@@ -573,14 +576,12 @@ def hit_slice_check(
             so a 2-D slice of a 3-D flow counts all three).
         plots_dir: Folder for ``hit_slice_spectrum.png`` (created).
         k_range: ``(kmin, kmax)`` of the least-squares fit of ``log E`` on ``log k``.
-        layout: :class:`~tasks.domains.turbulence.io.FieldLayout` of the file (default: the layout
+        layout: :class:`~tasks.domains.turbulence.layout.FieldLayout` of the file (default: the layout
             of ``hit_slice.nc``: ``velocity_x/y/z`` stored ``(z, y, x)``).
 
     Returns:
         ``(metrics, markdown, plot_names)``; ``({}, <skipped line>, [])`` when the file is absent.
     """
-    from tasks.domains.turbulence.io import FieldLayout, read_fields
-
     path = Path(path)
     title = f"## Spectrum check on {path.name}"
     if not path.exists():
@@ -602,9 +603,7 @@ def hit_slice_check(
         "components": list(f.components),
         "energy": float(E.sum()),
     }
-    from tasks.evaluate import _plt
-
-    plt = _plt()
+    plt = pyplot()
     out = Path(plots_dir)
     out.mkdir(parents=True, exist_ok=True)
     sel = k > 0
@@ -626,3 +625,81 @@ def hit_slice_check(
         f"(difference {metrics['abs_error']:.2f}).\n"
     )
     return metrics, md, ["hit_slice_spectrum.png"]
+
+
+# ============================================================================ the evaluate hook
+KINDS = {"teacher": "IFactFormer-m", "int8": "IFactFormer-m, int8", "fno": "FNO baseline",
+         "ifactformer_o": "IFactFormer-o baseline", "persistence": "u(t+1) = u(t)"}
+
+
+def _solver_seconds_per_step(schema: dict, enabled: bool) -> float | None:
+    """Wall time of the synthetic source's fine-grid solver to advance one model step (None for real data).
+
+    The solver is rebuilt from the attributes the generator wrote (grid, physics, precision), spun up as
+    the generator did, then timed over four model steps (:func:`tasks.domains.turbulence.solver.solver_cost`).
+    """
+    if not enabled or not schema.get("synthetic") or not schema.get("dt_model"):
+        return None
+    a = schema.get("source_attrs", {})
+    common = {"n": int(a["fine_n"]), "viscosity": float(a["viscosity"]), "courant": float(a["courant"]),
+              "dtype": str(a.get("solver_dtype", "float32"))}
+    if schema.get("ndim") == 2:
+        cfg: SolverConfig | HITConfig = SolverConfig(
+            **common, forcing_amplitude=float(a["forcing_amplitude"]), forcing_wavenumber=int(a["forcing_wavenumber"]),
+            drag=float(a["drag"]))
+    else:
+        cfg = HITConfig(**common, forcing_power=float(a["forcing_power"]), forcing_kmax=float(a["forcing_kmax"]))
+    dt = float(schema["dt_model"])
+    cost = solver_cost(cfg, spinup=float(a.get("spinup", 10.0)), duration=4 * dt, dt_snapshot=dt)
+    return float(cost["wall_s_per_time_unit"]) * dt
+
+
+def evaluate_models(params: Params, models: dict[str, LoadedModel],
+                    plots_dir: Path) -> tuple[dict[str, Any], str, list[str]]:
+    """Roll every model (teacher, compressed, neural baselines) and persistence out on the test trajectories.
+
+    Returns:
+        ``(result, markdown, plot files)``; ``result["models"]`` maps model name to its metrics.
+    """
+    p = params.evaluate.turbulence
+    schema = load_schema()
+    test = load_fields("test")["fields"]
+    loaded, kinds, sizes, counts = {}, {}, {}, {}
+    for name, lm in models.items():
+        loaded[name] = lm.model
+        kinds[name] = KINDS.get(name, lm.meta.get("compression", name))
+        sizes[name] = size_on_disk(lm.folder / "model.safetensors")
+        counts[name] = count_parameters(lm.model) if "compression" not in lm.meta else None
+    loaded["persistence"] = Persistence()
+    kinds["persistence"] = KINDS["persistence"]
+    with torch.no_grad():
+        solver_s = _solver_seconds_per_step(schema, p.solver_speed)
+    metrics, md, plots = evaluate_fields(
+        loaded, test, t_in=schema["t_in"], lengths=schema["lengths"], dt_model=schema["dt_model"] or 1.0,
+        rollout_steps=p.rollout_steps, report_steps=p.report_steps, blowup_factor=p.blowup_factor,
+        plots_dir=plots_dir, kinds=kinds, solver_seconds_per_step=solver_s, latency_repeats=p.latency_repeats,
+        gif=p.gif)
+    metrics["persistence"].update(ms_per_step=None, speedup_vs_solver=None)  # no model to time
+    for name, m in metrics.items():
+        m.update(bytes=sizes.get(name), parameters=counts.get(name))
+        # The registry's latency budget reads latency_ms; here it is one predicted step at batch 1.
+        m["latency_ms"] = m.get("ms_per_step")
+    check_md, check_plots = "", []
+    if p.hit_slice:
+        path = Path(p.hit_slice)
+        path = path if path.is_absolute() else store.project_root() / path
+        check, check_md, check_plots = hit_slice_check(path, plots_dir, k_range=tuple(p.hit_slice_k_range))
+    else:
+        check = {}
+    result = {"models": metrics, "n_test": int(test.shape[0]), "solver_seconds_per_step": solver_s,
+              "hit_slice": check, "dt_model": schema["dt_model"], "grid": schema["grid"]}
+    return result, md + ("\n\n" + check_md if check_md else ""), [*plots, *check_plots]
+
+
+def Persistence():  # noqa: N802 - reads as the class it builds
+    """The trivial forecast ``u(t+1) = u(t)`` (an ``nn.Module``): the floor a surrogate must beat at one step."""
+    class _Persistence(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, -1]  # (B, T_in, *grid, C) -> (B, *grid, C)
+
+    return _Persistence()

@@ -1,30 +1,21 @@
-"""Field readers and writers of the ``turbulence`` domain: one file in, one canonical array out.
+"""Field readers of the ``turbulence`` domain: one file in, one canonical array out.
 
-Turbulence data come as velocity snapshots in many containers and axis orders: the
-synthetic source writes one HDF5 dataset ``velocity`` shaped ``(trajectory, time, x, y,
-component)``; the channel-flow set of models.md section 4.5 is one ``.npy`` array
-``(trajectory, time, x, y, z, component)`` with 4 stored channels of which the paper keeps
-3; the isotropic-turbulence slice ``hit_slice.nc`` is classic NetCDF with one variable per
-component, each ``(z, y, x)`` with ``z`` of length 1. A :class:`FieldLayout` says how a
-file stores its field, and :func:`read_fields` turns the file into :class:`Fields`:
-
-* ``data``: float32 ``(trajectory, time, *space, component)``, space axes in the order
-  ``x, y, z``; absent ``trajectory`` / ``time`` axes are added with length 1, and a
-  spatial axis of length 1 is squeezed (a ``(1, 256, 256)`` slice is a 2-D field);
-* per spatial axis its coordinates and domain length, the snapshot spacing ``dt``, the
-  ``stride`` (snapshots per model step, ``dt_model / dt``), component names and the
-  file's attributes.
+:func:`read_fields` reads a velocity field file by its
+:class:`~tasks.domains.turbulence.layout.FieldLayout` into
+:class:`~tasks.domains.turbulence.layout.Fields` (float32 ``(trajectory, time, *space,
+component)``, see :mod:`tasks.domains.turbulence.layout`), checking everything that can be
+checked from shapes and small variables before the (possibly large) field is read.
 
 Formats: HDF5 (``.h5``, ``.hdf5``; nested paths such as ``group/velocity``), NetCDF4
 (HDF5 underneath, read with h5py), classic NetCDF3 (``scipy.io.netcdf_file``), NPZ, NPY
 (one array) and Zarr directory stores (only when the ``zarr`` package is installed). The
-format comes from the file's first bytes, else its suffix, unless given. Remote URLs
-(any fsspec protocol) are first copied into a cache folder; reading writes nothing
-anywhere else. :func:`write_fields` writes :class:`Fields` back (HDF5, NetCDF4, NetCDF3,
-NPZ, NPY) in the canonical axis order and returns the layout that reads the file again.
+format comes from the file's first bytes, else its suffix, unless given
+(:func:`detect_format`). Remote URLs (any fsspec protocol) are first copied into a cache
+folder (:func:`local_copy`, through :func:`tasks.store.fetch_to_cache`); reading writes
+nothing anywhere else.
 
-Every error on bad input is a :class:`FieldError` whose message names the file and the
-variable, axis, value or spec entry at fault.
+Every error on bad input is a :class:`~tasks.domains.turbulence.layout.FieldError` whose
+message names the file and the variable, axis, value or spec entry at fault.
 """
 
 from __future__ import annotations
@@ -33,49 +24,35 @@ import abc
 import hashlib
 import json
 import math
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from tasks import store
-
-AXES: tuple[str, ...] = ("trajectory", "time", "x", "y", "z", "component")
-"""Axis names a layout may use, in canonical order."""
-
-SPATIAL: tuple[str, ...] = ("x", "y", "z")
+from tasks.domains.turbulence.layout import (
+    NC4_DIM_ONLY,
+    NPZ_ATTRS_KEY,
+    SPATIAL,
+    SUFFIXES,
+    TWO_PI,
+    FieldError,
+    FieldLayout,
+    Fields,
+    canonical,
+    component_names,
+    kept_channels,
+    parse_axes,
+)
 
 READ_FORMATS: tuple[str, ...] = ("hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr")
-WRITE_FORMATS: tuple[str, ...] = ("hdf5", "netcdf4", "netcdf3", "npz", "npy")
 
-SUFFIXES: dict[str, str] = {
-    ".h5": "hdf5",
-    ".hdf5": "hdf5",
-    ".he5": "hdf5",
-    ".hdf": "hdf5",
-    ".nc": "netcdf",
-    ".nc3": "netcdf3",
-    ".nc4": "netcdf4",
-    ".cdf": "netcdf",
-    ".netcdf": "netcdf",
-    ".npz": "npz",
-    ".npy": "npy",
-    ".zarr": "zarr",
-}
-"""File suffix (lower case) -> format; ``netcdf`` is told apart as 3 or 4 by the first bytes."""
-
-TWO_PI = 2.0 * math.pi
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
-# netCDF-C stores a dimension without a coordinate variable as an HDF5 dataset with this NAME;
-# its values are meaningless, so it is not a variable of the file.
-_NC4_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable"
 # HDF5 / netCDF bookkeeping attributes that carry references or internals, not metadata.
 _INTERNAL_ATTRS = {
     "DIMENSION_LIST",
@@ -85,127 +62,7 @@ _INTERNAL_ATTRS = {
     "_Netcdf4Dimid",
     "_Netcdf4Coordinates",
 }
-_NPZ_ATTRS_KEY = "attrs"  # write_fields stores the file attributes as JSON under this key
 _SLAB_ELEMENTS = 1 << 24  # finiteness is checked slab by slab so a 1 GB field needs no 1 GB mask
-
-
-class FieldError(ValueError):
-    """Bad field input; the message names the file and the variable, axis, value or spec at fault."""
-
-
-@dataclass(frozen=True)
-class FieldLayout:
-    """How a file stores a velocity field (plain values, to become a params section later).
-
-    Attributes:
-        variables: One variable holding all components (``["velocity"]``) or one variable
-            per component (``["u", "v", "w"]``); HDF5 and Zarr names may be paths
-            (``"group/velocity"``). An ``.npy`` file holds one array: one entry, any name.
-        axes: Axis order of each variable as stored, comma-separated names from
-            ``trajectory, time, x, y, z, component`` (``"trajectory,time,x,y,z,component"``;
-            per-component variables have no ``component`` axis, e.g. ``"z,y,x"``).
-        components: Names of the components, either one per stored component or one per
-            kept channel (default: the variable names for per-component variables, else
-            ``u, v, w`` then ``c3, c4, ...`` by stored index).
-        channels: Stored component indices to keep, in the order to keep them (default:
-            all). For per-component variables they index ``variables``.
-        coords: Per spatial axis (``x``, ``y``, ``z``): the name of a 1-D coordinate
-            variable in the file, a domain length (``L`` or ``[L]``: the grid
-            ``arange(n) * L / n``) or ``[start, stop]`` (``start + arange(n) * (stop - start) / n``,
-            a periodic cell-vertex grid like the synthetic source's). An axis not given
-            uses a 1-D variable named like the axis when the file has one of the right
-            length, else ``[0, 2*pi)`` with a warning in ``Fields.attrs["warnings"]``. The
-            domain length of a coordinate variable is ``n * dx`` when it is uniform (a
-            periodic grid), else the span of its ends (a stretched wall-normal grid); a
-            uniform grid that includes both ends needs ``[start, stop]`` instead.
-        time: Name of the time coordinate variable (1-D, uniformly spaced).
-        dt: Time between stored snapshots (checked against ``time`` when both are given).
-            With neither, a variable ``t`` / ``time`` of the right length, else a numeric
-            file attribute ``dt``, is used when present.
-        dt_model: Time step the surrogate advances; an integer multiple of the snapshot
-            spacing (default: the spacing itself, stride 1).
-    """
-
-    variables: list[str] = field(default_factory=lambda: ["velocity"])
-    axes: str = "trajectory,time,x,y,component"
-    components: list[str] | None = None
-    channels: list[int] | None = None
-    coords: dict[str, str | float | list[float]] | None = None
-    time: str | None = None
-    dt: float | None = None
-    dt_model: float | None = None
-
-
-@dataclass(frozen=True)
-class Fields:
-    """A velocity field in the canonical layout, with what is known about its grid and time.
-
-    Attributes:
-        data: float32 ``(trajectory, time, *space, component)``; space axes in the order
-            ``x, y, z`` (those present).
-        coords: Axis name -> coordinates: one 1-D array per spatial axis of ``data`` (its
-            keys give the spatial axes) and ``"time"`` when the snapshot times are known.
-        lengths: Domain length per spatial axis, in the order of ``data``.
-        dt: Time between stored snapshots, or None when unknown.
-        stride: Stored snapshots per model step (``dt_model / dt``; 1 by default).
-        components: One name per component (last axis of ``data``).
-        source: The file or URL read.
-        attrs: Metadata: ``format``, ``variables`` (the variables the data came from),
-            ``stored_axes``, ``stored_shape``, ``channels``, ``dims`` (dimension names in the
-            file, where it has them), ``squeezed`` (spatial axes of length 1 dropped),
-            ``coord_sources``, ``dt_source``, ``warnings`` and ``file_attrs`` (the file's
-            own attributes as plain values).
-    """
-
-    data: np.ndarray
-    coords: dict[str, np.ndarray]
-    lengths: list[float]
-    dt: float | None
-    stride: int
-    components: list[str]
-    source: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        space = self.space
-        if self.data.ndim != 3 + len(space):
-            raise ValueError(
-                f"Fields({self.source}): data shape {self.data.shape} needs {3 + len(space)} axes "
-                f"(trajectory, time, {', '.join(space) or 'no space axes'}, component) by its coords {list(self.coords)}"
-            )
-        for i, axis in enumerate(space):
-            if len(self.coords[axis]) != self.data.shape[2 + i]:
-                raise ValueError(
-                    f"Fields({self.source}): coords[{axis!r}] has {len(self.coords[axis])} entries, "
-                    f"axis {axis} of data {self.data.shape} has {self.data.shape[2 + i]}"
-                )
-        if "time" in self.coords and len(self.coords["time"]) != self.data.shape[1]:
-            raise ValueError(
-                f"Fields({self.source}): coords['time'] has {len(self.coords['time'])} entries, "
-                f"data {self.data.shape} has {self.data.shape[1]} snapshots"
-            )
-        if len(self.lengths) != len(space):
-            raise ValueError(f"Fields({self.source}): {len(self.lengths)} lengths for the space axes {space}")
-        if len(self.components) != self.data.shape[-1]:
-            raise ValueError(
-                f"Fields({self.source}): {len(self.components)} component names {self.components} "
-                f"for {self.data.shape[-1]} components"
-            )
-
-    @property
-    def space(self) -> tuple[str, ...]:
-        """The spatial axes of ``data``, in order (``("x", "y")`` or ``("x", "y", "z")``)."""
-        return tuple(a for a in SPATIAL if a in self.coords)
-
-    @property
-    def axes(self) -> tuple[str, ...]:
-        """Names of all axes of ``data``."""
-        return ("trajectory", "time", *self.space, "component")
-
-    @property
-    def dt_model(self) -> float | None:
-        """The model's time step, ``stride * dt`` (None when ``dt`` is unknown)."""
-        return None if self.dt is None else self.dt * self.stride
 
 
 # ============================================================================ format and source
@@ -261,9 +118,10 @@ def detect_format(path: Path, fmt: str | None = "auto") -> str:
 def local_copy(url: str | Path, cache: Path | None, *, retries: int = 0, delay_s: float = 1.0) -> Path:
     """A local path for ``url``: local paths as they are, remote files (fsspec) copied into ``cache``.
 
-    The copy is named by a hash of the URL, so two sources with one file name do not
-    collide, and written under a temporary name then renamed, so an interrupted
-    download never looks complete. A Zarr store (``.zarr`` folder) is copied recursively.
+    The copy is made by :func:`tasks.store.fetch_to_cache`: written under a temporary name
+    then renamed, so an interrupted download never looks complete, and a Zarr store
+    (``.zarr`` folder) is copied recursively. It is named by a hash of the URL, so two
+    sources with one file name do not collide.
 
     Raises:
         FieldError: A remote URL and no ``cache`` folder.
@@ -274,33 +132,9 @@ def local_copy(url: str | Path, cache: Path | None, *, retries: int = 0, delay_s
         return Path(url.removeprefix("file://"))
     if cache is None:
         raise FieldError(f"{url}: a remote source needs a cache folder (cache=...) to copy it into")
-    import fsspec
-
     name = Path(url.split("::")[-1].split("?")[0].rstrip("/")).name or "field"
-    cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    out = cache / f"{hashlib.sha1(url.encode()).hexdigest()[:12]}-{name}"
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-
-    def fetch() -> Path:
-        fs, _, paths = fsspec.get_fs_token_paths(url)
-        try:
-            if fs.isdir(paths[0]):
-                fs.get(paths[0].rstrip("/") + "/", str(tmp), recursive=True)
-            else:
-                with fs.open(paths[0], "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst, length=1 << 22)
-            if out.is_dir():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
-        return out
-
-    return store.retry(fetch, retries=retries, delay_s=delay_s, what=f"reading {url}")
+    name = f"{hashlib.sha1(url.encode()).hexdigest()[:12]}-{name}"
+    return store.fetch_to_cache(url, cache, name=name, retries=retries, delay_s=delay_s)
 
 
 # ============================================================================ readers
@@ -373,8 +207,6 @@ class _H5Reader(_Reader):
         self.f, self.format = f, fmt
 
     def names(self) -> list[str]:
-        import h5py
-
         out: list[str] = []
 
         def visit(name: str, obj) -> None:
@@ -385,8 +217,6 @@ class _H5Reader(_Reader):
         return out
 
     def get(self, name: str):
-        import h5py
-
         obj = self.f.get(name.strip("/"))
         if not isinstance(obj, h5py.Dataset) or _is_nc4_dim_only(obj):
             raise KeyError(name)
@@ -417,7 +247,7 @@ def _is_nc4_dim_only(ds) -> bool:
     name = ds.attrs.get("NAME")
     if isinstance(name, bytes | np.bytes_):
         name = name.decode("utf-8", errors="replace")
-    return isinstance(name, str) and name.startswith(_NC4_DIM_ONLY)
+    return isinstance(name, str) and name.startswith(NC4_DIM_ONLY)
 
 
 class _NC3Reader(_Reader):
@@ -449,7 +279,7 @@ class _MappingReader(_Reader):
         self.arrays, self.format, self.attrs = arrays, fmt, attrs or {}
 
     def names(self) -> list[str]:
-        return [k for k in self.arrays.keys() if not (self.format == "npz" and k == _NPZ_ATTRS_KEY)]
+        return [k for k in self.arrays.keys() if not (self.format == "npz" and k == NPZ_ATTRS_KEY)]
 
     def get(self, name: str):
         if name not in self.names():
@@ -509,8 +339,6 @@ class _ZarrReader(_Reader):
 def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_Reader]:
     """Open ``path`` as ``fmt``; library errors become a FieldError naming the file."""
     if fmt in ("hdf5", "netcdf4"):
-        import h5py
-
         try:
             f = h5py.File(path, "r")
         except OSError as exc:
@@ -518,7 +346,7 @@ def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_R
         with f:
             yield _H5Reader(f, fmt)
     elif fmt == "netcdf3":
-        from scipy.io import netcdf_file
+        from scipy.io import netcdf_file  # lazy: scipy.io takes most of a second, only NetCDF3 needs it
 
         try:
             # mmap=False: the arrays outlive the file object, and nothing keeps the file open.
@@ -554,7 +382,7 @@ def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_R
         yield _MappingReader({layout.variables[0]: arr}, "npy")
     elif fmt == "zarr":
         try:
-            import zarr
+            import zarr  # lazy: an optional dependency, and slow to import
         except ImportError as exc:
             raise FieldError(f"{source}: reading Zarr needs the zarr package (pip install zarr)") from exc
         try:
@@ -567,9 +395,9 @@ def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_R
 
 
 def _npz_attrs(npz) -> dict[str, Any]:
-    if _NPZ_ATTRS_KEY not in npz.files:
+    if NPZ_ATTRS_KEY not in npz.files:
         return {}
-    raw = npz[_NPZ_ATTRS_KEY]
+    raw = npz[NPZ_ATTRS_KEY]
     if raw.ndim == 0 and raw.dtype.kind == "U":
         with suppress(ValueError):
             attrs = json.loads(str(raw))
@@ -578,70 +406,7 @@ def _npz_attrs(npz) -> dict[str, Any]:
     return {}
 
 
-# ============================================================================ layout checks
-
-
-def _parse_axes(layout: FieldLayout, shape: tuple[int, ...], var: str, source: str, dims) -> list[str]:
-    """The stored axis names of ``var``, checked against its shape."""
-    spec = layout.axes
-    names = [a.strip() for a in str(spec).split(",")] if str(spec).strip() else []
-    where = f"{source}: axes {spec!r}"
-    array = f"{var} of shape {tuple(shape)}"
-    found = f" (dimensions in the file: {', '.join(dims)})" if dims else ""
-    unknown = [a for a in names if a not in AXES]
-    if unknown:
-        raise FieldError(
-            f"{where} for {array}: unknown axis name(s) {unknown}; use names from {', '.join(AXES)}"
-        )
-    dup = sorted({a for a in names if names.count(a) > 1})
-    if dup:
-        raise FieldError(f"{where} for {array}: axis name(s) {dup} appear more than once")
-    if len(names) != len(shape):
-        raise FieldError(
-            f"{where} names {len(names)} axes but {var} has shape {tuple(shape)} ({len(shape)} axes){found}"
-        )
-    if not any(a in SPATIAL for a in names):
-        raise FieldError(f"{where} for {array}: no spatial axis (x, y or z)")
-    if len(layout.variables) > 1 and "component" in names:
-        raise FieldError(
-            f"{where} for {array}: per-component variables {layout.variables} cannot have a 'component' axis "
-            "(each variable is one component)"
-        )
-    return names
-
-
-def _channels(layout: FieldLayout, n_stored: int, source: str, what: str) -> list[int]:
-    if layout.channels is None:
-        return list(range(n_stored))
-    chans = list(layout.channels)
-    if not chans:
-        raise FieldError(
-            f"{source}: channels is empty; keep at least one of the {n_stored} components of {what}"
-        )
-    for c in chans:
-        if isinstance(c, bool) or not isinstance(c, int | np.integer) or not 0 <= c < n_stored:
-            raise FieldError(
-                f"{source}: channels {chans}: {c!r} is out of range for the {n_stored} stored "
-                f"component(s) of {what} (valid: 0..{n_stored - 1})"
-            )
-    if len(set(chans)) != len(chans):
-        raise FieldError(f"{source}: channels {chans} repeat a channel")
-    return [int(c) for c in chans]
-
-
-def _component_names(layout: FieldLayout, chans: list[int], n_stored: int, default: list[str], source: str):
-    names = layout.components
-    if names is None:
-        return [default[c] for c in chans]
-    names = [str(n) for n in names]
-    if len(names) == n_stored:
-        return [names[c] for c in chans]
-    if len(names) == len(chans):
-        return names
-    raise FieldError(
-        f"{source}: components {names} has {len(names)} names; give one per stored component "
-        f"({n_stored}) or one per kept channel ({len(chans)})"
-    )
+# ============================================================================ field checks
 
 
 def _first_bad(arr: np.ndarray, fill: Any = None) -> tuple[int, ...] | None:
@@ -707,7 +472,6 @@ def _load_var(
             f"index in the stored axis order {','.join(names)})"
         )
     return data
-
 
 # ============================================================================ coordinates and time
 
@@ -839,7 +603,7 @@ def _stored_shape(reader: _Reader, layout: FieldLayout, source: str) -> tuple[tu
             present = ", ".join(reader.names()) or "(none)"
             raise FieldError(f"{source}: variable {var!r} not found; variables present: {present}") from None
     first = layout.variables[0]
-    stored = _parse_axes(layout, shapes[first], first, source, reader.dims(first))
+    stored = parse_axes(layout, shapes[first], first, source, reader.dims(first))
     for var in layout.variables[1:]:
         if shapes[var] != shapes[first]:
             raise FieldError(
@@ -875,20 +639,6 @@ def _space_coords(
         )
         lengths.append(length)
     return coords, lengths, origins, warnings
-
-
-def _canonical(data: np.ndarray, stored: list[str], squeezed: list[str]) -> np.ndarray:
-    """``data`` with axes ``stored`` as ``(trajectory, time, *space, component)``, C-contiguous."""
-    stored = list(stored)
-    for axis in ("trajectory", "time"):
-        if axis not in stored:
-            data = data[..., None]
-            stored.append(axis)
-    order = [a for a in AXES if a in stored]
-    data = data.transpose([stored.index(a) for a in order])
-    if squeezed:
-        data = data.squeeze(axis=tuple(order.index(a) for a in squeezed))
-    return np.ascontiguousarray(data)
 
 
 # ============================================================================ read
@@ -934,16 +684,16 @@ def read_fields(
         first = layout.variables[0]
         if len(layout.variables) > 1:
             comp_axis, n_stored = None, len(layout.variables)
-            chans = _channels(layout, n_stored, name, f"variables {layout.variables}")
+            chans = kept_channels(layout, n_stored, name, f"variables {layout.variables}")
             kept_vars = [layout.variables[c] for c in chans]
             default_names = [v.rsplit("/", 1)[-1] for v in layout.variables]
         else:
             comp_axis = stored.index("component") if "component" in stored else None
             n_stored = shape[comp_axis] if comp_axis is not None else 1
-            chans = _channels(layout, n_stored, name, f"{first} {shape} (axes {layout.axes!r})")
+            chans = kept_channels(layout, n_stored, name, f"{first} {shape} (axes {layout.axes!r})")
             kept_vars = [first]
             default_names = [("u", "v", "w")[i] if i < 3 else f"c{i}" for i in range(n_stored)]
-        components = _component_names(layout, chans, n_stored, default_names, name)
+        components = component_names(layout, chans, n_stored, default_names, name)
         sizes = dict(zip(stored, shape, strict=True))
         squeezed = [a for a in SPATIAL if sizes.get(a) == 1]
         space = [a for a in SPATIAL if sizes.get(a, 1) > 1]
@@ -963,7 +713,7 @@ def read_fields(
             data = _load_var(reader, first, stored, comp_axis, chans, name)
             if comp_axis is None:
                 data = data[..., None]  # a single scalar variable: one component
-        data = _canonical(data, stored if "component" in stored else [*stored, "component"], squeezed)
+        data = canonical(data, stored if "component" in stored else [*stored, "component"], squeezed)
         attrs = {
             "format": fmt,
             "variables": kept_vars,
@@ -987,229 +737,3 @@ def read_fields(
         source=name,
         attrs=attrs,
     )
-
-
-# ============================================================================ write
-
-
-def _write_format(path: Path, fields: Fields, fmt: str | None) -> str:
-    if fmt not in (None, "auto"):
-        if fmt not in WRITE_FORMATS:
-            raise FieldError(f"{path}: cannot write format {fmt!r}; supported: {', '.join(WRITE_FORMATS)}")
-        return fmt
-    suffix = SUFFIXES.get(path.suffix.lower())
-    if suffix == "netcdf":
-        src = fields.attrs.get("format")
-        return src if src in ("netcdf3", "netcdf4") else "netcdf3"
-    if suffix in WRITE_FORMATS:
-        return suffix
-    raise FieldError(
-        f"{path}: cannot tell the format to write from the suffix {path.suffix!r}; "
-        f"pass format= one of {', '.join(WRITE_FORMATS)}"
-    )
-
-
-def _out_variables(fields: Fields, fmt: str, variables: list[str] | None, path: Path) -> list[str]:
-    n = fields.data.shape[-1]
-    if variables is None:
-        src = list(fields.attrs.get("variables") or [])
-        if fmt in ("netcdf3", "netcdf4") and len(src) == n and n > 1:
-            variables = src  # same variable names as the NetCDF input, one per component
-        else:
-            variables = src[:1] if len(src) == 1 else ["velocity"]
-    variables = [str(v) for v in variables]
-    if fmt == "netcdf3":
-        variables = [v.replace("/", "_") for v in variables]
-    if len(variables) not in (1, n) or (fmt == "npy" and len(variables) != 1):
-        raise FieldError(
-            f"{path}: variables {variables}: give one name (all components) or one per component ({n})"
-            + ("; an .npy file holds one array" if fmt == "npy" else "")
-        )
-    return variables
-
-
-def _attr_value(value: Any, netcdf3: bool) -> Any:
-    """An attribute value HDF5 / NetCDF3 can store (None: drop it)."""
-    if isinstance(value, bool):
-        return np.int32(value) if netcdf3 else value
-    if isinstance(value, int):
-        if netcdf3:  # classic NetCDF has no 64-bit integers
-            return np.int32(value) if -(2**31) <= value < 2**31 else float(value)
-        return value
-    if isinstance(value, float | str):
-        return value
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
-        arr = np.asarray(value)
-        return arr.astype(np.float64 if arr.dtype.kind == "f" or netcdf3 else arr.dtype)
-    if value is None or (isinstance(value, list | dict) and not value):
-        return None
-    return json.dumps(value)
-
-
-def _out_attrs(fields: Fields, axes: list[str]) -> dict[str, Any]:
-    attrs = dict(fields.attrs.get("file_attrs") or {})
-    attrs |= {
-        "layout": ",".join(axes),
-        "components": ",".join(fields.components),
-        "lengths": [float(v) for v in fields.lengths],
-        "stride": int(fields.stride),
-        "source": fields.source,
-    }
-    if fields.dt is not None:
-        attrs["dt"] = float(fields.dt)
-    else:
-        attrs.pop("dt", None)
-    return attrs
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it when the block succeeds (removed otherwise)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_fields(
-    path: str | Path, fields: Fields, *, format: str = "auto", variables: list[str] | None = None
-) -> FieldLayout:
-    """Write ``fields`` in the canonical axis order, atomically (temporary file, then rename).
-
-    The field is stored as ``(trajectory, time, *space, component)`` float32 (one variable),
-    or ``(trajectory, time, *space)`` per component (one variable per component), with a
-    coordinate variable per spatial axis (``x``, ``y``, ``z``), the snapshot times when
-    known (``t``; ``time`` in NetCDF), and the file attributes of the source plus
-    ``layout``, ``components``, ``lengths``, ``stride``, ``source`` and ``dt``.
-
-    Args:
-        path: Output file; its folder is created.
-        fields: What to write.
-        format: ``hdf5``, ``netcdf4`` (HDF5 with netCDF-style dimension scales),
-            ``netcdf3`` (classic, 64-bit offsets, via ``scipy.io.netcdf_file``), ``npz``,
-            ``npy`` (the data array only), or ``"auto"`` by suffix (``.nc``: the netCDF
-            flavour the fields were read from, else classic).
-        variables: Output variable names: one (all components) or one per component.
-            Default: for NetCDF, the source's names (per component when the source had
-            one variable per component, as ``hit_slice.nc``); else the source's single
-            variable name, or ``velocity``.
-
-    Returns:
-        The :class:`FieldLayout` that reads the written file back into equal ``Fields``.
-
-    Raises:
-        FieldError: Unknown format or variable names that do not fit (names the path).
-    """
-    path = Path(path)
-    fmt = _write_format(path, fields, format)
-    names = _out_variables(fields, fmt, variables, path)
-    per_comp = len(names) > 1
-    axes = list(fields.axes) if not per_comp else list(fields.axes[:-1])
-    data = np.asarray(fields.data, dtype=np.float32)
-    arrays = {names[0]: data} if not per_comp else {v: data[..., i] for i, v in enumerate(names)}
-    time_name = "time" if fmt.startswith("netcdf") else "t"
-    coords = {a: np.asarray(fields.coords[a], dtype=np.float64) for a in fields.space}
-    if "time" in fields.coords:
-        coords[time_name] = np.asarray(fields.coords["time"], dtype=np.float64)
-    clash = sorted(set(arrays) & set(coords))
-    if clash:
-        raise FieldError(f"{path}: variable name(s) {clash} clash with coordinate variables {list(coords)}")
-    attrs = _out_attrs(fields, axes)
-
-    if fmt == "npy":
-        with _atomic(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, data)  # a file object: np.save would append .npy to a temporary name
-        # No room for coordinates in an .npy file: the layout carries [start, start + length],
-        # which reproduces uniform periodic grids (not stretched ones).
-        starts = [float(fields.coords[a][0]) for a in fields.space]
-        return FieldLayout(
-            variables=names,
-            axes=",".join(axes),
-            components=list(fields.components),
-            coords={a: [s0, s0 + lf] for a, s0, lf in zip(fields.space, starts, fields.lengths, strict=True)},
-            dt=fields.dt,
-            dt_model=fields.dt_model if fields.stride > 1 else None,
-        )
-    if fmt == "npz":
-        payload = {**arrays, **coords, _NPZ_ATTRS_KEY: np.asarray(json.dumps(attrs))}
-        with _atomic(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **payload)
-    elif fmt in ("hdf5", "netcdf4"):
-        _write_h5(path, arrays, coords, attrs, axes, fields, netcdf=fmt == "netcdf4", time_name=time_name)
-    else:
-        _write_nc3(path, arrays, coords, attrs, axes, fields, time_name=time_name)
-    return FieldLayout(
-        variables=names,
-        axes=",".join(axes),
-        components=list(fields.components),
-        coords={a: a for a in fields.space},
-        time=time_name if "time" in fields.coords else None,
-        dt=fields.dt,
-        dt_model=fields.dt_model if fields.stride > 1 else None,
-    )
-
-
-def _write_h5(path, arrays, coords, attrs, axes, fields: Fields, *, netcdf: bool, time_name: str) -> None:
-    import h5py
-
-    sizes = dict(zip(fields.axes, fields.data.shape, strict=True))
-    with _atomic(path) as tmp:
-        # track_times=False: equal fields give equal bytes.
-        with h5py.File(tmp, "w", track_order=True) as f:
-            scales = {}
-            if netcdf:
-                # netCDF-4 names each dimension by a dimension-scale dataset: the coordinate
-                # variable where there is one, else netCDF-C's dimension-only placeholder.
-                for axis in axes:
-                    key = time_name if axis == "time" else axis
-                    if key in coords:
-                        ds = f.create_dataset(key, data=coords[key], track_times=False)
-                        ds.make_scale(key)
-                    else:
-                        ds = f.create_dataset(key, shape=(sizes[axis],), dtype="f4", track_times=False)
-                        ds.make_scale(f"{_NC4_DIM_ONLY}{sizes[axis]:10d}")
-                    scales[axis] = ds
-            for name, values in coords.items():
-                if name not in f:
-                    f.create_dataset(name, data=values, track_times=False)
-            for name, arr in arrays.items():
-                ds = f.create_dataset(name, data=arr, track_times=False)
-                for i, axis in enumerate(axes if netcdf else []):
-                    ds.dims[i].attach_scale(scales[axis])
-            for k, v in attrs.items():
-                v = _attr_value(v, netcdf3=False)
-                if v is not None:
-                    f.attrs[k] = v
-
-
-def _write_nc3(path, arrays, coords, attrs, axes, fields: Fields, *, time_name: str) -> None:
-    from scipy.io import netcdf_file
-
-    sizes = dict(zip(fields.axes, fields.data.shape, strict=True))
-    with _atomic(path) as tmp:
-        f = netcdf_file(tmp, "w", version=2)  # 64-bit offsets: fields over 2 GB
-        try:
-            for axis in axes:
-                f.createDimension(time_name if axis == "time" else axis, sizes[axis])
-            for name, values in coords.items():
-                var = f.createVariable(name, "d", (name,))
-                var[:] = values
-            dims = tuple(time_name if a == "time" else a for a in axes)
-            for name, arr in arrays.items():
-                var = f.createVariable(name, "f", dims)
-                var[...] = arr
-            for k, v in attrs.items():
-                v = _attr_value(v, netcdf3=True)
-                if v is not None:
-                    # Into the attribute table itself: setattr would also clobber netcdf_file's
-                    # own members for names such as "variables" or "mode".
-                    f._attributes[k] = v
-        finally:
-            f.close()

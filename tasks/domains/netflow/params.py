@@ -1,0 +1,96 @@
+"""Params of the ``netflow`` domain: its sections of params.yaml (``ingest.netflow``, ``train.netflow``, ...).
+
+Assembled with the other domains' into the one ``Params`` model by :mod:`tasks.params`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tasks.domains.netflow.synthetic import NF_V2_CATEGORICAL, NF_V2_NUMERIC
+from tasks.params_base import (
+    ClassificationEvaluate,
+    ClassificationTrain,
+    DomainParams,
+    SourceSection,
+    Strict,
+)
+
+
+class FlowDatasetSpec(Strict):
+    """Describes a flow-record dataset so new formats need a spec, not code.
+
+    ``renames`` maps source column names to the names used below, applied first,
+    so a CICFlowMeter CSV (``Flow Duration``) or KDD record (``duration``) can be
+    mapped onto the fields the model reads.
+    """
+
+    name: str = "nf-v2"
+    numeric_fields: list[str] = Field(default_factory=lambda: list(NF_V2_NUMERIC), min_length=1)
+    categorical_fields: list[str] = Field(default_factory=lambda: list(NF_V2_CATEGORICAL))
+    label_column: str = "Attack"
+    benign_value: str = "Benign"
+    renames: dict[str, str] = Field(default_factory=dict)
+    keep_columns: list[str] = Field(default_factory=list)
+    """Extra columns carried into data/raw unchanged (e.g. IPV4_SRC_ADDR for analysis); not model inputs."""
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FlowDatasetSpec:
+        both = sorted(set(self.numeric_fields) & set(self.categorical_fields))
+        if both:
+            raise ValueError(f"fields listed as both numeric and categorical: {both}")
+        if self.label_column in self.numeric_fields or self.label_column in self.categorical_fields:
+            raise ValueError(f"label_column {self.label_column!r} is also listed as a feature")
+        return self
+
+
+class NetflowSynthetic(Strict):
+    n_flows: int = Field(60_000, ge=1_000)
+    seed: int = 0
+    n_files: int = Field(2, ge=1)
+    attack_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+
+
+class NetflowIngest(SourceSection):
+    source: str = "synthetic"
+    """``synthetic`` (the offline default generator) or an fsspec URL / glob of CSV, CSV.gz or Parquet files."""
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    synthetic: NetflowSynthetic = Field(default_factory=NetflowSynthetic)
+    spec: FlowDatasetSpec = Field(default_factory=FlowDatasetSpec)
+    max_rows: int | None = Field(None, ge=1)
+    """Keep only the first N rows (in file order), for quick looks at big sources."""
+
+
+
+class NetflowPreprocess(Strict):
+    n_categorical_levels: int = Field(32, ge=1)
+    window: int = Field(8, ge=1)
+    test_fraction: float = Field(0.1, gt=0.0, lt=0.9)
+    """The last rows (in time order) held out for evaluation."""
+    val_fraction: float = Field(0.1, ge=0.0, lt=0.9)
+    """A validation slice taken just before the test rows."""
+    max_abs_value: float = Field(1e9, gt=0)
+    """Numeric values beyond this magnitude (and non-finite ones) are set to 0, as the reference does."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> NetflowPreprocess:
+        if self.test_fraction + self.val_fraction >= 0.9:
+            raise ValueError("test_fraction + val_fraction must leave at least 10% of rows for training")
+        return self
+
+
+
+class NetflowTrain(ClassificationTrain):
+    """FlowTransformer through the shared loop (class-balanced batches, as the reference), plus single-flow
+    scikit-learn baselines."""
+
+    defaults = {"model": {"arch": "flowtransformer"}}
+    baselines: list[Literal["logreg", "hgb"]] = Field(default_factory=lambda: ["logreg", "hgb"])
+    baseline_max_rows: int = Field(200_000, ge=100)
+    """Single-flow baselines are fitted on at most this many (most recent) training rows."""
+
+
+PARAMS = DomainParams(ingest=NetflowIngest, preprocess=NetflowPreprocess, train=NetflowTrain,
+                      evaluate=ClassificationEvaluate)

@@ -1,0 +1,193 @@
+"""Flow records: reading CSV / CSV.gz / Parquet with polars and validating them against the dataset spec.
+
+The readers of the ``netflow`` domain's ingest and scoring. Columns are read as strings
+first so that a bad value can be named by file, row, column and value; the spec's
+``renames`` map a source's column names onto the fields the model reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from tasks import store
+from tasks.domains.netflow.params import FlowDatasetSpec
+
+LABEL = "label"
+"""The class name column of the raw Parquet (the spec's label column, as text)."""
+IS_ATTACK = "is_attack"
+"""True for every row whose label is not the spec's benign value."""
+
+
+class SchemaError(ValueError):
+    """A source does not match the dataset spec; the message names the file and the fields."""
+
+
+class EmptySourceError(ValueError):
+    """A source file holds no data rows."""
+
+
+def _format_of(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        return "parquet"
+    return "csv"
+
+
+def _scan(path: Path, fmt: str, display: str):
+    """A lazy frame over one local file; CSV columns are read as strings so bad values can be named."""
+    try:
+        if fmt == "parquet":
+            lf = pl.scan_parquet(path)
+        else:
+            if path.stat().st_size == 0:
+                raise EmptySourceError(f"{display}: the file is empty (0 bytes)")
+            lf = pl.scan_csv(path, infer_schema=False)
+        names = lf.collect_schema().names()
+    except (pl.exceptions.NoDataError, pl.exceptions.ComputeError) as exc:
+        raise EmptySourceError(f"{display}: cannot read any data: {exc}") from None
+    if not names:
+        raise EmptySourceError(f"{display}: no header and no rows")
+    return lf, names
+
+
+def validate_columns(names: list[str], spec: FlowDatasetSpec, display: str, require_label: bool = True) -> None:
+    """Raise :class:`SchemaError` naming every required column missing from ``names`` (after renames)."""
+    renamed = {spec.renames.get(n, n) for n in names}
+    required = [*spec.numeric_fields, *spec.categorical_fields, *spec.keep_columns]
+    if require_label:
+        required.append(spec.label_column)
+    missing = [c for c in required if c not in renamed]
+    if missing:
+        raise SchemaError(
+            f"{display}: missing required columns {missing} (dataset spec {spec.name!r}; "
+            f"the file has {len(names)} columns: {names[:8]}{' ...' if len(names) > 8 else ''})"
+        )
+
+
+def _not_a_number(column: str):
+    """True where a non-empty entry of ``column`` does not parse as a number (empty/NaN/inf are accepted)."""
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    return pl.col(column).is_not_null() & (text != "") & text.cast(pl.Float64, strict=False).is_null()
+
+
+def _no_label(column: str):
+    return pl.col(column).is_null() | (pl.col(column).cast(pl.String) == "")
+
+
+def _invalid(spec: FlowDatasetSpec):
+    """True for a row with a non-numeric entry in a numeric field or an empty label (see :func:`check_values`)."""
+    return pl.any_horizontal([*(_not_a_number(c) for c in spec.numeric_fields), _no_label(spec.label_column)])
+
+
+def typed_frame(lf, spec: FlowDatasetSpec, names: list[str], flag: bool = False):
+    """Rename, select and type the spec's columns: numerics as Float64, categoricals and label as strings.
+
+    With ``flag``, an extra boolean ``__invalid`` column marks rows that fail the value checks.
+    """
+    lf = lf.rename({k: v for k, v in spec.renames.items() if k in names})
+    exprs = [_invalid(spec).alias("__invalid")] if flag else []
+    for c in spec.numeric_fields:
+        exprs.append(pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c))
+    for c in [*spec.categorical_fields, *spec.keep_columns]:
+        exprs.append(pl.col(c).cast(pl.String).str.strip_chars().fill_null("").alias(c))
+    label = pl.col(spec.label_column).cast(pl.String).str.strip_chars()
+    exprs.append(label.alias(LABEL))
+    exprs.append((label != spec.benign_value).alias(IS_ATTACK))
+    return lf.select(exprs)
+
+
+def check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
+    """Raise :class:`SchemaError` naming column, row and value of the first non-numeric entries.
+
+    Documented coercion: empty cells become null and are later set to 0 with the
+    other non-finite values; ``NaN``/``inf`` parse as floats. Anything else that
+    does not parse as a number (``"abc"``, ``"1.2.3"``) is an error.
+    """
+    names = lf.collect_schema().names()
+    rows = lf.rename({k: v for k, v in spec.renames.items() if k in names}).with_row_index("__row", offset=1)
+    flagged = (
+        rows.with_columns(*(_not_a_number(c).alias(c) for c in spec.numeric_fields),
+                          _no_label(spec.label_column).alias("__nolabel"))
+        .filter(pl.any_horizontal([*spec.numeric_fields, "__nolabel"]))
+        .head(5)
+        .collect()
+    )
+    if flagged.height == 0:
+        return
+    problems = []
+    raw = rows.filter(pl.col("__row").is_in(flagged["__row"].to_list())).collect()
+    for row in flagged.iter_rows(named=True):
+        values = raw.filter(pl.col("__row") == row["__row"]).row(0, named=True)
+        for c in spec.numeric_fields:
+            if row[c]:
+                problems.append(f"row {row['__row']}, column {c}: {values[c]!r} is not a number")
+        if row["__nolabel"]:
+            problems.append(f"row {row['__row']}, column {spec.label_column}: empty label")
+    raise SchemaError(f"{display}: " + "; ".join(problems[:5]))
+
+
+def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: str = "auto", cache: Path,
+                retries: int = 3, delay_s: float = 0.5, max_rows: int | None = None) -> None:
+    """Validate every source file and write them, in order, as one Parquet file.
+
+    The values are checked in the same streaming pass that writes the Parquet
+    (polars shares the scan between the sink and the check), so a large CSV is
+    read once and never held in memory. Only when a bad value is found is the
+    offending file read again to name its rows, columns and values.
+
+    Args:
+        urls: Concrete file URLs or paths (see :func:`tasks.store.expand_urls`).
+        spec: The dataset spec (fields, label, benign value, renames).
+        target: The Parquet file to write (inside a folder being built atomically).
+        fmt: ``auto`` (by extension), ``csv`` or ``parquet``.
+        cache: Folder for local copies of remote or compressed files.
+        retries: Retries of a remote read with exponential backoff.
+        delay_s: First backoff delay.
+        max_rows: Keep only the first rows.
+
+    Output columns: the numeric fields (Float64), categorical fields and
+    ``keep_columns`` (strings), ``label`` (class name) and ``is_attack``.
+
+    Raises:
+        SchemaError: Required columns missing or a non-numeric value in a numeric column.
+        EmptySourceError: A file with no data rows.
+    """
+    frames, scans = [], []
+    for i, url in enumerate(urls):
+        local = store.fetch_to_cache(url, cache, gunzip=True, retries=retries, delay_s=delay_s)
+        lf, names = _scan(local, _format_of(Path(url.split("?")[0]), fmt), url)
+        validate_columns(names, spec, url)
+        if lf.head(1).collect().height == 0:
+            raise EmptySourceError(f"{url}: header only, no data rows")
+        scans.append(lf)
+        frames.append(typed_frame(lf, spec, names, flag=True).with_columns(pl.lit(i, pl.Int32).alias("__file")))
+    rows = pl.concat(frames, how="vertical")
+    if max_rows:
+        rows = rows.head(max_rows)
+    sink = rows.drop("__invalid", "__file").sink_parquet(target, maintain_order=True, lazy=True)
+    first_bad = rows.filter(pl.col("__invalid")).select("__file").head(1)
+    _, bad = pl.collect_all([sink, first_bad])
+    if bad.height:
+        i = int(bad["__file"][0])
+        check_values(scans[i], spec, urls[i])
+        raise SchemaError(f"{urls[i]}: invalid values (non-numeric entry or empty label)")  # not reached
+
+
+def read_for_scoring(urls: list[str], spec: FlowDatasetSpec, *, cache: Path, fmt: str = "auto"):
+    """Read unlabelled (or labelled) records to score: all of ``urls`` in order, columns as in the source."""
+    frames = []
+    for url in urls:
+        local = store.fetch_to_cache(url, cache, gunzip=True)
+        lf, names = _scan(local, _format_of(Path(url.split("?")[0]), fmt), url)
+        validate_columns(names, spec, url, require_label=False)
+        frames.append(lf.collect())
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    if frame.height == 0:
+        raise EmptySourceError(f"{urls[0] if len(urls) == 1 else urls}: no data rows to score")
+    return frame
+
+

@@ -1,0 +1,71 @@
+"""Scoring raw flow records with a trained ``netflow`` model (what the registered pyfunc runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import torch
+
+from tasks.domains import LoadedModel
+from tasks.domains.netflow.data import FlowWindows
+from tasks.domains.netflow.params import FlowDatasetSpec
+from tasks.domains.netflow.preprocess import transform_frame
+from tasks.domains.netflow.records import SchemaError, check_values, typed_frame
+from tasks.loop import predict, probabilities
+
+
+def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
+    """Score raw flow records (time order) with a trained model; one output row per input row.
+
+    The first W-1 rows have fewer than W-1 predecessors; their windows are
+    left-padded with copies of the first row and flagged ``full_context=False``.
+
+    Args:
+        loaded: A netflow model (teacher or compressed) and its ``config.json`` (which holds the fitted
+            preprocessing ``schema``).
+        frame: A polars DataFrame with the spec's columns (source names; renames are applied).
+
+    Returns:
+        A polars DataFrame: ``p_attack``, ``prediction`` (1 = attack) and, for a
+        multi-class model, ``predicted_class`` and one ``p_<class>`` column per class.
+    """
+    model, meta = loaded.model, loaded.meta
+    schema = meta["schema"]
+    spec = FlowDatasetSpec(
+        numeric_fields=schema["numeric_fields"], categorical_fields=schema["categorical_fields"],
+        label_column=schema["label_column"], benign_value=schema["benign_value"],
+        renames=schema.get("renames", {}),
+    )
+    names = frame.columns
+    renamed = {spec.renames.get(n, n) for n in names}
+    missing = [c for c in [*spec.numeric_fields, *spec.categorical_fields] if c not in renamed]
+    if missing:
+        raise SchemaError(f"input to score: missing required columns {missing}")
+    if spec.label_column not in renamed:  # scoring input need not be labelled
+        frame = frame.with_columns(pl.lit(spec.benign_value).alias(spec.label_column))
+    lf = frame.lazy()
+    check_values(lf.select(pl.all().cast(pl.String)), spec, "input to score")
+    typed = typed_frame(lf, spec, frame.columns).collect()
+    x_num, x_cat = transform_frame(typed, schema)
+    w = schema["window"]
+    pad = w - 1
+    x_num = np.concatenate([np.repeat(x_num[:1], pad, axis=0), x_num]) if len(x_num) else x_num
+    x_cat = np.concatenate([np.repeat(x_cat[:1], pad, axis=0), x_cat]) if len(x_cat) else x_cat
+    n = typed.height
+    windows = FlowWindows(x_num, x_cat, np.zeros(len(x_num), np.int64), np.zeros(len(x_num), np.int64), w)
+    task = meta.get("task", "binary")
+    with torch.inference_mode():
+        logits = predict(model, windows, 2048) if n else np.zeros((0, model.config.n_outputs), np.float32)
+    probs = probabilities(logits, task)
+    out = {"full_context": np.arange(n) >= pad}
+    if task == "binary":
+        out["p_attack"] = probs
+        out["prediction"] = (probs >= 0.5).astype(np.int64)
+    else:
+        classes = meta["class_names"]
+        out["p_attack"] = 1.0 - probs[:, 0]
+        out["prediction"] = (probs.argmax(axis=1) != 0).astype(np.int64)
+        out["predicted_class"] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+        for j, c in enumerate(classes):
+            out[f"p_{c}"] = probs[:, j]
+    return pl.DataFrame(out)

@@ -1,0 +1,216 @@
+"""The shared parts of the params schema: what every domain's sections are built from.
+
+``params.yaml`` has one section per stage, nested per domain (``train.netflow.lr``).
+Each domain package declares its own sections in ``tasks/domains/<domain>/params.py``
+(a :class:`DomainParams`), built from the bases here; :mod:`tasks.params` assembles
+them into the one validated ``Params`` model. The bases hold what the generic code
+reads: the training loop's knobs (:class:`TrainLoopParams`, :class:`ClassificationTrain`, :class:`RegressionTrain`),
+the promotion gate (:class:`RegisterSection`), the compression and evaluation settings
+(:class:`CompressSection`, :class:`EvaluateSection`), scoring (:class:`ScoreSection`)
+and the retry settings of a source (:class:`SourceSection`).
+
+A domain that wants other defaults for the loop does not restate the fields: it names
+them in ``defaults`` (a class variable), validated by the same field constraints::
+
+    class FinanceTrain(TrainLoopParams):
+        defaults = {"epochs": 3, "batch_size": 8, "lr": 5e-5}
+
+This module imports no domain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STAGES = ("ingest", "preprocess", "train", "compress", "evaluate", "register")
+"""Pipeline stages in order; ``score`` is run on demand, not by the pipeline."""
+SECTIONS = (*STAGES, "score")
+"""The stage sections of params.yaml, each nested per domain."""
+
+
+class Strict(BaseModel):
+    """Base for every params section: unknown keys are errors, values are validated on assignment.
+
+    ``defaults`` (a class variable) overrides the defaults of inherited fields for a subclass;
+    a value given in params.yaml wins over it, and both are checked by the field's constraints.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _class_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):  # a subclass's defaults win over its bases'
+            merged.update(vars(klass).get("defaults", {}))
+        return {**merged, **data} if merged else data
+
+
+# ----------------------------------------------------------------------------- ingest
+class SourceSection(Strict):
+    """Retry settings shared by every ingest section (remote sources are retried on transient errors only)."""
+
+    retries: int = Field(3, ge=0)
+    retry_delay_s: float = Field(0.5, ge=0.0)
+
+
+# ----------------------------------------------------------------------------- train
+class ModelSpec(Strict):
+    arch: str
+    """Registry name within the domain: ``models.build(f"{domain}/{arch}", config)``."""
+    config: dict[str, Any] = Field(default_factory=dict)
+    """Constructor config of the architecture; data-dependent sizes (feature counts, window) are filled in."""
+
+
+class TrainLoopParams(Strict):
+    """Knobs of the one training loop (:func:`tasks.loop.fit`) shared by every model."""
+
+    seed: int = 0
+    epochs: int = Field(8, ge=1)
+    steps_per_epoch: int | None = Field(64, ge=1)
+    """Batches per epoch; None = one pass over the training windows."""
+    batch_size: int = Field(128, ge=2)
+    eval_batch_size: int = Field(1024, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    patience: int = Field(4, ge=1)
+    """Early stopping: epochs without a better validation metric before stopping."""
+    balanced_batches: bool = True
+    """Class-balanced batches (equal share per class), as the FlowTransformer reference trains."""
+    resume: bool = True
+    """Resume from the last epoch checkpoint of the same configuration if one exists."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    keep: Literal["best", "last"] = "best"
+    """Weights kept after training: the best validation epoch, or the last epoch (the EEG reference's choice)."""
+    select_metric: Literal["balanced_accuracy", "f1", "rel_l2"] = "balanced_accuracy"
+    """Validation metric that picks the best epoch (``f1``: of the positive / last class; FinAI-BERT's choice;
+    ``rel_l2``: relative L2 error of a regression, lower is better)."""
+    lr_schedule: Literal["constant", "linear", "step"] = "constant"
+    """``linear``: decay from ``lr`` to 0 over all steps, no warm-up (the Hugging Face Trainer default);
+    ``step``: multiply by ``lr_gamma`` every ``lr_step_epochs`` epochs (torch's StepLR, IFactFormer's recipe)."""
+    lr_step_epochs: int = Field(5, ge=1)
+    lr_gamma: float = Field(0.7, gt=0.0, le=1.0)
+
+
+class TrainSection(TrainLoopParams):
+    """A domain's train section: the loop's knobs and the model it trains."""
+
+    model: ModelSpec
+    """The architecture trained (each domain's ``defaults`` name its own) and its constructor config."""
+
+    def model_specs(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Every model config this section names, ``{dotted path: (arch, config)}``, checked against the model
+        registry when params load (a domain that names more, like EEG's protocol models, adds them)."""
+        return {"model": (self.model.arch, self.model.config)}
+
+
+class ClassificationTrain(TrainSection):
+    """The train section of a classification domain."""
+
+    task: Literal["binary", "multiclass"] = "binary"
+
+    @field_validator("select_metric")
+    @classmethod
+    def _classification_metric(cls, value: str) -> str:
+        if value == "rel_l2":
+            raise ValueError("rel_l2 is a regression's metric; choose balanced_accuracy or f1")
+        return value
+
+
+class RegressionTrain(TrainSection):
+    """The train section of a field domain: relative L2 loss, best epoch by the lowest validation error."""
+
+    defaults = {"balanced_batches": False, "select_metric": "rel_l2", "patience": 1000}
+    task: Literal["regression"] = "regression"
+    """Next-snapshot regression; the loss is the per-sample relative L2 ||y_hat - y|| / ||y||."""
+    pushforward_steps: int = Field(1, ge=1)
+    """Multi-step training: > 1 adds the pushforward loss (roll the model out K-1 steps without gradient,
+    then learn the K-th step from its own prediction), so training sees the inputs a rollout produces."""
+
+    @field_validator("balanced_batches")
+    @classmethod
+    def _no_classes(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("must be false: a regression has no classes")
+        return value
+
+    @field_validator("select_metric")
+    @classmethod
+    def _regression_metric(cls, value: str) -> str:
+        if value != "rel_l2":
+            raise ValueError("must be rel_l2 (the only regression metric)")
+        return value
+
+
+# ----------------------------------------------------------------------------- compress / evaluate
+class CompressSection(Strict):
+    methods: list[Literal["int8"]] = Field(default_factory=lambda: ["int8"])
+    latency_batch_size: int = Field(1, ge=1)
+    latency_repeats: int = Field(50, ge=1)
+
+
+class EvaluateSection(Strict):
+    latency_batch_size: int = Field(1, ge=1)
+    latency_repeats: int = Field(50, ge=1)
+    throughput_batch_size: int = Field(256, ge=1)
+
+
+class ClassificationEvaluate(EvaluateSection):
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Decision threshold of P(positive) for the binary metrics."""
+
+
+# ----------------------------------------------------------------------------- register / score
+class RegisterSection(Strict):
+    """The promotion gate of one domain's registered model."""
+
+    model: str = "teacher"
+    """Which evaluated model becomes the registered version: ``teacher`` or a compression method (``int8``)."""
+    primary_metric: str = "balanced_accuracy"
+    min_delta: float = 0.0
+    """The candidate is promoted when primary >= champion's primary + min_delta."""
+    latency_budget_ms: float = Field(50.0, gt=0)
+    """Upper bound on the candidate's per-item latency (batch of ``evaluate.latency_batch_size``)."""
+    higher_is_better: bool = True
+    """False for an error (turbulence's rollout relative L2): promote when primary <= champion - min_delta."""
+
+
+class ScoreSection(Strict):
+    model_uri: str | None = None
+    """Defaults to ``models:/formerflow-<domain>@champion``."""
+
+
+# ----------------------------------------------------------------------------- one domain's sections
+@dataclass(frozen=True)
+class DomainParams:
+    """The params sections of one domain, one schema class per stage section.
+
+    ``tasks/domains/<domain>/params.py`` defines ``PARAMS = DomainParams(...)``;
+    :mod:`tasks.params` nests each class under its stage (``train.<domain>``).
+    """
+
+    ingest: type[Strict]
+    preprocess: type[Strict]
+    train: type[TrainSection]
+    compress: type[CompressSection] = CompressSection
+    evaluate: type[EvaluateSection] = EvaluateSection
+    register: type[RegisterSection] = RegisterSection
+    score: type[ScoreSection] = ScoreSection
+
+    def section(self, name: str) -> type[Strict]:
+        return getattr(self, name)
+
+
+def params_hash(section: BaseModel | dict) -> str:
+    """Stable short hash of a params section (used in cache keys and checkpoint folders)."""
+    data = section.model_dump(mode="json") if isinstance(section, BaseModel) else section
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
