@@ -222,7 +222,7 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
             f"{c}: P {v['precision']:.3f} R {v['recall']:.3f} F1 {v['f1']:.3f} (n={v['support']})"
             for c, v in m["per_class"].items()))
         if m.get("family_recall"):
-            lines.append("  detection rate by family: " + ", ".join(
+            lines.append("  recall by family: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in m["family_recall"].items()))
         lines.append("")
     if result.get("compression"):

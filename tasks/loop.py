@@ -317,12 +317,10 @@ def fit(
             state["epoch"] = epoch
             stopped = state["bad_epochs"] >= cfg.patience
             if ckpt is not None:
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
                 payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
                            **{k: state[k] for k in state}}
-                tmp = ckpt.with_suffix(".tmp")
-                torch.save(payload, tmp)
-                tmp.replace(ckpt)
+                with store.atomic_path(ckpt) as tmp:
+                    torch.save(payload, tmp)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             bar.set_postfix(epoch=epoch, **{k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch"})

@@ -49,6 +49,8 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
     key = f"{domain}/{p.model.arch}"
     model = dom.build_model(params, schema)
     info = dom.task_info(params, schema)
+    if info.task != p.task:  # the loss and the evaluation would read the logits differently
+        raise ValueError(f"train.{domain}.task is {p.task!r} but the domain's task_info says {info.task!r}")
     ckpt_key = params_hash({"train": p.model_dump(mode="json"), "config": model.config_dict(),
                             "data": store.content_hash(paths.processed)})
     if run is not None:

@@ -59,6 +59,7 @@ if TYPE_CHECKING:  # type names only: the contract imports no heavy library and 
     import polars as pl
     from torch import nn
 
+    from tasks.loop import Dataset
     from tasks.params import Params
     from tasks.params_base import DomainParams
     from tasks.tracking import StageRun
@@ -123,16 +124,6 @@ class LoadedModel:
 
 
 # ============================================================================ the contract
-class Dataset(Protocol):
-    """What the training loop reads: labels (or group ids) per item and vectorised batches."""
-
-    labels: np.ndarray
-
-    def __len__(self) -> int: ...
-
-    def batch(self, idx: np.ndarray) -> tuple[tuple, Any]: ...
-
-
 @runtime_checkable
 class Domain(Protocol):
     """The hooks every domain provides (see the module docstring for the table)."""

@@ -24,7 +24,6 @@ attributions and the length bias need).
 from __future__ import annotations
 
 import html
-import io
 import math
 import warnings
 from pathlib import Path
@@ -37,17 +36,10 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score
 
 from tasks import store
-from tasks.plotting import pyplot
+from tasks.plotting import pyplot, save_png
 
 
 # ----------------------------------------------------------------------------- helpers
-def _save_png(fig, path: Path) -> None:
-    """Save a figure atomically, so a crash never leaves a half-written PNG for DVC to track."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    store.atomic_write_bytes(path, buf.getvalue())
-
-
 def _word_counts(sentences: list[str]) -> np.ndarray:
     return np.array([len(s.split()) for s in sentences], dtype=np.float64)  # (N,)
 
@@ -167,8 +159,7 @@ def _plot_length_bias(words: np.ndarray, probs: np.ndarray, r: float, path: Path
     ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    _save_png(fig, path)
-    plt.close(fig)
+    save_png(fig, path)  # atomically, so a crash never leaves a half-written PNG for DVC to track
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -201,8 +192,7 @@ def plot_calibration(
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    _save_png(fig, Path(path))
-    plt.close(fig)
+    save_png(fig, Path(path))
 
 
 # ----------------------------------------------------------------------------- attributions
@@ -369,8 +359,8 @@ def render_attributions_html(records: list[dict[str, Any]], path: Path, title: s
 
     One line per sentence: its P(target), then each word in a ``<span>`` coloured red
     (pushes towards the target class) or blue (pushes away), opacity by ``|score|``, with
-    the score in a ``title`` tooltip. Text is HTML-escaped. Written atomically (temporary
-    file in the same folder, then ``os.replace``).
+    the score in a ``title`` tooltip. Text is HTML-escaped. Written atomically
+    (:func:`tasks.store.atomic_write_text`).
 
     Args:
         records: Output of :func:`token_attributions` (``offsets`` optional: without them

@@ -9,7 +9,6 @@ per-document table and the AI-disclosure intensity plot. The numerical pieces li
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ from tasks.domains.finance.data import load_split
 from tasks.domains.finance.edge_cases import edge_case_table
 from tasks.domains.finance.encoder import folder_tokenizer
 from tasks.domains.finance.scoring import sentence_probs
-from tasks.plotting import pyplot
+from tasks.plotting import png_bytes, pyplot
 
 if TYPE_CHECKING:
     from tasks.params import Params
@@ -186,10 +185,7 @@ def scoring_summary(out, notes: dict, output: Path) -> tuple[dict[str, Any], dic
     ax.set_title("AI-disclosure intensity by institution and year")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    files[f"{stem}.intensity.png"] = buf.getvalue()
+    files[f"{stem}.intensity.png"] = png_bytes(fig)
     skipped = notes.get("skipped", [])
     md = [f"# Finance scoring: {Path(output).name}", "",
           f"{docs.height} document(s) scored, {out.height} sentences, {int(out['prediction'].sum())} AI disclosures; "

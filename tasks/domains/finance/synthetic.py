@@ -92,12 +92,13 @@ import argparse
 import csv
 import html
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from tasks import store
 
 YEARS: tuple[int, ...] = (2019, 2020, 2021, 2022, 2023)
 SECTIONS: tuple[str, ...] = ("strategy", "risk", "governance", "financial_review", "esg")
@@ -627,12 +628,6 @@ def _render_pdf(inst: Institution, year: int, paras, table, rng: np.random.Gener
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _csv_bytes(header: list[str], rows) -> bytes:
     s = io.StringIO()
     w = csv.writer(s, lineterminator="\n")
@@ -711,14 +706,14 @@ def generate(
         else:
             data = _render_pdf(inst, year, paras, table, lay)
         path = out / f"{inst.slug}_{year}.{ext}"
-        _atomic_write(path, data)
+        store.atomic_write_bytes(path, data)
         paths.append(path)
         meta.append((path.name, inst.slug, year))
         labels += [(path.name, k, s, lab, sec, kind) for k, (sec, s, lab, kind) in enumerate(rows)]
         by_year[year][0] += sum(r[2] for r in rows)
         by_year[year][1] += len(rows)
-    _atomic_write(out / "metadata.csv", _csv_bytes(["file", "institution", "year"], meta))
-    _atomic_write(
+    store.atomic_write_bytes(out / "metadata.csv", _csv_bytes(["file", "institution", "year"], meta))
+    store.atomic_write_bytes(
         out / "labels.csv",
         _csv_bytes(["file", "sentence_id", "sentence", "label", "section", "kind"], labels),
     )

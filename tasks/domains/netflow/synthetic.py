@@ -122,6 +122,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tasks import store
+
 if TYPE_CHECKING:
     import polars as pl  # lazy: the params schema imports this module for its field lists
 
@@ -1049,9 +1051,8 @@ def generate(out_dir: str | Path, n_flows: int = 60_000, seed: int = 0, n_files:
     paths = []
     for k in range(n_files):
         path = out / f"part-{k:04d}.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        df.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])).write_csv(tmp)
-        tmp.replace(path)
+        with store.atomic_path(path) as tmp:
+            df.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])).write_csv(tmp)
         paths.append(path)
     for stale in sorted(set(out.glob("part-[0-9][0-9][0-9][0-9].csv")) - set(paths)):
         stale.unlink()
