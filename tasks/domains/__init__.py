@@ -35,7 +35,7 @@ Classification domains add (:class:`ClassificationDomain`)::
     extra_evaluate(params, result, plots_dir, scores, models) -> (markdown, plots)   optional
     read_scoring_input(urls, ip, cache) -> ScoringInput   records to score
     score_frame(loaded, frame) -> DataFrame          raw records -> predictions (the pyfunc)
-    key_columns(ip) -> list[str]                     input columns copied beside the predictions
+    key_columns(ip) -> list[str]                     optional: input columns copied beside the predictions
     score_summary(out, notes, output) -> (dict, {file: bytes})   optional extra scoring outputs
 
 Field domains add (:class:`FieldDomain`)::
@@ -80,7 +80,8 @@ class TaskInfo:
     Attributes:
         task: ``binary`` (one logit), ``multiclass`` (one logit per class) or ``regression``.
         class_names: Names of the label values (class 0 is the negative class); empty for a regression.
-        family_names: Finer classes of each item (attack families), for per-family recall; None if none.
+        family_names: Finer classes of the items (netflow: attack families), for per-family recall; None if
+            none. When given, the test split's Dataset has ``classes``: each item's finer class index.
         positive: What the positive class is called in column labels (``attack``, ``AI``, ``right_hand``).
         negative: What the negative class is called (``benign``, ``non-AI``, ``left_hand``).
         item: What one scored item is (``window``, ``sentence``, ``epoch``): latency and throughput units.
