@@ -14,11 +14,11 @@
   ``train.safetensors`` / ``test.safetensors`` (the deployment split, Euclidean-aligned)
   and ``schema.json``.
 * **train** (generic loop, :mod:`tasks.train`) fits the DBConformer teacher on the
-  deployment split; :func:`extra_train` then runs the evaluation protocol (CO, k-fold
+  deployment split; :meth:`.domain.EEGDomain.extra_train` then runs the evaluation protocol (CO, k-fold
   or LOSO; every model x seed x fold; alignment per fold as the reference) and saves
   every test prediction to ``artifacts/eeg/baselines/protocol.parquet``.
 * **evaluate** (generic) scores the teacher and its compressed versions on the
-  deployment test split; :func:`extra_evaluate` adds the protocol summary (mean and
+  deployment test split; :meth:`.domain.EEGDomain.extra_evaluate` adds the protocol summary (mean and
   std over subjects and seeds, chance level), the per-subject table, the bar plot, the
   EA ablation and the channel-attention topomap.
 
@@ -27,8 +27,10 @@ training trials of each subject are aligned offline with that subject's referenc
 the held-out trials are aligned online (incremental, causal), as a new recording is
 at scoring time. The protocols follow the reference instead (see :func:`~tasks.domains.eeg.runner.align_fold`).
 
-The package holds the stages and the thin hooks the generic stages call; the work is in
-its modules: :mod:`~tasks.domains.eeg.sources` (fetching, archives, naming),
+The stages are :mod:`~tasks.domains.eeg.ingest` and :mod:`~tasks.domains.eeg.preprocess`;
+the hooks the generic stages call are :mod:`~tasks.domains.eeg.domain`; scoring is
+:mod:`~tasks.domains.eeg.scoring`, the params :mod:`~tasks.domains.eeg.params`; the rest of
+the work is in :mod:`~tasks.domains.eeg.sources` (fetching, archives, naming),
 :mod:`~tasks.domains.eeg.readers` (MNE / MATLAB / ASCII readers),
 :mod:`~tasks.domains.eeg.epochs` (filtering, epoching, rejection),
 :mod:`~tasks.domains.eeg.runner` (the protocol runner and its report section),

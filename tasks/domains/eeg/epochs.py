@@ -1,7 +1,7 @@
 """Epoching of the ``eeg`` domain: filtering, resampling, cutting into epochs or windows, rejection.
 
 The preprocess stage (:func:`tasks.domains.eeg.preprocess`) and scoring
-(:func:`tasks.domains.eeg.score_frame`) turn every recording into :class:`Epochs`:
+(:func:`tasks.domains.eeg.scoring.score_frame`) turn every recording into :class:`Epochs`:
 :func:`epoch_recording` for a continuous recording (epochs around its events, or
 consecutive windows labelled by the annotations covering them), :func:`epoch_set` for
 already-epoched data (MAT files, ASCII segments; optionally cut into windows). Both

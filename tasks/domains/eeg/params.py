@@ -92,7 +92,7 @@ class EEGIngest(SourceSection):
 
 
 class EEGPreprocess(Strict):
-    """Filtering, resampling, epoching, rejection and alignment (MNE filters; tasks/domains/eeg/__init__.py)."""
+    """Filtering, resampling, epoching, rejection and alignment (MNE filters; tasks/domains/eeg/preprocess.py, epochs.py)."""
 
     paradigm: Literal["events", "windows"] = "events"
     """``events``: one epoch per labelled event (motor imagery); ``windows``: consecutive windows of

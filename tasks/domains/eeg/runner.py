@@ -62,7 +62,7 @@ def run_protocol(params: Params, x: np.ndarray, subjects: np.ndarray, labels: np
                  schema: dict, *, progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Every variant x seed x fold of ``train.eeg.protocol`` on unaligned epochs ``x`` (N, C, T).
 
-    Each fit is the generic loop (:func:`tasks.train.fit`) with the stage's settings
+    Each fit is the generic loop (:func:`tasks.loop.fit`) with the stage's settings
     (``protocol.epochs`` / ``lr`` / per-model ``loops`` override), no validation split and
     the last epoch kept, as the reference. Pure numpy/torch (no I/O), so the same function
     runs on any machine with the data in memory.

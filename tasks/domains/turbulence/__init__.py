@@ -18,12 +18,13 @@ Data path:
   the best epoch, the rest for training), and fits the per-channel mean / std on the
   training trajectories only. Each split is stored whole (``fields`` ``(n_traj, T, *grid,
   C)`` float32 in physical units) in safetensors; the ``(u_{t-T_in+1..t} -> u_{t+1})``
-  pairs are cut from it on the fly (:class:`FieldPairs`).
+  pairs are cut from it on the fly (:class:`.data.FieldPairs`).
 
 Model and stages: the shared train loop fits IFactFormer-m with the paper's recipe
 (relative L2 in physical units, AdamW, StepLR) and, with the same loop, the neural
-baselines FNO and IFactFormer-o (:func:`extra_train`); evaluation rolls every model out
+baselines FNO and IFactFormer-o (:mod:`.baselines`); evaluation rolls every model out
 against the held-out trajectories (:mod:`tasks.domains.turbulence.evaluate`); scoring reads an
 initial field file and writes the predicted trajectory in the same format
-(:func:`score_fields`).
+(:mod:`.scoring`). The generic stages reach it all through :mod:`.domain`; the stages are
+:mod:`.ingest` and :mod:`.preprocess`, the params :mod:`.params`, the model configs :mod:`.configs`.
 """

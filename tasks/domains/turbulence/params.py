@@ -23,7 +23,7 @@ from tasks.params_base import (
 
 
 class FieldLayoutSpec(Strict):
-    """How a field file stores the velocity (:class:`tasks.domains.turbulence.io.FieldLayout`), so new datasets need a
+    """How a field file stores the velocity (:class:`tasks.domains.turbulence.layout.FieldLayout`), so new datasets need a
     spec, not code. The synthetic source's layout is the default. The paper's channel-flow array
     (``Retau180_dim21x400x32x33x16x4_dT200.npy``) is ``variables: [u], axes: trajectory,time,x,y,z,component,
     channels: [0, 1, 2], coords: {x: 12.566, y: 2.0, z: 4.189}, dt: 1.0``; ``hit_slice.nc`` is
