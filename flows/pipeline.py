@@ -41,7 +41,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from tasks import store, tracking
-from tasks.evaluate import compression_table
 from tasks.params import DOMAINS, STAGES, Params, load_params
 from tasks.stages import run_stage, stage_outputs
 
@@ -129,10 +128,7 @@ def _task_for(stage: str, domain: str, refresh: bool):
 
 def _report_markdown(domain: str, manifests: dict[str, dict[str, Any]]) -> str:
     ev, reg = manifests.get("evaluate", {}), manifests.get("register", {})
-    comp = manifests.get("compress", {}).get("methods")
     lines = [f"# formerflow · {domain}", "", "## Test metrics", "", ev.get("table", "(not evaluated)"), ""]
-    if comp:
-        lines += ["## Compression trade-off", "", compression_table(comp), ""]
     if ev.get("extra"):  # domain-specific sections (EEG: the protocol tables)
         lines += [ev["extra"], ""]
     if reg:

@@ -27,13 +27,17 @@ import abc
 import dataclasses
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
 
 import torch
 from torch import nn
 
 __all__ = [
+    "BlockSpec",
+    "HeadSpec",
     "RegisteredModel",
+    "ZeroBranch",
     "as_float_list",
     "as_int_list",
     "check_bool",
@@ -268,3 +272,88 @@ class RegisteredModel(nn.Module, metaclass=abc.ABCMeta):
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict; ``build(key, config_dict())`` rebuilds the model."""
         return dataclasses.asdict(self.config)
+
+    def prunable_blocks(self) -> list[BlockSpec]:
+        """Where structured pruning may cut this model, block by block from the input side.
+
+        The default is none: a model that can be pruned lists its blocks (see :class:`BlockSpec`);
+        ``tasks/compress/prune.py`` does the cutting and the search.
+        """
+        return []
+
+
+# ---------------------------------------------------------------------------- structure for pruning
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The multi-head layout of one attention, for removing heads physically.
+
+    Attributes:
+        module: dotted path of the attention module, whose ``attrs`` are updated after a cut.
+        q, k, v: dotted paths of the query / key / value ``nn.Linear`` (output rows grouped by head).
+        out: dotted path of the output ``nn.Linear`` (input columns grouped by head).
+        qk_dim: rows per head in ``q`` and ``k``.
+        v_dim: rows per head in ``v`` (= columns per head in ``out``).
+        attrs: attributes of ``module`` to set after a cut, as multiples of the remaining head count
+            (``{"num_heads": 1}``; HF BERT also ``{"all_head_size": head_size}``).
+    """
+
+    module: str
+    q: str
+    k: str
+    v: str
+    out: str
+    qk_dim: int
+    v_dim: int
+    attrs: dict[str, int]
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One transformer block's prunable parts (dotted module paths relative to the model).
+
+    Removing a branch replaces each of its ``*_paths`` by a :class:`ZeroBranch`, so the block adds
+    nothing for that branch (AxFormer's "prune the attention / the FFN of layer l": what remains is
+    the residual path and the block's norms).
+
+    Attributes:
+        name: the block's path (for reports).
+        attn_paths: modules replaced when the attention branch is removed (in call order).
+        ffn_paths: modules replaced when the FFN branch is removed.
+        heads: the attention's head layout (None: heads cannot be cut one by one).
+        ffn_in, ffn_out: the FFN's first and second ``nn.Linear``: hidden units are rows of
+            ``ffn_in`` and columns of ``ffn_out`` (None: no unit-level cut).
+        identity_when_empty: with both branches removed the block is the identity (pre-LN
+            residual blocks), so it is replaced by ``nn.Identity`` and costs nothing.
+        tuple_paths: the ``attn_paths`` / ``ffn_paths`` whose module returns a tuple
+            ``(output, extra)`` (Hugging Face attention).
+    """
+
+    name: str
+    attn_paths: tuple[str, ...] = ()
+    ffn_paths: tuple[str, ...] = ()
+    heads: HeadSpec | None = None
+    ffn_in: str | None = None
+    ffn_out: str | None = None
+    identity_when_empty: bool = False
+    tuple_paths: tuple[str, ...] = ()
+
+
+class ZeroBranch(nn.Module):
+    """What a removed branch becomes: zeros shaped like its first input (``(zeros, None)`` with ``tuple_output``).
+
+    Holds no parameters, so a pruned model is physically smaller, and runs no matrix product.
+    """
+
+    def __init__(self, tuple_output: bool = False) -> None:
+        super().__init__()
+        self.tuple_output = tuple_output
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        first = args[0] if args else next(iter(kwargs.values()))
+        zeros = torch.zeros_like(first)
+        return (zeros, None) if self.tuple_output else zeros
+
+    def extra_repr(self) -> str:
+        return "removed branch"

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import check_bool, check_choice, check_int, check_rate
+from models.base import BlockSpec, check_bool, check_choice, check_int, check_rate
 from models.eeg_common import (
     ATTN_SCALES,
     ConformerAttention,
@@ -316,6 +316,13 @@ class DBConformer(EEGModel):
         z, weights = self.forward_features(x)  # (B, 2D), (B, C)
         self.last_channel_weights = weights.detach()
         return self.head(z)  # (B, n_outputs)
+
+    def prunable_blocks(self) -> list[BlockSpec]:
+        """Both branches' pre-LN transformer blocks: FFN, attention and single heads of each."""
+        return [spec for prefix, blocks in (("temporal_blocks", self.temporal_blocks),
+                                            ("spatial_blocks", self.spatial_blocks))
+                for i, block in enumerate(blocks) if isinstance(block, ConformerBlock)
+                for spec in [block.prunable(f"{prefix}.{i}")] if spec is not None]
 
     @torch.no_grad()
     def channel_weights(self, x: torch.Tensor) -> torch.Tensor:

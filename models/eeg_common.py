@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import RegisteredModel, check_int, check_positive
+from models.base import BlockSpec, HeadSpec, RegisteredModel, ZeroBranch, check_int, check_positive
 
 # "emb": scores / sqrt(emb_size), the EEG Conformer / DBConformer quirk (models.md 1.2, 9.1);
 # "head": scores / sqrt(emb_size / n_heads), the textbook scaling, for ablations.
@@ -158,7 +158,7 @@ class ConformerAttention(nn.Module):
         o = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0, scale=self.scale
         )  # (B, H, N, Dh)
-        o = o.transpose(1, 2).reshape(b, n, d)  # (B, N, D)
+        o = o.transpose(1, 2).reshape(b, n, self.n_heads * self.head_dim)  # (B, N, H*Dh); = D unless heads were cut
         return self.proj(o)  # (B, N, D)
 
     def extra_repr(self) -> str:
@@ -196,6 +196,18 @@ class ConformerBlock(nn.Module):
             nn.Linear(expansion * emb_size, emb_size),
         )
         self.ffn_dropout = nn.Dropout(dropout)
+
+    def prunable(self, name: str) -> BlockSpec | None:
+        """This block as a :class:`~models.base.BlockSpec` under the dotted path ``name`` (None once replaced)."""
+        if not isinstance(self.attn, ConformerAttention | ZeroBranch):
+            return None
+        h = self.attn.head_dim if isinstance(self.attn, ConformerAttention) else 0
+        return BlockSpec(
+            name=name, attn_paths=(f"{name}.attn",), ffn_paths=(f"{name}.ffn",),
+            heads=HeadSpec(module=f"{name}.attn", q=f"{name}.attn.query", k=f"{name}.attn.key",
+                           v=f"{name}.attn.value", out=f"{name}.attn.proj", qk_dim=h, v_dim=h,
+                           attrs={"n_heads": 1}) if h else None,
+            ffn_in=f"{name}.ffn.0", ffn_out=f"{name}.ffn.3", identity_when_empty=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, N, D) -> (B, N, D)``."""

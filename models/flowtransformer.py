@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import (
+    BlockSpec,
+    HeadSpec,
     RegisteredModel,
     as_int_list,
     check_bool,
@@ -519,6 +521,26 @@ class FlowTransformer(RegisteredModel):
         h = self.transformer(x)  # (B, T, d')
         z = self.head(h)  # (B, head.out_dim)
         return self.mlp(z)  # (B, n_outputs)
+
+    def prunable_blocks(self) -> list[BlockSpec]:
+        """The encoder blocks (``basic`` / ``bert``; the GPT blocks share one attention between two calls and
+        are not cut): FFN, attention and single heads of each."""
+        specs = []
+        for i, block in enumerate(self.transformer):
+            if not isinstance(block, EncoderBlock | PreLNEncoderBlock):
+                continue
+            name, attn = f"transformer.{i}", block.attn
+            heads = None
+            if isinstance(attn, KerasMultiHeadAttention):  # a removed attention is a ZeroBranch
+                heads = HeadSpec(module=f"{name}.attn", q=f"{name}.attn.q_proj", k=f"{name}.attn.k_proj",
+                                 v=f"{name}.attn.v_proj", out=f"{name}.attn.out_proj", qk_dim=attn.key_dim,
+                                 v_dim=attn.value_dim, attrs={"num_heads": 1})
+            specs.append(BlockSpec(
+                name=name, attn_paths=(f"{name}.attn",), ffn_paths=(f"{name}.ffn",), heads=heads,
+                ffn_in=f"{name}.ffn.0", ffn_out=f"{name}.ffn.2",
+                # Pre-LN: x + 0 + 0 = x. The reference block's output is LN2(attn + ffn): not the identity.
+                identity_when_empty=isinstance(block, PreLNEncoderBlock)))
+        return specs
 
     def example_inputs(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Valid dummy inputs on the model's device.

@@ -31,7 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.base import (
+    BlockSpec,
     RegisteredModel,
+    ZeroBranch,
     as_float_list,
     as_int_list,
     check_bool,
@@ -629,6 +631,13 @@ class IFactFormer(RegisteredModel):
         x = torch.randn(batch_size, cfg.t_in, *cfg.grid, cfg.n_channels, generator=generator)
         x = x * self.in_std.cpu() + self.in_mean.cpu()
         return (x.to(self.in_mean.device),)
+
+    def prunable_blocks(self) -> list[BlockSpec]:
+        """The shared block: removable as a whole (every loop then adds nothing), and the hidden units of its
+        output MLP (``to_out``). Its heads are not cut one by one: the instance norm mixes them."""
+        if isinstance(self.block, ZeroBranch):
+            return [BlockSpec(name="block", attn_paths=("block",))]
+        return [BlockSpec(name="block", attn_paths=("block",), ffn_in="block.to_out.0", ffn_out="block.to_out.2")]
 
     def parameter_breakdown(self) -> dict[str, int]:
         """Trainable parameters per component (the frozen Fourier ``B`` is a buffer, not counted)."""

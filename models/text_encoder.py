@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.base import RegisteredModel, check_int, check_rate
+from models.base import BlockSpec, HeadSpec, RegisteredModel, check_int, check_rate
 from models.registry import register
 
 MINILM_L6: dict[str, Any] = {
@@ -111,6 +111,27 @@ class TextEncoder(RegisteredModel):
         pooled = out.pooler_output  # (B, H): tanh(W h_[CLS]), BERT's pooler
         return self.classifier(self.dropout(pooled))  # (B, n_outputs)
 
+    def prunable_blocks(self) -> list[BlockSpec]:
+        """Every BERT layer: the attention (post-LN: what remains is ``LN(x)``, AxFormer's definition), the FFN
+        (``LN(attention output)``), single heads and FFN units."""
+        specs = []
+        for i, layer in enumerate(self.encoder.encoder.layer):
+            n = f"encoder.encoder.layer.{i}"
+            att = layer.attention.self
+            heads = None
+            if hasattr(att, "attention_head_size"):  # a removed attention is a ZeroBranch
+                heads = HeadSpec(
+                    module=f"{n}.attention.self", q=f"{n}.attention.self.query", k=f"{n}.attention.self.key",
+                    v=f"{n}.attention.self.value", out=f"{n}.attention.output.dense",
+                    qk_dim=att.attention_head_size, v_dim=att.attention_head_size,
+                    attrs={"num_attention_heads": 1, "all_head_size": att.attention_head_size})
+            specs.append(BlockSpec(
+                name=n, attn_paths=(f"{n}.attention.self", f"{n}.attention.output.dense"),
+                ffn_paths=(f"{n}.intermediate", f"{n}.output.dense"), heads=heads,
+                ffn_in=f"{n}.intermediate.dense", ffn_out=f"{n}.output.dense",
+                tuple_paths=(f"{n}.attention.self",)))
+        return specs
+
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Mean of the last hidden states over real tokens (sentence-transformers' pooling): (B, H)."""
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, H)
@@ -124,6 +145,6 @@ class TextEncoder(RegisteredModel):
         vocab = int(self.config.encoder.get("vocab_size", 30522))
         # (B, L): ids past the first thousand, where BERT vocabularies keep their special and unused tokens
         ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, EXAMPLE_LENGTH), generator=gen)
-        # From the encoder's embeddings: an int8 model's classifier has no ``weight`` tensor.
-        ids = ids.to(self.encoder.get_input_embeddings().weight.device)
+        # From any float parameter (the LayerNorms): an int8 model's Linear and embedding weights are packed.
+        ids = ids.to(next((p.device for p in self.parameters()), torch.device("cpu")))
         return ids, torch.ones_like(ids)

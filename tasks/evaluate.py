@@ -40,6 +40,7 @@ from sklearn.metrics import (
 
 from tasks import domains, store
 from tasks.compress import load_any
+from tasks.compress.choose import choose, pareto_markdown, pareto_plots
 from tasks.domains import ClassificationDomain, LoadedModel, TaskInfo
 from tasks.loop import count_parameters, predict, probabilities
 from tasks.measure import latency_ms, size_on_disk
@@ -225,22 +226,12 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
             lines.append("  recall by family: " + ", ".join(
                 f"{k} {v:.3f}" for k, v in m["family_recall"].items()))
         lines.append("")
-    if result.get("compression"):
-        lines += ["## Compression trade-off", "", compression_table(result["compression"]), ""]
     if extra:
         lines += [extra, ""]
     # Images inline; anything else (the finance attributions page) as a link.
     lines += ["## Plots", ""] + [(f"![{Path(p).stem}](plots/{Path(p).name})" if Path(p).suffix == ".png"
                                   else f"- [{Path(p).name}](plots/{Path(p).name})") for p in plots] + [""]
     store.atomic_write_text(path, "\n".join(lines))
-
-
-def compression_table(table: dict[str, dict[str, float]]) -> str:
-    rows = ["| model | size (KB) | size ratio | latency ms | speed-up |", "|---|---:|---:|---:|---:|"]
-    for name, r in table.items():
-        rows.append(f"| {name} | {r['bytes'] / 1024:,.1f} | {r['size_ratio']:.3f} | {r['latency_ms']:.3f} | "
-                    f"{r['speedup']:.2f}x |")
-    return "\n".join(rows)
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -253,18 +244,43 @@ def evaluate(domain: str, params: Params, run: StageRun | None = None) -> dict[s
     dom = domains.get(domain)
     paths = store.domain_paths(domain)
     info = dom.task_info(params, dom.load_schema())
-    if dom.kind == "field":
-        models = {name: LoadedModel(*load_any(folder), folder) for name, folder in model_folders(paths).items()}
-        with store.atomic_dir(paths.reports / "plots") as plots_dir:
+    with store.atomic_dir(paths.reports / "plots") as plots_dir:
+        if dom.kind == "field":
+            models = {name: LoadedModel(*load_any(folder), folder) for name, folder in model_folders(paths).items()}
             result, extra_md, plot_files = dom.evaluate_models(params, models, plots_dir)
-        result = {"domain": domain, "task": info.task, "threshold": None, **result, "compression": _compression(paths)}
-    else:
-        result, extra_md, plot_files = _evaluate_classifier(domain, dom, params, info)
-    return _finish(domain, result, info, plot_files, extra_md, run)
+            result = {"domain": domain, "task": info.task, "threshold": None, **result,
+                      "compression": _compression(paths)}
+        else:
+            result, extra_md, plot_files = _evaluate_classifier(domain, dom, params, info, plots_dir)
+        choice_md, choice_plots = _choose_variant(domain, params, result, plots_dir)
+    return _finish(domain, result, info, [*choice_plots, *plot_files], "\n\n".join(filter(None, [choice_md, extra_md])),
+                   run)
 
 
-def _evaluate_classifier(domain: str, dom: ClassificationDomain, params: Params,
-                         info: TaskInfo) -> tuple[dict[str, Any], str, list[str]]:
+def _choose_variant(domain: str, params: Params, result: dict[str, Any], plots_dir: Path) -> tuple[str, list[str]]:
+    """The Pareto table of the teacher and its compressed variants, and the one to serve (``result["choice"]``).
+
+    Also written on its own to ``reports/<domain>/compress.md``.
+    """
+    paths = store.domain_paths(domain)
+    reg, cp = params.section("register", domain), params.section("compress", domain)
+    compressed = result.get("compression") or {}
+    rows = {n: m for n, m in result["models"].items() if n == "teacher" or n in compressed}
+    for name, row in rows.items():  # a packed int8 module hides its parameters: the float count before quantizing
+        if row.get("parameters") is None and name in compressed:
+            row["parameters"] = compressed[name].get("parameters")
+    choice = choose(rows, primary=reg.primary_metric, higher_is_better=reg.higher_is_better, budget=cp.budget,
+                    objective=cp.objective)
+    result["choice"] = choice
+    table = pareto_markdown(rows, choice, reg.primary_metric, reg.higher_is_better, compressed)
+    plots = pareto_plots(rows, choice, reg.primary_metric, reg.higher_is_better, plots_dir, domain)
+    images = "\n\n".join(f"![{Path(f).stem}](plots/{f})" for f in plots)
+    store.atomic_write_text(paths.reports / "compress.md", f"# formerflow compression: {domain}\n\n{table}\n\n{images}\n")
+    return f"## Compression: the Pareto table and the variant served\n\n{table}", plots
+
+
+def _evaluate_classifier(domain: str, dom: ClassificationDomain, params: Params, info: TaskInfo,
+                         plots_dir: Path) -> tuple[dict[str, Any], str, list[str]]:
     """Every model folder and baseline of a classification domain on its test split; plots; the domain's section."""
     p = params.section("evaluate", domain)
     paths = store.domain_paths(domain)
@@ -307,19 +323,17 @@ def _evaluate_classifier(domain: str, dom: ClassificationDomain, params: Params,
             curves[bname] = (pos_true, probs if task == "binary" else 1.0 - probs[:, 0])
     result = {"domain": domain, "task": task, "threshold": info.threshold, "n_test": int(len(y)),
               "models": results, "compression": _compression(paths)}
-    with store.atomic_dir(paths.reports / "plots") as plots_dir:
-        plot_files = []
-        for name, m in results.items():
-            f = plots_dir / f"confusion_{name}.png"
-            plot_confusion(m["confusion_matrix"], info.class_names, f"{domain}: {name}", f)
-            plot_files.append(f.name)
-        plot_roc(curves, plots_dir / "roc.png", f"{domain}: ROC, {info.positive} vs {info.negative} (test split)",
-                 info.positive, info.negative)
-        plot_files.insert(0, "roc.png")
-        # Domain-specific evaluation beside the test split (EEG: its protocol summary; finance: its checks).
-        extra_md, extra_plots = dom.extra_evaluate(params, result, plots_dir, curves, loaded)
-        plot_files += extra_plots
-    return result, extra_md, plot_files
+    plot_files = []
+    for name, m in results.items():
+        f = plots_dir / f"confusion_{name}.png"
+        plot_confusion(m["confusion_matrix"], info.class_names, f"{domain}: {name}", f)
+        plot_files.append(f.name)
+    plot_roc(curves, plots_dir / "roc.png", f"{domain}: ROC, {info.positive} vs {info.negative} (test split)",
+             info.positive, info.negative)
+    plot_files.insert(0, "roc.png")
+    # Domain-specific evaluation beside the test split (EEG: its protocol summary; finance: its checks).
+    extra_md, extra_plots = dom.extra_evaluate(params, result, plots_dir, curves, loaded)
+    return result, extra_md, plot_files + extra_plots
 
 
 def model_folders(paths: DomainPaths, baselines: bool = True) -> dict[str, Path]:

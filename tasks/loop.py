@@ -95,7 +95,8 @@ def shuffled_batches(n: int, batch_size: int, steps: int, rng: np.random.Generat
     return [perm[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
 
 
-def loss_fn(task: str):
+def task_loss(task: str):
+    """The training loss of a classification task: BCE on one logit, or cross-entropy."""
     if task == "binary":
         return lambda logits, y: F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float())
     return lambda logits, y: F.cross_entropy(logits.float(), y)
@@ -159,6 +160,32 @@ def predict(model, data: Dataset, batch_size: int = 1024, device: str = "cpu") -
     return torch.cat(outs).numpy() if outs else np.zeros((0, 1), dtype=np.float32)
 
 
+def sample_losses(model, data: Dataset, task: str, batch_size: int = 1024, device: str = "cpu") -> np.ndarray:
+    """The training loss of every item, in order: (N,) float64 (cross-entropy, BCE, or relative L2 of one step).
+
+    What accuracy-driven pruning compares item by item (AxFormer's "at least half the samples no worse").
+    """
+    model.eval()
+    out = []
+    with torch.inference_mode(), _autocast(device):
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            inputs, y = data.batch(idx)
+            pred = model(*[t.to(device) for t in inputs])
+            y = y.to(device)
+            if task == "regression":
+                b = y.shape[0]
+                diff = (pred.float() - y[:, 0].float()).reshape(b, -1)  # (B, N*C)
+                loss = torch.linalg.vector_norm(diff, dim=1) / torch.linalg.vector_norm(
+                    y[:, 0].float().reshape(b, -1), dim=1).clamp_min(1e-12)  # (B,)
+            elif task == "binary":
+                loss = F.binary_cross_entropy_with_logits(pred[:, 0].float(), y.float(), reduction="none")  # (B,)
+            else:
+                loss = F.cross_entropy(pred.float(), y, reduction="none")  # (B,)
+            out.append(loss.double().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
 def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     """Binary: P(positive) (N,); multi-class: softmax (N, K)."""
     if task == "binary":
@@ -200,6 +227,7 @@ def fit(
     checkpoint_dir: Path | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    loss_fn: Callable[[Any, tuple, Any], Any] | None = None,
 ) -> FitResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
@@ -214,6 +242,8 @@ def fit(
             exists and ``cfg.resume``, training continues after its epoch.
         on_epoch: Called with ``(epoch, metrics)`` after each epoch.
         progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY).
+        loss_fn: ``(model, inputs, targets) -> loss`` replacing the task's training loss (distillation
+            against a teacher); validation and the best epoch still use the task's metric.
 
     Returns:
         What happened: best epoch and metric, history, whether it stopped early or resumed.
@@ -223,7 +253,7 @@ def fit(
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     regression = task == "regression"
-    criterion = None if regression else loss_fn(task)
+    criterion = None if regression else task_loss(task)
     pushforward = cfg.pushforward_steps if isinstance(cfg, RegressionTrain) else 1
     if regression and pushforward > 1:
         train = train.with_horizon(pushforward)  # targets hold the next K snapshots (a field domain's pairs)
@@ -272,11 +302,13 @@ def fit(
                         group["lr"] = cfg.lr * max(0.0, 1.0 - step / total_steps)
                 inputs, y = train.batch(idx)
                 with _autocast(device):
-                    if regression:
+                    if loss_fn is not None:
+                        loss = loss_fn(model, tuple(t.to(device) for t in inputs), y.to(device))
+                    elif regression:
                         loss = regression_loss(model, inputs[0].to(device), y.to(device), pushforward)
                     else:
                         logits = model(*[t.to(device) for t in inputs])
-                if not regression:
+                if loss_fn is None and not regression:
                     loss = criterion(logits, y.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

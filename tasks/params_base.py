@@ -50,8 +50,16 @@ class Strict(BaseModel):
             return data
         merged: dict[str, Any] = {}
         for klass in reversed(cls.__mro__):  # a subclass's defaults win over its bases'
-            merged.update(vars(klass).get("defaults", {}))
-        return {**merged, **data} if merged else data
+            merged = _merge(merged, vars(klass).get("defaults", {}))
+        return _merge(merged, data) if merged else data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``, nested mappings key by key (a default nested section keeps its other keys)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 # ----------------------------------------------------------------------------- ingest
@@ -152,10 +160,79 @@ class RegressionTrain(TrainSection):
 
 
 # ----------------------------------------------------------------------------- compress / evaluate
+COMPRESSION_METHODS = ("distill", "prune", "int8", "int8_eager")
+"""The compress stage's methods (tasks/compress/): chained with ``+``, a quantization last."""
+QUANTIZATIONS = ("int8", "int8_eager")
+
+
+class DistillSettings(Strict):
+    """Knowledge distillation (tasks/compress/distill.py): the student and its loss."""
+
+    student: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of the teacher's model config that make the student (fewer blocks, narrower); nested dicts merge."""
+    init_from_teacher: bool = True
+    """Start the student's layers from every other layer of the teacher where shapes match (DistilBERT)."""
+    temperature: float = Field(2.0, ge=1.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    """Weight of the teacher term: ``alpha * T^2 * KL + (1 - alpha) * hard-label loss`` (fields: relative L2s)."""
+    hidden_weight: float = Field(0.0, ge=0.0)
+    """Text encoder: weight of the cosine loss between mean last hidden states (0: off)."""
+    epochs: int | None = Field(None, ge=1)
+    """Epochs of student training; None = the teacher's (train.<domain>.epochs)."""
+    lr_factor: float = Field(1.0, gt=0.0)
+    """The student's learning rate as a multiple of the teacher's."""
+
+
+class PruneSettings(Strict):
+    """Accuracy-driven structured pruning (tasks/compress/prune.py, AxFormer's search)."""
+
+    tolerance: float = Field(0.0, ge=0.0)
+    """Relative rise of the validation loss a cut may cause; 0 = the paper's rule (the loss must not rise)."""
+    close: float = Field(1.1, ge=1.0)
+    """A rejected branch whose loss is below close x the best is tried head by head / unit group by group."""
+    ffn_groups: int = Field(4, ge=1)
+    """FFN hidden units are tried in this many groups (the paper: 12 groups of 256)."""
+    heads: bool = True
+    max_val_items: int = Field(2000, ge=10)
+    """Validation items of the search (evenly spread when there are more): every trial is one pass over them."""
+    finetune_epochs: int = Field(1, ge=0)
+    """Epochs of fine-tuning on the labels after the cuts (0: none)."""
+    lr_factor: float = Field(0.5, gt=0.0)
+
+
 class CompressSection(Strict):
-    methods: list[Literal["int8"]] = Field(default_factory=lambda: ["int8"])
+    """The compress stage of one domain: the variants it makes, and how the evaluate stage picks one to serve."""
+
+    methods: list[str] = Field(default_factory=lambda: [
+        "distill", "prune", "int8", "int8_eager", "prune+int8_eager", "distill+int8_eager",
+        "prune+distill+int8_eager"])
+    """Variants, each a method or a chain of them joined by ``+`` (a quantization only last)."""
     latency_batch_size: int = Field(1, ge=1)
     latency_repeats: int = Field(50, ge=1)
+    budget: float = Field(0.01, ge=0.0)
+    """Largest allowed loss of the primary metric for a variant to be chosen: an absolute drop when higher is
+    better (0.01 = one point of balanced accuracy / F1), a relative rise when lower is better (0.05 = 5 %)."""
+    objective: Literal["latency", "throughput", "size"] = "latency"
+    """What the chosen variant is best at among those within the budget: batch-1 latency, throughput or size."""
+    compile: bool = False
+    """``torch.compile`` a loaded ``int8`` (torchao) model: it then beats fp32, but compiling costs tens of seconds
+    per process and new shape (README, "Compression"). Off by default."""
+    distill: DistillSettings = Field(default_factory=DistillSettings)
+    prune: PruneSettings = Field(default_factory=PruneSettings)
+
+    @field_validator("methods")
+    @classmethod
+    def _chains(cls, value: list[str]) -> list[str]:
+        for variant in value:
+            chain = variant.split("+")
+            unknown = [m for m in chain if m not in COMPRESSION_METHODS]
+            if unknown:
+                raise ValueError(f"{variant!r}: unknown method(s) {unknown}; methods: {', '.join(COMPRESSION_METHODS)}")
+            if any(m in QUANTIZATIONS for m in chain[:-1]):
+                raise ValueError(f"{variant!r}: a quantization ({', '.join(QUANTIZATIONS)}) can only come last")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a variant is listed twice: {value}")
+        return value
 
 
 class EvaluateSection(Strict):
@@ -173,8 +250,9 @@ class ClassificationEvaluate(EvaluateSection):
 class RegisterSection(Strict):
     """The promotion gate of one domain's registered model."""
 
-    model: str = "teacher"
-    """Which evaluated model becomes the registered version: ``teacher`` or a compression method (``int8``)."""
+    model: str = "chosen"
+    """Which evaluated model becomes the registered version: ``chosen`` (the variant the evaluate stage picked
+    within ``compress.<domain>.budget``), ``teacher``, or a variant by name (``distill+int8_eager``)."""
     primary_metric: str = "balanced_accuracy"
     min_delta: float = 0.0
     """The candidate is promoted when primary >= champion's primary + min_delta."""

@@ -27,7 +27,8 @@ from tasks import store, tracking
 if TYPE_CHECKING:
     from tasks.params import Params
 
-PIP_REQUIREMENTS = ["torch==2.13.0", "mlflow==3.17.2", "polars==2.1.0", "safetensors", "numpy", "pydantic>=2.7"]
+PIP_REQUIREMENTS = ["torch==2.13.0", "torchao==0.18.0", "mlflow==3.17.2", "polars==2.1.0", "safetensors", "numpy",
+                    "pydantic>=2.7"]
 
 
 def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary: str, min_delta: float,
@@ -86,13 +87,21 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     metrics_file = paths.reports / "metrics.json"
     if not metrics_file.exists():
         raise FileNotFoundError(f"{metrics_file} does not exist: run the evaluate stage first")
-    evaluated = store.read_json(metrics_file)["models"]
-    if p.model not in evaluated:
-        raise ValueError(f"register.{domain}.model = {p.model!r} was not evaluated; evaluated: {sorted(evaluated)}")
-    model_dir = paths.teacher if p.model == "teacher" else paths.compressed / p.model
-    cand = {k: v for k, v in evaluated[p.model].items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    if isinstance(evaluated[p.model].get("stable"), bool):  # as a number, so it is a tag and a metric like the rest
-        cand["stable"] = float(evaluated[p.model]["stable"])
+    metrics = store.read_json(metrics_file)
+    evaluated = metrics["models"]
+    chosen = p.model
+    if chosen == "chosen":
+        if "choice" not in metrics:
+            raise ValueError(f"{metrics_file} has no compression choice: run the evaluate stage again")
+        chosen = metrics["choice"]["variant"]
+    if chosen not in evaluated:
+        raise ValueError(f"register.{domain}.model = {chosen!r} was not evaluated; evaluated: {sorted(evaluated)}")
+    model_dir = paths.teacher if chosen == "teacher" else paths.compressed / chosen
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir} does not exist: {chosen!r} is not a model folder")
+    cand = {k: v for k, v in evaluated[chosen].items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if isinstance(evaluated[chosen].get("stable"), bool):  # as a number, so it is a tag and a metric like the rest
+        cand["stable"] = float(evaluated[chosen]["stable"])
     name = tracking.registered_model_name(domain)
     client = tracking.client()
     champion = tracking.get_alias(name, "champion")
@@ -101,13 +110,18 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         package(model_dir, Path(tmp))
         run.log_artifact(Path(tmp) / "model", "model")
+    # The teacher and the Pareto table stay with the run, whatever variant is served.
+    run.log_artifact(paths.teacher / "config.json", "teacher")
+    if (paths.reports / "compress.md").exists():
+        run.log_artifact(paths.reports / "compress.md")
     try:
         client.get_registered_model(name)
     except MlflowException:
         client.create_registered_model(name, description=f"formerflow {domain} models (see reports/{domain})")
     lineage = {k: v for k, v in client.get_run(run.run_id).data.tags.items()
                if k.startswith(("git.", "input.", "prefect."))}
-    tags = {**{f"metric.{k}": str(v) for k, v in cand.items()}, "model": p.model,
+    tags = {**{f"metric.{k}": str(v) for k, v in cand.items()}, "model": chosen, "compression.method": chosen,
+            "compression.choice": metrics.get("choice", {}).get("reason", "set by register.<domain>.model"),
             "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage,
             "data.processed.md5": store.content_hash(paths.processed)}
     mv = client.create_model_version(name, source=f"{run.artifact_uri}/model", run_id=run.run_id, tags=tags)
@@ -118,7 +132,7 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     run.set_tags({"registered.version": mv.version, "gate.decision": tags["gate.decision"]})
     result = {
         "stage": "register", "domain": domain, "registered_model": name, "version": str(mv.version),
-        "model": p.model, "promoted": promote, "reason": reason,
+        "model": chosen, "promoted": promote, "reason": reason,
         "champion_version": str(mv.version) if promote else (str(champion.version) if champion else None),
         "primary_metric": p.primary_metric, "candidate_value": cand.get(p.primary_metric),
     }

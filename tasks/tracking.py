@@ -126,7 +126,7 @@ class StageRun:
 
         now = int(time.time() * 1000)
         items = [
-            Metric(k[:250], float(v), now, step or 0)
+            Metric(metric_name(k), float(v), now, step or 0)
             for k, v in _flatten(metrics).items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
         ]
@@ -150,6 +150,11 @@ class StageRun:
     @property
     def artifact_uri(self) -> str:
         return self._client.get_run(self.run_id).info.artifact_uri
+
+
+def metric_name(key: str) -> str:
+    """An MLflow-safe metric name: characters MLflow refuses (``+`` of a method chain) become ``-``."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "-", key)[:250]
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

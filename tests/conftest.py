@@ -33,8 +33,10 @@ TINY = {
                              "model": {"config": {"dim": 16, "heads": 1, "dim_head": 8, "latent_dim": 8,
                                                   "n_layer": 2}},
                              "baseline_configs": {"fno": {"width": 8, "modes": [4, 4], "n_layers": 2}}}},
-    "compress": {"netflow": {"latency_repeats": 3}, "eeg": {"latency_repeats": 3}, "finance": {"latency_repeats": 3},
-                 "turbulence": {"latency_repeats": 3}},
+    # Every method and a full chain, on a fraction of the epochs (the tiny data is learnt in no time anyway).
+    "compress": {d: {"latency_repeats": 3, "methods": ["distill", "prune", "int8", "prune+distill+int8_eager"],
+                     "distill": {"epochs": 1}, "prune": {"max_val_items": 200}}
+                 for d in ("netflow", "eeg", "finance", "turbulence")},
     "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 64},
                  "eeg": {"latency_repeats": 3, "throughput_batch_size": 8},
                  "finance": {"latency_repeats": 3, "throughput_batch_size": 8, "attribution_sentences": 2,

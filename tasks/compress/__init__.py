@@ -1,70 +1,168 @@
-"""The ``compress`` stage: turn the trained teacher into smaller / faster models.
+"""The ``compress`` stage: turn the trained teacher into smaller / faster models, and load any of them back.
 
-Each method is a module in this package with ``NAME``, ``DESCRIPTION`` and
-three functions:
+Methods (one module each, the same interface):
 
-* ``apply(model, context) -> nn.Module``: the compressed model (``context`` is a
-  :class:`CompressContext` giving access to the data, for methods that need it:
-  distillation, accuracy-driven pruning);
-* ``save(model, folder)``: write its weights (safetensors) into ``folder``;
-* ``load(float_model, folder) -> nn.Module``: rebuild it from a freshly built
-  float model of the teacher's config.
+==============  ==========================================================================
+``distill``     :mod:`.distill`: a smaller student of the teacher's family, trained against it
+``prune``       :mod:`.prune`: AxFormer's accuracy-driven search, parts physically removed
+``int8``        :mod:`.quantize`: torchao int8 (dynamic activations, int8 weights; embeddings)
+``int8_eager``  :mod:`.quantize_eager`: torch.ao's eager dynamic int8 (deprecated API, kept by name)
+==============  ==========================================================================
 
-Adding a method (distillation, pruning, low-rank, nested widths) means adding
-a module and a line in :data:`METHODS`; the stage, the evaluation and the
-registry pick it up from there. Outputs land in
-``artifacts/<domain>/compressed/<method>/``.
+``compress.<domain>.methods`` lists variants, each a chain of methods joined by ``+``
+(``prune+distill+int8_eager``: prune, then distillation fine-tuning, then int8); a
+quantization can only come last. Chains share their prefixes: ``prune`` runs once for
+``prune``, ``prune+int8_eager`` and ``prune+distill+int8_eager``.
+
+Each method module has ``NAME``, ``DESCRIPTION`` and ``step(model, record, context) -> model``;
+the quantizations also ``save(model, folder, meta)`` and ``load(float_model, folder, meta)``.
+A variant folder ``artifacts/<domain>/compressed/<variant>/`` holds ``model.safetensors``,
+``config.json`` (the teacher's record plus: ``config``, the float architecture, the student's
+for a distilled variant; ``plan``, the pruning cuts; ``quant``, the quantization; ``chain``)
+and ``metrics.json`` (size, batch-1 latency against the teacher, parameters, seconds to make).
+:func:`load_any` rebuilds any of them from those files alone: build the architecture, replay
+the cuts, quantize, load the weights. No pickle anywhere.
+
+Every variant is measured again, with the test metric, in the evaluate stage, which then
+picks the one the registry serves (:mod:`.choose`).
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from safetensors.torch import load_file, save_file
+from torch import nn
+
 import models
 from tasks import domains, store
-from tasks.compress import quantize
-from tasks.loop import load_model
+from tasks.compress import distill, prune, quantize, quantize_eager
+from tasks.loop import Dataset, count_parameters, load_model
 from tasks.measure import latency_ms, size_on_disk
 
 if TYPE_CHECKING:
     from tasks.params import Params
     from tasks.tracking import StageRun
 
-METHODS: dict[str, ModuleType] = {quantize.NAME: quantize}
+METHODS: dict[str, ModuleType] = {m.NAME: m for m in (distill, prune, quantize, quantize_eager)}
+QUANTIZERS = (quantize.NAME, quantize_eager.NAME)
 MODEL_FILES = ("model.safetensors", "config.json", "metrics.json")
 """What every model folder holds; anything else in the teacher's folder is an asset (:func:`copy_assets`)."""
 
 
+class Subset:
+    """Some items of a :class:`tasks.loop.Dataset` (the validation slice of a domain without a validation split)."""
+
+    def __init__(self, data: Dataset, idx: np.ndarray) -> None:
+        self.data, self.idx = data, np.asarray(idx)
+        self.labels = np.asarray(data.labels)[self.idx]
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def batch(self, idx: np.ndarray):
+        return self.data.batch(self.idx[np.asarray(idx)])
+
+
 @dataclass
 class CompressContext:
-    """What a compression method may use besides the teacher: params and (lazily) the data splits."""
+    """What a method may use besides the model it transforms: the teacher, the params, the data."""
 
     domain: str
     params: Params
+    teacher: nn.Module
+    key: str
+
+    @property
+    def settings(self):
+        return self.params.section("compress", self.domain)
+
+    @property
+    def loop(self):
+        """The domain's training-loop settings (``train.<domain>``)."""
+        return self.params.section("train", self.domain)
+
+    @property
+    def task(self) -> str:
+        return self.loop.task
 
     @cached_property
-    def splits(self) -> dict[str, Any]:
+    def splits(self) -> dict[str, Dataset | None]:
+        """``train``, ``val`` (None when the domain has no validation split, as EEG's deployment split) and
+        ``search``: the validation items of the pruning search (``val``, or else the last 15 % of ``train``,
+        as AxFormer holds out a slice of the training set)."""
         dom = domains.get(self.domain)
-        task = self.params.section("train", self.domain).task
-        return {name: dom.load_split(name, task) for name in ("train", "val")}
+        paths = store.domain_paths(self.domain)
+        train = dom.load_split("train", self.task)
+        val = dom.load_split("val", self.task) if (paths.processed / "val.safetensors").exists() else None
+        if val is None:
+            n = len(train)
+            search: Dataset = Subset(train, np.arange(n - max(1, round(0.15 * n)), n))
+        else:
+            search = val
+        return {"train": train, "val": val, "search": search}
+
+    def val_items(self) -> Dataset:
+        """The validation items of the pruning search, at most ``prune.max_val_items`` (evenly spread)."""
+        val = self.splits["search"]
+        cap = self.settings.prune.max_val_items
+        if len(val) <= cap:
+            return val
+        return Subset(val, np.linspace(0, len(val) - 1, cap).round().astype(np.int64))
+
+    def loop_settings(self, epochs: int | None, lr_factor: float = 1.0):
+        """The domain's loop for a compression step: its own epochs, no resume, the best epoch kept."""
+        update: dict[str, Any] = {"resume": False}
+        if epochs is not None:
+            update["epochs"] = epochs
+        if lr_factor != 1.0:
+            update["lr"] = self.loop.lr * lr_factor
+        return self.loop.model_copy(update=update)
 
 
-def load_any(folder: Path):
-    """Load a teacher or compressed model folder written by this project. Returns (model, meta)."""
+# ============================================================================ variants on disk
+def parse_chain(variant: str) -> list[str]:
+    """``"prune+distill+int8"`` -> ``["prune", "distill", "int8"]`` (validated by the params schema)."""
+    return variant.split("+")
+
+
+def save_variant(folder: Path, model: nn.Module, record: dict[str, Any]) -> None:
+    """Weights (quantized by the record's method, else plain) and ``config.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if record.get("quant"):
+        METHODS[record["quant"]].save(model, folder, record)
+    else:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(folder / "model.safetensors"))
+    store.atomic_write_json(folder / "config.json", record)
+
+
+def load_any(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a teacher or compressed model folder written by this project. Returns (model, meta).
+
+    A compressed one is rebuilt from its files alone: the float architecture from ``config``,
+    the pruning ``plan`` replayed on it, the quantization applied, then the weights loaded.
+    """
     folder = Path(folder)
     meta = store.read_json(folder / "config.json")
-    method = meta.get("compression")
-    if method is None:
+    if "compression" not in meta:
         return load_model(folder)
-    if method not in METHODS:
-        raise ValueError(f"{folder}: unknown compression method {method!r} (known: {sorted(METHODS)})")
-    float_model = models.build(meta["key"], meta["config"])
-    return METHODS[method].load(float_model, folder), meta
+    unknown = [m for m in meta.get("chain", []) if m not in METHODS]
+    if unknown:
+        raise ValueError(f"{folder}: unknown compression method(s) {unknown} (known: {sorted(METHODS)})")
+    model = prune.apply_plan(models.build(meta["key"], meta["config"]), meta.get("plan", []))
+    if meta.get("quant"):
+        model = METHODS[meta["quant"]].load(model, folder, meta)
+    else:
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval(), meta
 
 
 def copy_assets(teacher: Path, folder: Path) -> None:
@@ -79,44 +177,64 @@ def copy_assets(teacher: Path, folder: Path) -> None:
             shutil.copy2(item, folder / item.name)
 
 
+# ============================================================================ the stage
 def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[str, Any]:
-    """Apply every configured method to the teacher; measure size on disk and CPU latency against it.
+    """Make every configured variant of the teacher; measure its size and batch-1 latency against the teacher.
 
-    Outputs: ``artifacts/<domain>/compressed/<method>/{model.safetensors, config.json, metrics.json}``
-    and ``reports/<domain>/compress.json`` (the size/latency table).
+    Outputs: ``artifacts/<domain>/compressed/<variant>/{model.safetensors, config.json, metrics.json}``
+    (+ the teacher's assets) and ``reports/<domain>/compress.json`` (size, latency, parameters and
+    seconds to make, per variant).
     """
     p = params.section("compress", domain)
     paths = store.domain_paths(domain)
     if not (paths.teacher / "model.safetensors").exists():
         raise FileNotFoundError(f"{paths.teacher} has no model: run the train stage first")
     teacher, meta = load_model(paths.teacher)
+    ctx = CompressContext(domain, params, teacher, meta["key"])
     inputs = teacher.example_inputs(p.latency_batch_size)
     base_lat = latency_ms(teacher, inputs, p.latency_repeats)
     base_size = size_on_disk(paths.teacher / "model.safetensors")
-    table: dict[str, Any] = {"teacher": {"bytes": base_size, "latency_ms": base_lat["median_ms"],
-                                         "size_ratio": 1.0, "speedup": 1.0}}
-    context = CompressContext(domain, params)
+    table: dict[str, Any] = {"teacher": {"bytes": base_size, "latency_ms": base_lat["median_ms"], "size_ratio": 1.0,
+                                         "speedup": 1.0, "parameters": count_parameters(teacher), "seconds": 0.0}}
+    teacher_record = {**meta, "plan": [], "quant": None, "chain": [], "student": False}
+    done: dict[tuple[str, ...], tuple[nn.Module, dict[str, Any], float]] = {(): (teacher, teacher_record, 0.0)}
     with store.atomic_dir(paths.compressed) as out:
-        for name in p.methods:
-            method = METHODS[name]
-            folder = out / name
-            folder.mkdir()
-            model = method.apply(teacher, context)
-            method.save(model, folder)
-            store.atomic_write_json(folder / "config.json", {**meta, "compression": name,
-                                                             "description": method.DESCRIPTION})
+        for variant in p.methods:
+            chain = parse_chain(variant)
+            for i in range(1, len(chain) + 1):  # each prefix once, shared by the chains that start with it
+                prefix = tuple(chain[:i])
+                if prefix in done:
+                    continue
+                model, record, seconds = done[prefix[:-1]]
+                record = {**record, "chain": list(prefix), "plan": list(record["plan"])}
+                t0 = time.perf_counter()
+                model = METHODS[prefix[-1]].step(model, record, ctx)
+                done[prefix] = (model, record, seconds + time.perf_counter() - t0)
+            model, record, seconds = done[tuple(chain)]
+            folder = out / variant
+            record = {**record, "compression": variant, "compile": bool(p.compile and record.get("quant") == "int8"),
+                      "description": " -> ".join(METHODS[m].DESCRIPTION for m in chain)}
+            params_float = record.pop("_parameters", None) or count_parameters(model)
+            save_variant(folder, model, record)
             copy_assets(paths.teacher, folder)
             lat = latency_ms(model, inputs, p.latency_repeats)
             size = size_on_disk(folder / "model.safetensors")
             row = {"bytes": size, "latency_ms": lat["median_ms"], "size_ratio": size / base_size,
-                   "speedup": base_lat["median_ms"] / lat["median_ms"]}
+                   "speedup": base_lat["median_ms"] / lat["median_ms"], "parameters": params_float,
+                   "seconds": round(seconds, 2), **{k: v for k, v in record.get("stats", {}).items()}}
             store.atomic_write_json(folder / "metrics.json", row)
-            table[name] = row
+            table[variant] = row
+            print(f"compress {domain}: {variant}: {size / 1024:,.0f} KB ({row['size_ratio']:.2f}x), "
+                  f"{row['latency_ms']:.3f} ms at batch {p.latency_batch_size} ({row['speedup']:.2f}x), "
+                  f"{seconds:.1f} s")
     paths.reports.mkdir(parents=True, exist_ok=True)
     store.atomic_write_json(paths.reports / "compress.json", {"latency_batch_size": p.latency_batch_size,
                                                                "methods": table})
     if run is not None:
-        run.log_params({"methods": ",".join(p.methods), "latency_batch_size": p.latency_batch_size})
-        run.log_metrics({f"{m}.{k}": v for m, row in table.items() for k, v in row.items()})
+        run.log_params({"methods": ",".join(p.methods), "latency_batch_size": p.latency_batch_size,
+                        "budget": p.budget, "objective": p.objective})
+        run.log_metrics({f"{m}.{k}": v for m, row in table.items() for k, v in row.items()
+                         if isinstance(v, int | float) and not isinstance(v, bool)})
     return {"stage": "compress", "domain": domain, "methods": table,
             "outputs": {"compressed": store.content_hash(paths.compressed)}}
+

@@ -33,8 +33,10 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
     # lineage tags on the version: git commit, input hashes, the Prefect flow-run id
     assert champ.tags["prefect.flow_run_id"] not in ("", "none")
     assert "git.commit" in champ.tags
+    chosen = champ.tags["compression.method"]  # the variant evaluate picked (tasks/compress/choose.py)
+    assert chosen in first["evaluate"]["summary"]
     assert float(champ.tags["metric.balanced_accuracy"]) == pytest.approx(
-        first["evaluate"]["summary"]["teacher"]["balanced_accuracy"])
+        first["evaluate"]["summary"][chosen]["balanced_accuracy"])
 
     runs = _runs("netflow")
     parents = [r for r in runs if r.info.run_name == "pipeline"]
@@ -62,7 +64,7 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
 
     with get_client(sync_client=True) as pc:
         arts = pc.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["netflow-report"])))
-    assert arts and "| teacher |" in arts[0].data and "Compression trade-off" in arts[0].data
+    assert arts and "| teacher |" in arts[0].data and "Compression: the Pareto table" in arts[0].data
 
     # Second run: only register runs (stages 1-5 come from Prefect's cache); a strict gate keeps v1.
     second = pipeline(domains=["netflow"], overrides=["register.netflow.min_delta=0.5"])["netflow"]
@@ -83,7 +85,7 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
     assert third["train"] == first["train"]
     assert len([r for r in _runs("netflow") if r.info.run_name == "compress"]) == 2
 
-    # Scoring flow: new flows from a CSV, the champion, predictions as Parquet.
+    # Scoring flow: new flows from a CSV, the champion (the chosen variant of run 1), predictions as Parquet.
     new = generate(project / "new", n_flows=1500, seed=11)[0]
     out = project / "preds" / "scores.parquet"
     manifest = score_flow("netflow", str(new), str(out))
@@ -120,10 +122,12 @@ def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harnes
     source = pl.read_csv(sorted((project / "data/raw/netflow/source").glob("*.csv"))[-1], infer_schema=False)
     scored = model.predict(source.to_pandas())
     assert isinstance(scored, pd.DataFrame) and len(scored) == source.height
-    # The pyfunc's preprocessing equals the pipeline's: its scores on the last test windows match evaluate's.
+    # The pyfunc's preprocessing equals the pipeline's: its scores on the last test windows match evaluate's for
+    # the model it serves (the variant evaluate chose).
     test = load_split("test")
-    teacher, _ = load_any(project / "artifacts/netflow/teacher")
-    p_eval = probabilities(predict(teacher, test), "binary")
+    chosen = tracking.client().get_model_version_by_alias("formerflow-netflow", "champion").tags["compression.method"]
+    served, _ = load_any(project / "artifacts/netflow" / ("teacher" if chosen == "teacher" else f"compressed/{chosen}"))
+    p_eval = probabilities(predict(served, test), "binary")
     n = 200
     assert raw.height >= n
     np.testing.assert_allclose(scored["p_attack"].to_numpy()[-n:], p_eval[-n:], rtol=1e-4, atol=1e-5)

@@ -32,14 +32,15 @@ def test_turbulence_pipeline_registers_and_scores_a_field_file(project, prefect_
     # Evaluate: IFactFormer-m, int8, -o, FNO and persistence side by side on rollouts.
     metrics = json.loads((project / "reports/turbulence/metrics.json").read_text())
     models = metrics["models"]
-    assert {"teacher", "int8", "fno", "ifactformer_o", "persistence"} <= set(models)
+    assert {"teacher", "int8", "distill", "prune", "prune+distill+int8_eager", "fno", "ifactformer_o",
+            "persistence"} <= set(models)
     for name, m in models.items():
         assert m["one_step_rel_l2"] >= 0.0 and isinstance(m["stable"], bool), name
         assert len(m["rollout_curve"]) == 12
     assert models["persistence"]["one_step_rel_l2"] > 0.0  # the field moves between snapshots
     report = (project / "reports/turbulence/report.md").read_text()
     for text in ("one-step rel. L2", "rel. L2 @10", "spectrum LSD", "| teacher | IFactFormer-m |",
-                 "| fno | FNO baseline |", "## Compression trade-off", "![spectra](plots/spectra.png)"):
+                 "| fno | FNO baseline |", "## Compression: the Pareto table", "![spectra](plots/spectra.png)"):
         assert text in report, text
     for plot in ("spectra.png", "error_vs_time.png", "snapshots.png", "rollout_strip.png"):
         assert (project / "reports/turbulence/plots" / plot).stat().st_size > 3000

@@ -11,7 +11,7 @@ from torch import nn
 
 from models import build
 from models.fno import FNO, FNOConfig, SpectralConv
-from tasks.compress import quantize
+from tasks.compress import quantize_eager as quantize
 
 KEY = "turbulence/fno"
 SMALL_2D = {

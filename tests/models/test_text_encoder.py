@@ -146,7 +146,7 @@ def test_int8_encoder_tracks_the_float_model(encoder, tokenizer):
     sentences still run, and its logits track the float model's."""
     import copy
 
-    from tasks.compress import quantize
+    from tasks.compress import quantize_eager as quantize
 
     q = quantize.apply(copy.deepcopy(encoder), None)
     for ids, mask in (q.example_inputs(4), _tokenize(tokenizer, SENTENCES, encoder.config.max_length)):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from tasks.params_base import ClassificationTrain, DomainParams, SourceSection, Strict
+from tasks.params_base import ClassificationTrain, CompressSection, DomainParams, SourceSection, Strict
 
 
 class EEGSynthetic(Strict):
@@ -185,4 +185,11 @@ class EEGTrain(ClassificationTrain):
                                             for arch, cfg in self.protocol.configs.items()}}
 
 
-PARAMS = DomainParams(ingest=EEGIngest, preprocess=EEGPreprocess, train=EEGTrain)
+class EEGCompress(CompressSection):
+    """The student: one transformer block per branch, half the width (the teacher: two and two, 40 wide)."""
+
+    defaults = {"latency_repeats": 30,
+                "distill": {"student": {"tem_depth": 1, "chn_depth": 1, "emb_size": 20, "n_heads": 5}}}
+
+
+PARAMS = DomainParams(ingest=EEGIngest, preprocess=EEGPreprocess, train=EEGTrain, compress=EEGCompress)

@@ -45,7 +45,8 @@ class Sentences:
         t = torch.as_tensor(idx, dtype=torch.int64)
         mask = self.mask[t]  # (B, L)
         width = max(int(mask.sum(1).max()), 1) if len(t) else 1
-        return (self.ids[t][:, :width], mask[:, :width]), torch.as_tensor(self.labels[idx])
+        # contiguous: the int8 embedding kernel (quantized embedding_byte) refuses strided indices
+        return (self.ids[t][:, :width].contiguous(), mask[:, :width].contiguous()), torch.as_tensor(self.labels[idx])
 
 
 def load_schema(root: Path | None = None) -> dict:

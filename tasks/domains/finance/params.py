@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from tasks.params_base import (
     ClassificationEvaluate,
     ClassificationTrain,
+    CompressSection,
     DomainParams,
     RegisterSection,
     SourceSection,
@@ -132,5 +133,11 @@ class FinanceRegister(RegisterSection):
     defaults = {"primary_metric": "f1", "latency_budget_ms": 200.0}
 
 
+class FinanceCompress(CompressSection):
+    """The student: 3 of the encoder's 6 layers, started from every other fine-tuned layer (DistilBERT)."""
+
+    defaults = {"latency_repeats": 20, "distill": {"student": {"encoder": {"num_hidden_layers": 3}}}}
+
+
 PARAMS = DomainParams(ingest=FinanceIngest, preprocess=FinancePreprocess, train=FinanceTrain,
-                      evaluate=FinanceEvaluate, register=FinanceRegister)
+                      compress=FinanceCompress, evaluate=FinanceEvaluate, register=FinanceRegister)

@@ -13,6 +13,7 @@ from tasks.domains.netflow.synthetic import NF_V2_CATEGORICAL, NF_V2_NUMERIC
 from tasks.params_base import (
     ClassificationEvaluate,
     ClassificationTrain,
+    CompressSection,
     DomainParams,
     SourceSection,
     Strict,
@@ -92,5 +93,11 @@ class NetflowTrain(ClassificationTrain):
     """Single-flow baselines are fitted on at most this many (most recent) training rows."""
 
 
+class NetflowCompress(CompressSection):
+    """The student: one encoder block of half the width, a narrower MLP (the teacher: two blocks, 128, [128])."""
+
+    defaults = {"distill": {"student": {"n_layers": 1, "internal_size": 64, "mlp_sizes": [64]}}}
+
+
 PARAMS = DomainParams(ingest=NetflowIngest, preprocess=NetflowPreprocess, train=NetflowTrain,
-                      evaluate=ClassificationEvaluate)
+                      compress=NetflowCompress, evaluate=ClassificationEvaluate)
