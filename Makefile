@@ -62,6 +62,7 @@ bench: setup
 	$(PY) bench/eeg_train.py
 	$(PY) bench/finance_infer.py
 	$(PY) bench/turbulence.py
+	$(PY) bench/compression.py
 
 serve: setup
 	$(PY) -m flows.deployments

@@ -179,6 +179,9 @@ class DistillSettings(Strict):
     """Text encoder: weight of the cosine loss between mean last hidden states (0: off)."""
     epochs: int | None = Field(None, ge=1)
     """Epochs of student training; None = the teacher's (train.<domain>.epochs)."""
+    finetune_epochs: int | None = Field(1, ge=1)
+    """Epochs of distillation fine-tuning when distill follows another method in a chain (prune+distill: the pruned
+    model starts trained, so one epoch recovers most of what a cut lost); None = ``epochs``."""
     lr_factor: float = Field(1.0, gt=0.0)
     """The student's learning rate as a multiple of the teacher's."""
 

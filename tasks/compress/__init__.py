@@ -128,6 +128,12 @@ class CompressContext:
 
 
 # ============================================================================ variants on disk
+def describe(chain: list[str]) -> str:
+    """One line per chain: what each step did (a step after another may say so, e.g. distillation fine-tuning)."""
+    return " -> ".join(getattr(METHODS[m], "CHAINED_DESCRIPTION", METHODS[m].DESCRIPTION) if i else
+                       METHODS[m].DESCRIPTION for i, m in enumerate(chain))
+
+
 def parse_chain(variant: str) -> list[str]:
     """``"prune+distill+int8"`` -> ``["prune", "distill", "int8"]`` (validated by the params schema)."""
     return variant.split("+")
@@ -213,7 +219,7 @@ def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[s
             model, record, seconds = done[tuple(chain)]
             folder = out / variant
             record = {**record, "compression": variant, "compile": bool(p.compile and record.get("quant") == "int8"),
-                      "description": " -> ".join(METHODS[m].DESCRIPTION for m in chain)}
+                      "description": describe(chain)}
             params_float = record.pop("_parameters", None) or count_parameters(model)
             save_variant(folder, model, record)
             copy_assets(paths.teacher, folder)

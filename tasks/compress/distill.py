@@ -33,6 +33,7 @@ from tasks.loop import fit, relative_l2
 
 NAME = "distill"
 DESCRIPTION = "knowledge distillation into a smaller student of the teacher's family (KL * T^2 + hard labels)"
+CHAINED_DESCRIPTION = "distillation fine-tuning of that model against the teacher (KL * T^2 + hard labels)"
 LAYER_LISTS = re.compile(r"(^|\.)(layer|transformer|temporal_blocks|spatial_blocks|blocks)\.(\d+)(\.|$)")
 """The module lists whose index maps student layer i to teacher layer i * (teacher depth / student depth)."""
 
@@ -155,6 +156,7 @@ def fresh_copy(model: nn.Module) -> nn.Module:
 def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
     """First in a chain: train a new student; after another method: distillation fine-tuning of its model."""
     s = context.settings.distill
+    epochs = s.epochs
     if len(record["chain"]) == 1:
         student, info = build_student(context.teacher, context.key, s.student, seed=context.loop.seed,
                                       from_teacher=s.init_from_teacher)
@@ -162,9 +164,10 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
         record["student"] = True
     else:
         student, info = fresh_copy(model), {"copied": None, "kept": None}
+        epochs = s.finetune_epochs or s.epochs
     loss = loss_against(context.teacher, context.task, temperature=s.temperature, alpha=s.alpha,
                         hidden_weight=s.hidden_weight)
-    result = fit(student, context.splits["train"], context.splits["val"], context.loop_settings(s.epochs, s.lr_factor),
+    result = fit(student, context.splits["train"], context.splits["val"], context.loop_settings(epochs, s.lr_factor),
                  task=context.task, loss_fn=loss, progress=False)
     record["stats"] = {**record.get("stats", {}), "distill_epochs": result.epochs_run,
                        "distill_best_epoch": result.best_epoch, "distill_tensors_from_teacher": info["copied"]}

@@ -19,7 +19,7 @@ TINY_E2E = {
     "train": {"netflow": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 32, "baselines": ["logreg"],
                           "baseline_max_rows": 500}},
     "compress": {"netflow": {"latency_repeats": 3, "methods": METHODS_RUN, "budget": 0.05,
-                             "distill": {"epochs": 1}, "prune": {"max_val_items": 100, "tolerance": 0.05}}},
+                             "distill": {"epochs": 2, "finetune_epochs": 1}, "prune": {"max_val_items": 100, "tolerance": 0.05}}},
     "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 16}},
 }
 
@@ -58,6 +58,13 @@ def test_every_variant_is_a_model_folder_with_its_record(pipeline):
     assert distilled["student"] and distilled["config"]["n_layers"] == 1  # the student's own architecture
     assert table["distill"]["parameters"] < table["teacher"]["parameters"]
     assert table["int8_eager"]["size_ratio"] < 0.4
+    chained = json.loads((compressed / "prune+distill+int8_eager" / "config.json").read_text())
+    # after prune, distill fine-tunes the pruned model (its own architecture, distill.finetune_epochs) ...
+    assert not chained["student"] and chained["stats"]["distill_epochs"] == 1
+    assert "distillation fine-tuning" in chained["description"]
+    assert table["prune+distill+int8_eager"]["parameters"] == table["prune"]["parameters"]
+    # ... while distill alone trains a new student for distill.epochs
+    assert distilled["stats"]["distill_epochs"] == 2 and "into a smaller student" in distilled["description"]
 
 
 @pytest.mark.parametrize("variant", METHODS_RUN)
