@@ -203,6 +203,24 @@ class FlowInputEncoding(nn.Module):
                     nn.Linear(n, config.cat_embed_dim, bias=bias) for n in self.levels
                 )
         self.lookup = config.encoding == "categorical" and config.cat_embed_mode == "lookup"
+        # Where each categorical's one-hot block starts among the record embedding's input columns, and the level
+        # counts, for the row-lookup path of forward(); not saved (derived from the config).
+        starts = [self.n_numeric + sum(self.levels[:i]) for i in range(len(self.levels))]
+        self.register_buffer("starts", torch.tensor(starts, dtype=torch.long), persistent=False)
+        self.register_buffer("n_levels", torch.tensor(self.levels, dtype=torch.long), persistent=False)
+
+    @staticmethod
+    def _float_weight(layer: nn.Module) -> torch.Tensor | None:
+        """The weight of a plain float ``nn.Linear``; None for a quantized layer (torch.ao or torchao)."""
+        if type(layer) is not nn.Linear:
+            return None
+        weight = layer.weight
+        return weight if type(weight) in (nn.Parameter, torch.Tensor) and weight.is_floating_point() else None
+
+    def _check_codes(self, x_cat: torch.Tensor) -> None:
+        # one_hot refuses a code outside [0, levels); a row lookup would silently read another feature's row.
+        if ((x_cat < 0) | (x_cat >= self.n_levels)).any():
+            raise ValueError(f"categorical codes outside [0, levels) for levels {self.levels}")
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """Encode one window.
@@ -215,14 +233,32 @@ class FlowInputEncoding(nn.Module):
             ``(B, W, d)``.
         """
         x_cat = x_cat.long()  # one_hot and Embedding want int64; a no-op for int64 inputs
+        # A Linear on a one-hot is a row lookup: one_hot(c) @ W.T == W[:, c]. Float layers take the lookup, the
+        # same function without building the (B, W, sum(levels)) one-hots: at batch 1 one_hot and its checks were
+        # over half of a 1-block model's forward. Quantized layers keep the one-hot path.
+        weight = self._float_weight(self.embed) if self.mode == "record" else None
+        if weight is not None:
+            self._check_codes(x_cat)
+            rows = x_cat + self.starts  # (B, W, n_categorical) columns of W
+            x = F.linear(x_num, weight[:, : self.n_numeric], self.embed.bias)  # (B, W, embed_dim)
+            return x + F.embedding(rows, weight.t()).sum(dim=-2)  # (B, W, n_cat, embed_dim) -> (B, W, embed_dim)
+        dense = self.mode == "categorical" and not self.lookup
+        if dense and all(self._float_weight(layer) is not None for layer in self.cat_embeds):
+            self._check_codes(x_cat)
         parts = [x_num]  # numeric first, then categorical (models.md 2.12)
         for i, n_levels in enumerate(self.levels):
             codes = x_cat[..., i]  # (B, W)
             if self.lookup:
                 parts.append(self.cat_embeds[i](codes))  # (B, W, cat_embed_dim)
                 continue
+            layer = self.cat_embeds[i] if dense else None
+            weight = self._float_weight(layer) if dense else None
+            if weight is not None:  # the lookup again: Linear(one_hot(c)) == W.T[c] + b
+                rows = F.embedding(codes, weight.t())  # (B, W, cat_embed_dim)
+                parts.append(rows if layer.bias is None else rows + layer.bias)
+                continue
             one_hot = F.one_hot(codes, n_levels).to(x_num.dtype)  # (B, W, levels_i)
-            parts.append(one_hot if self.cat_embeds is None else self.cat_embeds[i](one_hot))
+            parts.append(one_hot if layer is None else layer(one_hot))
         x = torch.cat(parts, dim=-1)  # (B, W, n_numeric + sum(widths))
         if self.embed is not None:
             x = self.embed(x)  # (B, W, embed_dim)

@@ -379,6 +379,41 @@ def test_lookup_equals_projection_of_one_hot():
     torch.testing.assert_close(lookup(x_num, x_cat), proj(x_num, x_cat))
 
 
+def _one_hot_reference(enc: FlowInputEncoding, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+    """What the reference computes: the Linear layers applied to explicit one-hots."""
+    one_hots = [torch.nn.functional.one_hot(x_cat[..., i], n).float() for i, n in enumerate(enc.levels)]
+    if enc.mode == "record":
+        return enc.embed(torch.cat([x_num, *one_hots], -1))
+    return torch.cat([x_num, *(lin(oh) for lin, oh in zip(enc.cat_embeds, one_hots, strict=True))], -1)
+
+
+@pytest.mark.parametrize("cfg", [{"encoding": "record"}, {"encoding": "record", "embed_bias": False},
+                                 {"encoding": "categorical", "cat_embed_mode": "dense"},
+                                 {"encoding": "categorical", "cat_embed_mode": "projection"}])
+def test_row_lookup_equals_the_linear_on_one_hots_values_and_gradients(cfg):
+    """forward() reads rows of the weight instead of multiplying one-hots: the same function and gradients."""
+    enc = FlowInputEncoding(FlowTransformerConfig(n_numeric=3, categorical_levels=[4, 6, 2], embed_dim=5, **cfg))
+    x_num = torch.rand(2, 8, 3)
+    x_cat = torch.stack([torch.randint(0, n, (2, 8)) for n in (4, 6, 2)], -1)
+    fast, slow = enc(x_num, x_cat), _one_hot_reference(enc, x_num, x_cat)
+    torch.testing.assert_close(fast, slow)
+    weights = torch.randn(fast.shape)
+    grads_fast = torch.autograd.grad((fast * weights).sum(), list(enc.parameters()))
+    grads_slow = torch.autograd.grad((slow * weights).sum(), list(enc.parameters()))
+    for a, b in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("encoding", ["record", "categorical"])
+@pytest.mark.parametrize("code", [-1, 4])
+def test_a_code_outside_its_levels_is_refused_not_read_from_another_feature(encoding, code):
+    enc = FlowInputEncoding(FlowTransformerConfig(encoding=encoding, n_numeric=3, categorical_levels=[4, 6]))
+    x_cat = torch.zeros(1, 8, 2, dtype=torch.long)
+    x_cat[0, 3, 0] = code  # 4 would be feature 1's first row in the stacked lookup
+    with pytest.raises(ValueError, match="outside"):
+        enc(torch.rand(1, 8, 3), x_cat)
+
+
 def test_int32_codes_are_accepted():
     model = make().eval()
     x_num, x_cat = model.example_inputs(2)
