@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from tasks import domains, store
-from tasks.loop import Dataset, count_parameters, fit, save_model
+from tasks.loop import Dataset, count_parameters, fit, save_model, seed_everything
 from tasks.params_base import params_hash
 
 if TYPE_CHECKING:
@@ -47,6 +47,9 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
         raise FileNotFoundError(f"{paths.processed / 'train.safetensors'} does not exist: "
                                 + schema.get("note", f"run preprocess first (python -m tasks preprocess {domain})"))
     key = f"{domain}/{p.model.arch}"
+    # The teacher's random init (FlowTransformer's layers, the text encoder's classifier) draws from torch's global
+    # generator: seeded here, the same params give the same teacher in every process, not one per process start.
+    seed_everything(p.seed)
     model = dom.build_model(params, schema)
     info = dom.task_info(params, schema)
     if info.task != p.task:  # the loss and the evaluation would read the logits differently

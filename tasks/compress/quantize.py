@@ -21,7 +21,6 @@ that loads the model. So ``compress.<domain>.compile`` (default off) decides whe
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from pathlib import Path
 
@@ -30,8 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-# torchao prints "failed to load" for two GPU-only libraries and deprecation notes at import: harmless.
-logging.getLogger("torchao").setLevel(logging.ERROR)
+# torchao's deprecation notes at import (its "failed to load" log lines: tasks/__init__.py).
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from torchao.prototype.safetensors.safetensors_support import (

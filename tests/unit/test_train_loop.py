@@ -7,6 +7,7 @@ A FlowTransformer of a few hundred parameters on tiny synthetic windows keeps th
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -414,3 +415,25 @@ def test_pushforward_training_uses_k_step_targets():
     assert len(train.with_horizon(3)) == 4 * (6 - 1 - 3 + 1)
     (x,), y = train.with_horizon(3).batch(np.array([0, 1]))
     assert x.shape == (2, 1, 8, 8, 2) and y.shape == (2, 3, 8, 8, 2)
+
+
+def test_the_train_stage_gives_the_same_teacher_whatever_ran_before_in_the_process(project):
+    """The teacher's init draws from torch's global generator: the stage seeds it, so the same params give the same
+    weights in any process (before, netflow and finance teachers differed with every process start)."""
+    from safetensors.torch import load_file
+
+    from tasks.params import load_params
+    from tasks.stages import run_stage
+
+    params = load_params()
+    for stage in ("ingest", "preprocess"):
+        run_stage(stage, "netflow", params, track=False)
+    weights = []
+    for draws in (1, 1000):
+        torch.rand(draws)  # what ran before moves the global generator
+        for ckpt in (project / "checkpoints" / "netflow").glob("*"):
+            shutil.rmtree(ckpt)  # no resume: train from the start both times
+        run_stage("train", "netflow", params, track=False)
+        weights.append(load_file(project / "artifacts" / "netflow" / "teacher" / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
