@@ -196,6 +196,7 @@ def test_tiny_models_run_through_evaluation_with_all_plots(tmp_path):
         kinds={"teacher": "IFactFormer-m", "fno": "FNO baseline"},
         solver_seconds_per_step=0.5,
         latency_repeats=2,
+        throughput_batch_size=4,
         blowup_factor=1e6,
     )
     assert set(metrics) == {"teacher", "fno"}
@@ -203,6 +204,7 @@ def test_tiny_models_run_through_evaluation_with_all_plots(tmp_path):
         assert m["rollout_steps"] == 12 and len(m["rollout_curve"]) == 12
         assert "rollout_rel_l2_10" in m and "rollout_rel_l2_50" not in m  # 50 is beyond the data
         assert m["ms_per_step"] > 0 and m["speedup_vs_solver"] == pytest.approx(500 / m["ms_per_step"])
+        assert m["throughput_per_s"] > 0  # steps/s at a batch of 4 windows
         assert np.isfinite(m["one_step_rel_l2"])
     assert metrics["teacher"]["kind"] == "IFactFormer-m"
     json.dumps(metrics)

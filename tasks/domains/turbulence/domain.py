@@ -35,7 +35,7 @@ class TurbulenceDomain(FieldDefaults):
         return TaskInfo(
             task="regression", item="step",
             table_columns=["one_step_rel_l2", *[f"rollout_rel_l2_{s}" for s in steps], "spectrum_lsd", "stable",
-                           "ms_per_step", "speedup_vs_solver", "bytes", "parameters"],
+                           "ms_per_step", "throughput_per_s", "speedup_vs_solver", "bytes", "parameters"],
             column_labels={f"rollout_rel_l2_{s}": f"rel. L2 @{s}" for s in steps},
             split_note=(f"held-out trajectories ({schema['pairs']['test']} one-step pairs; rollouts from the first "
                         "window of each)"))

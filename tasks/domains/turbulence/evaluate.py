@@ -274,6 +274,7 @@ def evaluate_fields(
     kinds: Mapping[str, str] | None = None,
     solver_seconds_per_step: float | None = None,
     latency_repeats: int = 20,
+    throughput_batch_size: int = 0,
     n_snapshot_cols: int = 3,
     gif: bool = True,
     batch_size: int = 16,
@@ -304,6 +305,7 @@ def evaluate_fields(
         kinds: Name -> short description for the table (default: the name).
         solver_seconds_per_step: Solver wall time per model step, for the speed-up.
         latency_repeats: Timed calls per model (0: no timing, ``ms_per_step`` None).
+        throughput_batch_size: Windows per call for ``throughput_per_s`` (steps/s at that batch; 0: not measured).
         n_snapshot_cols: Rollout steps shown in ``snapshots.png``.
         gif: Also write ``rollout.gif``.
         batch_size: Windows per forward pass of the one-step evaluation and the rollout.
@@ -350,11 +352,18 @@ def evaluate_fields(
         with np.errstate(all="ignore"):
             m |= _compare(truth, ts, pred, ps, n_ok, resolved, empty)
         m |= {"stable": blowup is None, "blowup_step": blowup, "stats_steps": n_ok}
-        ms = None
+        ms = per_s = None
         if latency_repeats > 0:
             x1 = torch.from_numpy(test[:1, :t_in].copy()).to(device)  # (1, T_in, *grid, C)
             ms = latency_ms(model, (x1,), repeats=latency_repeats)["per_item_ms"]
+            if throughput_batch_size > 0:
+                # The first window repeated: the test split may hold fewer trajectories than a batch, and the
+                # cost of a step does not depend on the values. One warm-up call suffices for a batch.
+                xb = x1.expand(throughput_batch_size, *x1.shape[1:]).contiguous()  # (B, T_in, *grid, C)
+                per_s = 1e3 / latency_ms(model, (xb,), repeats=max(3, latency_repeats // 10),
+                                         warmup=1)["per_item_ms"]
         m["ms_per_step"] = _float(ms)
+        m["throughput_per_s"] = _float(per_s)
         solver_ms = None if solver_seconds_per_step is None else solver_seconds_per_step * 1e3
         speedup = None if ms is None or solver_ms is None else solver_ms / ms
         m["speedup_vs_solver"] = _float(speedup)
@@ -678,8 +687,9 @@ def evaluate_models(params: Params, models: dict[str, LoadedModel],
         loaded, test, t_in=schema["t_in"], lengths=schema["lengths"], dt_model=schema["dt_model"] or 1.0,
         rollout_steps=p.rollout_steps, report_steps=p.report_steps, blowup_factor=p.blowup_factor,
         plots_dir=plots_dir, kinds=kinds, solver_seconds_per_step=solver_s, latency_repeats=p.latency_repeats,
-        gif=p.gif)
-    metrics["persistence"].update(ms_per_step=None, speedup_vs_solver=None)  # no model to time
+        throughput_batch_size=p.throughput_batch_size, gif=p.gif)
+    # no model to time
+    metrics["persistence"].update(ms_per_step=None, speedup_vs_solver=None, throughput_per_s=None)
     for name, m in metrics.items():
         m.update(bytes=sizes.get(name), parameters=counts.get(name))
         # The registry's latency budget reads latency_ms; here it is one predicted step at batch 1.
