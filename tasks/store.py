@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,8 +317,8 @@ def retry(
 ) -> T:
     """Call ``fn`` with exponential backoff on transient I/O errors.
 
-    Missing files are not retried (they will not appear by waiting); other
-    OSErrors (network, timeouts) are, ``retries`` times, with ``delay_s``,
+    Missing files and decode errors (:func:`is_permanent`) are not retried (they
+    will not go away by waiting); other OSErrors (network, timeouts) are, ``retries`` times, with ``delay_s``,
     ``2*delay_s``, ... between tries.
 
     Raises:
@@ -328,7 +329,7 @@ def retry(
         try:
             return fn()
         except retry_on as exc:
-            if isinstance(exc, no_retry) and not is_transient(exc):
+            if (isinstance(exc, no_retry) or is_permanent(exc)) and not is_transient(exc):
                 raise
             if attempt >= retries:
                 cause = _root_cause(exc)
@@ -361,3 +362,109 @@ def is_transient(exc: BaseException) -> bool:
         if any(n in type(e).__name__ for n in ("ClientConnector", "ServerDisconnected", "Timeout")):
             return True
     return False
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True when a decode/format error hides in the exception chain (not gzip, a truncated stream).
+
+    The same bytes fail the same way on every try, so :func:`retry` does not retry them;
+    :class:`gzip.BadGzipFile` is an OSError and would otherwise look like an I/O hiccup.
+    """
+    return any(isinstance(e, gzip.BadGzipFile | zlib.error | EOFError) for e in _chain(exc))
+
+
+# ----------------------------------------------------------------------------- untrusted inputs
+RATIO_FLOOR_BYTES = 1 << 20
+"""Outputs up to this size are never refused for their compression ratio (a small run of zeros
+compresses 1000:1 and harms nobody); the byte cap still applies."""
+
+
+def capped_copy(src: Any, dst: Any, *, display: str, max_bytes: int, bytes_key: str, max_ratio: float | None = None,
+                ratio_key: str = "", consumed: Callable[[], int] | None = None,
+                error: type[Exception] = ValueError, chunk: int = 1 << 20) -> int:
+    """Copy the stream ``src`` into ``dst``, stopping as soon as it passes a cap; the bytes written.
+
+    For decompression, where the output is untrusted in size: the count runs as the bytes
+    come, so a decompression bomb is stopped after ``max_bytes`` (or ``max_ratio`` times the
+    compressed bytes read so far, from ``consumed``) rather than after filling the disk.
+    The caller owns ``dst`` and removes it on an error (write it inside :func:`atomic_path`
+    or :func:`atomic_dir`).
+
+    Args:
+        src: Readable binary stream (a ``GzipFile``, a zip entry).
+        dst: Writable binary stream.
+        display: The file, as the message names it.
+        max_bytes: Most bytes to write.
+        bytes_key: The params key that sets ``max_bytes`` (named in the message).
+        max_ratio: Most output bytes per compressed byte read (None: no ratio check).
+        ratio_key: The params key that sets ``max_ratio``.
+        consumed: Compressed bytes read so far (e.g. the raw file's ``tell``).
+        error: The exception type to raise (the caller domain's error type).
+
+    Raises:
+        error: A cap was passed; the message names the file, the cap and its key.
+    """
+    written = 0
+    while block := src.read(chunk):
+        written += len(block)
+        if written > max_bytes:
+            raise error(f"{display}: unpacks to more than {max_bytes} bytes, the cap {bytes_key}; "
+                        "refused (raise the cap if the file is genuine)")
+        if max_ratio is not None and consumed is not None and written > RATIO_FLOOR_BYTES:
+            packed = max(int(consumed()), 1)
+            if written > max_ratio * packed:
+                raise error(f"{display}: unpacks to more than {max_ratio:g} times its compressed size "
+                            f"({written} bytes from {packed}), the cap {ratio_key}; refused as a likely "
+                            "decompression bomb (raise the cap if the file is genuine)")
+        dst.write(block)
+    return written
+
+
+def check_inside(path: str | Path, root: str | Path, *, display: str, error: type[Exception] = ValueError) -> Path:
+    """``path`` resolved, after checking that it (through any symbolic link) lies inside ``root``.
+
+    A symbolic link in a source folder can point anywhere on the machine; following it would
+    copy a file from outside the source into DVC-tracked ``data/raw`` (and push it).
+
+    Raises:
+        error: ``path`` resolves outside ``root``; the message names both.
+    """
+    real, base = Path(path).resolve(), Path(root).resolve()
+    if not real.is_relative_to(base):
+        raise error(f"{display}: a symbolic link to {real}, outside the source {base}; links out of the source "
+                    "are refused (copy the file into the source instead)")
+    return real
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can get (Linux ``MemAvailable``, else free pages); None when unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def check_array_bytes(nbytes: int, *, display: str, max_bytes: int | None, key: str,
+                      error: type[Exception] = ValueError) -> None:
+    """Refuse an array that a file *declares* before it is read: over ``max_bytes`` or over the memory available.
+
+    A few bytes of HDF5 header can declare a 128 GiB dataset; reading it would end in an
+    allocation failure (or the OOM killer) instead of an error that names the file.
+
+    Args:
+        nbytes: Bytes the read will allocate (shape x item size of what is kept).
+        display: The file and variable, as the message names them.
+        max_bytes: The cap (None: only the memory check).
+        key: The params key that sets the cap.
+        error: The exception type to raise.
+    """
+    if max_bytes is not None and nbytes > max_bytes:
+        raise error(f"{display}: declares {nbytes} bytes ({nbytes / 2**30:.3g} GiB), more than the cap {key} "
+                    f"({max_bytes} bytes); refused before reading (raise the cap if the file is genuine)")
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise error(f"{display}: declares {nbytes} bytes ({nbytes / 2**30:.3g} GiB), more than the memory "
+                    f"available ({free / 2**30:.3g} GiB); refused before reading")

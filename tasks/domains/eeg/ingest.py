@@ -38,13 +38,14 @@ def _read_continuous(path: Path, fmt: str, spec: EEGSpec) -> Recording:
                           allow_empty=spec.background_class is not None)
 
 
-def _read_mat(path: Path, spec: EEGSpec) -> EpochSet:
+def _read_mat(path: Path, spec: EEGSpec, max_array_bytes: int | None = None) -> EpochSet:
     m = spec.mat
     return read_mat(path, data_key=m.data_key, label_key=m.label_key, sfreq=m.sfreq, sfreq_key=m.sfreq_key,
-                    layout=m.layout, ch_names_key=m.ch_names_key, label_map=spec.label_map or None)
+                    layout=m.layout, ch_names_key=m.ch_names_key, label_map=spec.label_map or None,
+                    max_array_bytes=max_array_bytes)
 
 
-def read_sources(folder: Path, spec: EEGSpec) -> list[tuple[SourceInfo, Any]]:
+def read_sources(folder: Path, spec: EEGSpec, max_array_bytes: int | None = None) -> list[tuple[SourceInfo, Any]]:
     """Read every recording under ``folder`` with ``spec``: ``[(info, Recording | EpochSet)]`` in subject order.
 
     ASCII segments are read together (one :class:`~tasks.domains.eeg.readers.EpochSet` per folder label
@@ -58,7 +59,7 @@ def read_sources(folder: Path, spec: EEGSpec) -> list[tuple[SourceInfo, Any]]:
         if info.format in CONTINUOUS:
             out.append((info, _read_continuous(info.path, info.format, spec)))
         elif info.format == "mat":
-            out.append((info, _read_mat(info.path, spec)))
+            out.append((info, _read_mat(info.path, spec, max_array_bytes)))
     if ascii_infos:
         es = read_ascii_segments([i.path for i in ascii_infos], folder, sfreq=spec.ascii_sfreq,
                                  label_map=spec.label_map or None)
@@ -124,10 +125,11 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             fingerprint: Any = {"synthetic": p.synthetic.model_dump()}
         else:
             with tempfile.TemporaryDirectory(dir=out) as cache:
-                fetch_sources(p.source, src, Path(cache), retries=p.retries, delay_s=p.retry_delay_s)
+                fetch_sources(p.source, src, Path(cache), retries=p.retries, delay_s=p.retry_delay_s,
+                              max_bytes=p.max_extracted_bytes, max_ratio=p.max_compression_ratio)
             sources = [p.source] if isinstance(p.source, str) else list(p.source)
             fingerprint = [store.source_fingerprint(u) for u in sources if "*" not in u and not store.is_remote(u)]
-        items = read_sources(src, spec)
+        items = read_sources(src, spec, p.max_array_bytes)
         channels = common_channels(items, spec.channel_policy, src)
         rates = sorted({sfreq_of(obj) for _, obj in items})
         if len(rates) > 1:

@@ -88,6 +88,14 @@ class EEGIngest(SourceSection):
     BrainVision, MAT or ASCII-segment recordings."""
     synthetic: EEGSynthetic = Field(default_factory=EEGSynthetic)
     spec: EEGSpec = Field(default_factory=EEGSpec)
+    max_extracted_bytes: int = Field(16 * 2**30, ge=1)
+    """A ``.zip`` source whose entries unpack to more bytes than this (declared or counted) is refused (16 GiB)."""
+    max_compression_ratio: float = Field(100.0, gt=1.0)
+    """A zip entry that unpacks to more than this many times its compressed size is refused as a decompression
+    bomb (EEG compresses about 2-5:1); entries up to 1 MiB are exempt."""
+    max_array_bytes: int = Field(8 * 2**30, ge=1)
+    """A MATLAB v7.3 (HDF5) variable whose declared shape x item size is larger is refused before it is read,
+    as is one larger than the memory available (8 GiB)."""
 
 
 

@@ -23,6 +23,8 @@ scales them.
 
 from __future__ import annotations
 
+import ast
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks import store
 from tasks.domains.eeg.sources import EEGInputError, describe
 
 if TYPE_CHECKING:
@@ -115,6 +118,17 @@ def read_recording(
         raise EEGInputError(
             f"{name}: not a readable {_MNE_NAMES[fmt]} file: {type(exc).__name__}: {exc}"
         ) from None
+    for w in caught:
+        # MNE renames repeated channel labels C3, C3 to C3-0, C3-1 and only warns; which one is the
+        # real C3 cannot be known, and the renamed ones match no montage or channel list.
+        m = re.search(r"Channel names are not unique, found duplicates for: (\{.*?\})", str(w.message))
+        if m:
+            try:
+                dups = sorted(ast.literal_eval(m.group(1)))
+            except (ValueError, SyntaxError):
+                dups = [m.group(1)]
+            raise EEGInputError(f"{name}: the channel name(s) {dups} appear more than once; give every channel "
+                                "a distinct name in the file")
     if fmt in ("edf", "bdf") and _header_records(path) != -1:  # -1: "unknown" (recording not closed)
         for w in caught:
             if "does not match the file size" in str(w.message):
@@ -180,7 +194,32 @@ def read_recording(
         raise EEGInputError(
             f"{name}: not a readable {_MNE_NAMES[fmt]} file: {type(exc).__name__}: {exc}"
         ) from None
+    # channel by channel: one channel's copy at a time, not a second copy of the recording
+    bad = [ch for i, ch in enumerate(raw.ch_names) if not np.isfinite(raw.get_data(picks=[i])).all()]
+    _refuse_non_finite(bad, name)
     return Recording(raw=raw, onsets=onsets, labels=labels, source=name)
+
+
+def check_finite(data: np.ndarray, ch_names: list[str], name: str) -> None:
+    """Refuse channels holding NaN or infinite values, naming them.
+
+    A NaN channel would pass into every epoch (and break the alignment's eigendecomposition);
+    filters spread it to the whole channel, so it cannot be cut out later.
+
+    Args:
+        data: ``(C, T)`` or ``(n, C, T)``.
+        ch_names: The ``C`` channel names.
+        name: The file, for the message.
+    """
+    axes = tuple(i for i in range(data.ndim) if i != data.ndim - 2)  # every axis but the channels
+    finite = np.isfinite(data).all(axis=axes)
+    _refuse_non_finite([c for c, ok in zip(ch_names, finite, strict=True) if not ok], name)
+
+
+def _refuse_non_finite(bad: list[str], name: str) -> None:
+    if bad:
+        raise EEGInputError(f"{name}: channel(s) {bad} hold non-finite values (NaN or inf); remove or repair "
+                            "them in the file")
 
 
 def _header_records(path: Path) -> int | None:
@@ -226,6 +265,7 @@ def read_mat(
     layout: str = "trials,channels,samples",
     ch_names_key: str | None = None,
     label_map: dict[str, str] | None = None,
+    max_array_bytes: int | None = None,
 ) -> EpochSet:
     """Read epochs and their labels from a MATLAB file (v5 via SciPy, v7.3/HDF5 via h5py).
 
@@ -246,6 +286,8 @@ def read_mat(
         layout: Axes of the data in MATLAB order, comma-separated.
         ch_names_key: Variable holding the channel names (default ``EEG1``, ``EEG2``, ...).
         label_map: Label (as a string) -> class name; a label not in it is an error.
+        max_array_bytes: A v7.3 variable declaring more bytes is refused before it is read
+            (``ingest.eeg.max_array_bytes``; None: only the memory available is checked).
 
     Returns:
         The epochs ``(n, C, T)`` in the file's units.
@@ -253,7 +295,9 @@ def read_mat(
     Raises:
         EEGInputError: Unreadable file; a missing key (the message lists the keys that
             exist); wrong number of dimensions; label count != trial count; an unmapped
-            label; no sampling rate; bad ``layout``.
+            label; no sampling rate; bad ``layout``; duplicate channel names; a channel
+            with non-finite values; a v7.3 variable over the size cap, stored outside the
+            file (external storage, external link, virtual dataset).
     """
     path = Path(path)
     name = path.name
@@ -262,7 +306,7 @@ def read_mat(
         raise EEGInputError(f"{name}: layout {layout!r} must be a permutation of {','.join(_AXES)}")
     if sfreq is None and sfreq_key is None:
         raise EEGInputError(f"{name}: give sfreq or sfreq_key (the file's sampling rate is unknown)")
-    reader = _Hdf5Mat(path) if _is_hdf5(path) else _V5Mat(path)
+    reader = _Hdf5Mat(path, max_array_bytes) if _is_hdf5(path) else _V5Mat(path)
     with reader:
         x = reader.get(data_key, "data")
         raw_labels = reader.get(label_key, "labels")
@@ -310,6 +354,10 @@ def read_mat(
         raise EEGInputError(
             f"{name}: {ch_names_key!r} holds {len(names)} names but the data have {c} channels"
         )
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise EEGInputError(f"{name}: {ch_names_key!r} names the channel(s) {dups} more than once")
+    check_finite(x, names, name)
     return EpochSet(data=x, labels=labels, sfreq=float(rate), ch_names=names, source=name)
 
 
@@ -402,8 +450,9 @@ def _vector_check(arr: np.ndarray, name: str, key: str) -> None:
 class _Hdf5Mat:
     """A MATLAB v7.3 file through h5py; arrays come back in MATLAB's axis order."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_array_bytes: int | None = None):
         self.name = path.name
+        self.max_array_bytes = max_array_bytes
         try:
             import h5py  # lazy: only MATLAB v7.3 files need it (and it may be missing)
         except ImportError:
@@ -433,14 +482,32 @@ class _Hdf5Mat:
             if part not in keys:
                 where = f" in {'.'.join(done)!r}" if done else ""
                 raise EEGInputError(f"{self.name}: no {what} key {key!r}{where}; keys: {keys}")
+            if isinstance(node.get(part, getlink=True), self.h5py.ExternalLink):
+                # h5py would open the other file silently; what is read must come from this file
+                raise EEGInputError(f"{self.name}: {key!r} is an HDF5 external link to another file; refused "
+                                    "(store the data in the file itself)")
             node = node[part]
             done.append(part)
         if not isinstance(node, self.h5py.Dataset):
             raise EEGInputError(f"{self.name}: {key!r} is a struct/group, not an array")
+        if node.external or node.is_virtual:
+            raise EEGInputError(
+                f"{self.name}: {key!r} is stored outside the file "
+                f"({'HDF5 external storage' if node.external else 'an HDF5 virtual dataset'}); refused "
+                "(store the data in the file itself)")
         return node
 
     def get(self, key: str, what: str) -> np.ndarray:
-        return self._node(key, what)[()].T  # h5py sees MATLAB's column-major array reversed
+        ds = self._node(key, what)
+        if ds.dtype.kind != "O":  # object references (cells) are small; their targets are read one by one
+            # the read allocates the declared shape (and read_mat makes a float64 copy): check it first
+            store.check_array_bytes(int(ds.size) * max(ds.dtype.itemsize, 8), display=f"{self.name}: {key!r}",
+                                    max_bytes=self.max_array_bytes, key="ingest.eeg.max_array_bytes",
+                                    error=EEGInputError)
+        try:
+            return ds[()].T  # h5py sees MATLAB's column-major array reversed
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise EEGInputError(f"{self.name}: cannot read {key!r}: {type(exc).__name__}: {exc}") from None
 
     def strings(self, arr: np.ndarray, key: str) -> list[str]:
         ds = self._node(key, "labels")
@@ -525,6 +592,9 @@ def read_ascii_segments(
                 f"{_rel(p, root)}: {len(x)} samples, but {_rel(first[0], root)} has {first[1]}; "
                 "all segments must have the same length"
             )
+        if not np.isfinite(x).all():
+            raise EEGInputError(f"{_rel(p, root)}: holds non-finite values (NaN or inf): value(s) number "
+                                f"{(np.flatnonzero(~np.isfinite(x)) + 1)[:5].tolist()} of the segment")
         segments.append(x)
         labels.append(label)
     data = np.stack(segments)[:, None, :]  # (n, 1, T)

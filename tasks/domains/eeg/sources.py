@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,10 @@ def format_of(path: Path) -> str | None:
 
 
 # ============================================================================ fetching
+DEFAULT_MAX_EXTRACTED_BYTES = 16 * 2**30
+DEFAULT_MAX_COMPRESSION_RATIO = 100.0
+
+
 def fetch_sources(
     source: str | list[str],
     target: Path,
@@ -72,6 +77,8 @@ def fetch_sources(
     *,
     retries: int = 3,
     delay_s: float = 0.5,
+    max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
+    max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
 ) -> list[Path]:
     """Bring every recording named by ``source`` into the local folder ``target``.
 
@@ -82,8 +89,12 @@ def fetch_sources(
     downloaded into ``cache`` first (retried on transient network errors). A ``.zip``
     archive is extracted into ``target/<zip stem>/`` after every entry was checked: an
     entry with an absolute path, a drive letter, a ``..`` component or a symlink
-    rejects the whole archive before anything is extracted. A BrainVision ``.vhdr``
-    brings the data and marker files its header names.
+    rejects the whole archive before anything is extracted, and so do entries that
+    declare more than ``max_bytes`` in all or an entry over ``max_ratio`` times its
+    compressed size (the extraction is counted too, in case a header lies). A symbolic
+    link in a source folder or glob that resolves outside it is refused (a file named
+    directly may be a link). A BrainVision ``.vhdr`` brings the data and marker files
+    its header names.
 
     The caller owns ``target`` and writes it atomically (:func:`tasks.store.atomic_dir`),
     so on an error this function just raises.
@@ -94,13 +105,17 @@ def fetch_sources(
         cache: Existing folder for downloads of remote files.
         retries: Retries of a remote listing or download on transient errors.
         delay_s: First delay between retries (doubles each try).
+        max_bytes: Most bytes one archive may unpack to (``ingest.eeg.max_extracted_bytes``).
+        max_ratio: Most unpacked bytes per compressed byte of an archive entry
+            (``ingest.eeg.max_compression_ratio``; entries up to 1 MiB are exempt).
 
     Returns:
         The recording files written to ``target`` (those :func:`format_of` knows), sorted.
 
     Raises:
         EEGInputError: A source matches nothing, two sources give the same file name,
-            an archive is unsafe or corrupt, a sidecar is missing, or no recording was found.
+            an archive is unsafe, corrupt or over a cap, a link points out of the source,
+            a sidecar is missing, or no recording was found.
     """
     sources = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     if not sources:
@@ -119,13 +134,17 @@ def fetch_sources(
         return True
 
     for src in sources:
-        for url, rel in _expand(str(src), retries, delay_s):
+        root, found = _expand(str(src), retries, delay_s)
+        for url, rel in found:
             if any(part.startswith(".") for part in rel.split("/")):
                 continue  # .git, .dvc, editor and OS droppings inside a walked folder
+            if root is not None and (rel.lower().endswith(".zip") or format_of(Path(rel)) is not None):
+                store.check_inside(url, root, display=f"EEG source {url}", error=EEGInputError)
             if rel.lower().endswith(".zip"):
                 if claim(rel, url):
                     archive = _local(url, rel, cache, retries, delay_s)
-                    for entry in _extract_zip(archive, target / rel[:-4], display=url):
+                    for entry in _extract_zip(archive, target / rel[:-4], display=url, max_bytes=max_bytes,
+                                              max_ratio=max_ratio):
                         entry_rel = entry.relative_to(target).as_posix()
                         claim(entry_rel, f"{url}!{entry_rel}")
                         written.append(entry)
@@ -136,6 +155,9 @@ def fetch_sources(
             written.append(_bring(url, rel, target, cache, retries, delay_s))
             if fmt == "brainvision":
                 for side_url, side_rel in _vhdr_sidecars(target / rel, url, rel):
+                    if not store.is_remote(side_url) and Path(side_url).exists():
+                        store.check_inside(side_url, root if root is not None else Path(url).parent,
+                                           display=f"{url}: sidecar {side_url}", error=EEGInputError)
                     if claim(side_rel, side_url):
                         try:
                             _bring(side_url, side_rel, target, cache, retries, delay_s)
@@ -152,8 +174,12 @@ def fetch_sources(
     return recordings
 
 
-def _expand(src: str, retries: int, delay_s: float) -> list[tuple[str, str]]:
-    """``(url, relative name)`` of every file ``src`` names: a file, a folder (recursively) or a glob."""
+def _expand(src: str, retries: int, delay_s: float) -> tuple[Path | None, list[tuple[str, str]]]:
+    """``(url, relative name)`` of every file ``src`` names: a file, a folder (recursively) or a glob.
+
+    Also returns the local folder every file must resolve into (the folder walked, or the
+    fixed part of a glob); None for a file named directly and for remote sources.
+    """
     import fsspec  # lazy: fsspec loads its registry of filesystems; only fetching needs it
 
     fs, path = fsspec.core.url_to_fs(src)
@@ -166,7 +192,7 @@ def _expand(src: str, retries: int, delay_s: float) -> list[tuple[str, str]]:
     if not is_glob and store.retry(lambda: fs.isdir(path), retries=retries, delay_s=delay_s, what=src):
         base = path.rstrip("/")
         files = store.retry(lambda: fs.find(base), retries=retries, delay_s=delay_s, what=f"listing {src}")
-        return [(unstrip(p), posixpath.relpath(p, base)) for p in sorted(files)]
+        return (None if remote else Path(base)), [(unstrip(p), posixpath.relpath(p, base)) for p in sorted(files)]
     try:
         urls = store.retry(
             lambda: store.expand_urls(src), retries=retries, delay_s=delay_s, what=f"listing {src}"
@@ -174,7 +200,7 @@ def _expand(src: str, retries: int, delay_s: float) -> list[tuple[str, str]]:
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise EEGInputError(f"EEG source {src!r}: {exc}") from None
     if not is_glob:
-        return [(urls[0], posixpath.basename(path))]
+        return None, [(urls[0], posixpath.basename(path))]
     # names relative to the folder before the first wildcard keep the folder structure under it
     fixed = path[: min(path.find(ch) for ch in _GLOB_CHARS if ch in path)]
     base = fixed.rsplit("/", 1)[0] if "/" in fixed else ""
@@ -182,7 +208,7 @@ def _expand(src: str, retries: int, delay_s: float) -> list[tuple[str, str]]:
     for url in urls:
         p = fsspec.core.url_to_fs(url)[1] if remote else url
         out.append((url, posixpath.relpath(p, base) if base else p.lstrip("/")))
-    return out
+    return (None if remote else Path(base or ".")), out
 
 
 def _local(url: str, rel: str, cache: Path, retries: int, delay_s: float) -> Path:
@@ -231,12 +257,15 @@ def _vhdr_sidecars(vhdr: Path, url: str, rel: str) -> list[tuple[str, str]]:
     return [(f"{parent_url}/{n}", posixpath.join(parent_rel, n)) for n in names.values()]
 
 
-def _extract_zip(archive: Path, dest: Path, display: str) -> list[Path]:
+def _extract_zip(archive: Path, dest: Path, display: str, *, max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
+                 max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO) -> list[Path]:
     """Extract ``archive`` into ``dest`` after checking every entry; the files written, sorted.
 
-    Zip entries are untrusted paths: ``zipfile.extractall`` sanitises some of them
+    Zip entries are untrusted paths and sizes: ``zipfile.extractall`` sanitises some paths
     silently, but a rejected archive should say which entry is at fault and leave
-    nothing behind, so the whole table of contents is checked before the first write.
+    nothing behind, so the whole table of contents is checked before the first write:
+    paths, the declared sizes against ``max_bytes`` in all and each entry's ratio against
+    ``max_ratio``. The extraction is counted as well (a header can understate a size).
     """
     try:
         zf = zipfile.ZipFile(archive)
@@ -261,6 +290,18 @@ def _extract_zip(archive: Path, dest: Path, display: str) -> list[Path]:
             if info.is_dir() or parts[0] == "__MACOSX" or parts[-1].startswith("."):
                 continue  # folders are made on demand; macOS resource forks are not data
             entries.append((info, "/".join(p for p in parts if p not in ("", "."))))
+        total = sum(info.file_size for info, _ in entries)
+        if total > max_bytes:
+            raise EEGInputError(
+                f"{display}: the archive unpacks to {total} bytes, more than the cap ingest.eeg.max_extracted_bytes "
+                f"({max_bytes}); nothing was extracted (raise the cap if the archive is genuine)")
+        for info, _ in entries:
+            if info.file_size > store.RATIO_FLOOR_BYTES and info.file_size > max_ratio * max(info.compress_size, 1):
+                raise EEGInputError(
+                    f"{display}: entry {info.filename!r} unpacks to {info.file_size} bytes from {info.compress_size}, "
+                    f"more than the cap ingest.eeg.max_compression_ratio ({max_ratio:g}:1); refused as a likely "
+                    "decompression bomb, nothing was extracted")
+        budget = max_bytes
         written = []
         root = dest.resolve()
         for info, rel in entries:
@@ -270,8 +311,12 @@ def _extract_zip(archive: Path, dest: Path, display: str) -> list[Path]:
             out.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src, open(out, "wb") as dst:
-                    shutil.copyfileobj(src, dst, length=1 << 22)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                    budget -= store.capped_copy(
+                        src, dst, display=f"{display}!{info.filename}", max_bytes=min(budget, info.file_size),
+                        bytes_key="ingest.eeg.max_extracted_bytes (or the entry's declared size)",
+                        max_ratio=max_ratio, ratio_key="ingest.eeg.max_compression_ratio",
+                        consumed=lambda info=info: info.compress_size, error=EEGInputError)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise EEGInputError(f"{display}: cannot extract {info.filename!r}: {exc}") from None
             written.append(out)
     return sorted(written)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import polars as pl
 
 from tasks import store
 from tasks.domains.netflow.data import NAME, RAW_FILE
-from tasks.domains.netflow.records import LABEL, EmptySourceError, write_flows
+from tasks.domains.netflow.records import LABEL, EmptySourceError, SchemaError, write_flows
 from tasks.domains.netflow.synthetic import generate
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             shown = urls
         target = out / RAW_FILE
         write_flows(urls, p.spec, target, fmt=p.format, cache=Path(cache), retries=p.retries,
-                    delay_s=p.retry_delay_s, max_rows=p.max_rows)
+                    delay_s=p.retry_delay_s, max_rows=p.max_rows, max_bytes=p.max_extracted_bytes,
+                    max_ratio=p.max_compression_ratio)
         counts = (
             pl.scan_parquet(target).group_by(LABEL).agg(pl.len().alias("n")).sort(LABEL).collect()
         )
@@ -57,8 +59,7 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             raise EmptySourceError(f"{p.source}: no data rows")
         class_counts = dict(zip(counts[LABEL].to_list(), [int(x) for x in counts["n"]], strict=True))
         if p.spec.benign_value not in class_counts:
-            # Not fatal (a capture can be all attacks) but worth saying loudly.
-            print(f"warning: no row has {p.spec.label_column} == {p.spec.benign_value!r}")
+            _missing_benign(p, class_counts)
         manifest = {
             "stage": "ingest", "domain": NAME, "source": p.source, "files": shown,
             "fingerprint": fingerprint, "rows": n_rows, "class_counts": class_counts,
@@ -69,3 +70,18 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
         run.log_params({"source": p.source, "spec": p.spec.name, "files": len(urls)})
         run.log_metrics({"rows": n_rows, **{f"class_rows.{k}": v for k, v in class_counts.items()}})
     return manifest
+
+
+def _missing_benign(p: Any, class_counts: dict[str, int]) -> None:
+    """No row carries the benign value: every row would become an attack. An error unless allowed."""
+    near = [c for c in class_counts if c.strip().lower() == p.spec.benign_value.strip().lower()]
+    near = near or difflib.get_close_matches(p.spec.benign_value, list(class_counts), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    what = (f"{p.source}: no row has {p.spec.label_column} == {p.spec.benign_value!r} "
+            f"(ingest.netflow.spec.benign_value), so every row would be an attack; "
+            f"labels found: {sorted(class_counts)[:10]}{hint}")
+    if near or not p.allow_missing_benign:
+        # A near match is a spelling or case difference, never an all-attack capture.
+        raise SchemaError(what + ("" if near else " (set ingest.netflow.allow_missing_benign=true for a "
+                                                  "capture with no benign traffic)"))
+    print(f"warning: {what}")

@@ -62,6 +62,14 @@ class NetflowIngest(SourceSection):
     spec: FlowDatasetSpec = Field(default_factory=FlowDatasetSpec)
     max_rows: int | None = Field(None, ge=1)
     """Keep only the first N rows (in file order), for quick looks at big sources."""
+    max_extracted_bytes: int = Field(16 * 2**30, ge=1)
+    """A ``.gz`` source that unpacks to more bytes than this is refused while it is unpacked (16 GiB)."""
+    max_compression_ratio: float = Field(100.0, gt=1.0)
+    """A ``.gz`` source that unpacks to more than this many times its size is refused as a decompression bomb
+    (flow CSVs compress about 5-15:1); outputs up to 1 MiB are exempt."""
+    allow_missing_benign: bool = False
+    """A source where no row has the spec's ``benign_value`` is an error (a case or spelling difference would
+    silently make every row an attack); true accepts it (an all-attack capture) with a warning."""
 
 
 
@@ -74,6 +82,9 @@ class NetflowPreprocess(Strict):
     """A validation slice taken just before the test rows."""
     max_abs_value: float = Field(1e9, gt=0)
     """Numeric values beyond this magnitude (and non-finite ones) are set to 0, as the reference does."""
+    unseen_classes: Literal["error", "warn"] = "error"
+    """A class with windows in the validation or test split but none in training (the model cannot learn it):
+    ``error`` names it; ``warn`` prints a warning and goes on."""
 
     @model_validator(mode="after")
     def _fractions(self) -> NetflowPreprocess:

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from tasks import store
 from tasks.domains.netflow.data import NAME, RAW_FILE
-from tasks.domains.netflow.records import IS_ATTACK, LABEL
+from tasks.domains.netflow.records import IS_ATTACK, LABEL, SchemaError
 
 if TYPE_CHECKING:
     from tasks.params import Params
@@ -107,6 +107,29 @@ def split_bounds(n: int, test_fraction: float, val_fraction: float, window: int)
     return {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
 
 
+def _check_unseen(raw, classes: list[str], y_class: np.ndarray, bounds: dict[str, tuple[int, int]], window: int,
+                  policy: str) -> None:
+    """A class with windows in validation/test but none in training cannot be learnt: an error (or a warning).
+
+    The split is chronological, so an attack that starts late in the capture lands only in the
+    test rows; its windows would be scored against a class the model never saw.
+    """
+    counts = {name: np.bincount(y_class[a + window - 1 : b], minlength=len(classes))
+              for name, (a, b) in bounds.items() if b - a >= window}
+    later = [s for s in counts if s != "train"]
+    unseen = {c: {s: int(counts[s][i]) for s in later if counts[s][i]} for i, c in enumerate(classes)
+              if counts["train"][i] == 0 and any(counts[s][i] for s in later)}
+    if not unseen:
+        return
+    what = (f"{raw}: class(es) {sorted(unseen)} have no training window but appear later ({unseen}): the "
+            "chronological split puts them only in validation/test, so the model cannot learn them")
+    if policy == "warn":
+        print(f"warning: {what}")
+        return
+    raise SchemaError(what + "; use more data, change preprocess.netflow.test_fraction/val_fraction, or set "
+                             "preprocess.netflow.unseen_classes=warn to go on")
+
+
 def preprocess(params: Params, run: StageRun | None = None) -> dict[str, Any]:
     """Fit the reference's transforms on training rows and write the splits.
 
@@ -140,6 +163,7 @@ def preprocess(params: Params, run: StageRun | None = None) -> dict[str, Any]:
     class_index = {c: i for i, c in enumerate(classes)}
     y_class = np.array([class_index[c] for c in frame[LABEL].to_list()], dtype=np.int64)
     y = frame[IS_ATTACK].cast(pl.Int64).to_numpy().copy()  # polars hands out a read-only view
+    _check_unseen(raw, classes, y_class, bounds, p.window, p.unseen_classes)
     with store.atomic_dir(paths.processed) as out:
         for name, (a, b) in bounds.items():
             if b <= a:

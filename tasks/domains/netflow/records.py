@@ -7,6 +7,9 @@ first so that a bad value can be named by file, row, column and value; the spec'
 
 from __future__ import annotations
 
+import gzip
+import re
+import zlib
 from pathlib import Path
 
 import polars as pl
@@ -26,6 +29,52 @@ class SchemaError(ValueError):
 
 class EmptySourceError(ValueError):
     """A source file holds no data rows."""
+
+
+NULL_LABELS = ("nan", "null", "none", "na", "n/a", "<na>", "nat")
+"""Label texts that mean "no label" (compared lower-case): a pandas NaN written to CSV, a float NaN label
+in Parquet, a database NULL. They are errors, never an attack class of their own."""
+
+DEFAULT_MAX_EXTRACTED_BYTES = 16 * 2**30
+DEFAULT_MAX_COMPRESSION_RATIO = 100.0
+
+
+def local_plain(url: str, cache: Path, *, retries: int = 0, delay_s: float = 0.5,
+                max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
+                max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO) -> Path:
+    """A local, uncompressed copy of ``url``: fetched when remote, a ``.gz`` unpacked under caps.
+
+    The unpacking is counted as it goes (:func:`tasks.store.capped_copy`), so a decompression
+    bomb is stopped at ``max_bytes`` or at ``max_ratio`` times its compressed size instead of
+    filling the disk; a file that is not gzip or ends early is a :class:`SchemaError` at once
+    (decode errors are not retried: the same bytes fail again).
+
+    Raises:
+        SchemaError: Not gzip, truncated, or over a cap (the message names the file, the cap and its key).
+    """
+    local = store.fetch_to_cache(url, cache, retries=retries, delay_s=delay_s)
+    if not Path(url.split("?")[0]).name.endswith(".gz"):
+        return local
+    name = Path(url.split("::")[-1].split("?")[0]).name[:-3] or "source"
+    out, i = Path(cache) / name, 0
+    while out.exists():  # two sources with one file name
+        i += 1
+        out = out.with_name(f"{i}-{name}")
+    try:
+        with open(local, "rb") as raw, gzip.GzipFile(fileobj=raw) as gz, store.atomic_path(out) as tmp, \
+                open(tmp, "wb") as dst:
+            store.capped_copy(gz, dst, display=url, max_bytes=max_bytes,
+                              bytes_key="ingest.netflow.max_extracted_bytes", max_ratio=max_ratio,
+                              ratio_key="ingest.netflow.max_compression_ratio", consumed=raw.tell,
+                              error=SchemaError)
+    except gzip.BadGzipFile as exc:
+        raise SchemaError(f"{url}: not a gzip file ({exc}); give the plain file or rename it without .gz") from None
+    except (EOFError, zlib.error) as exc:
+        raise SchemaError(f"{url}: a damaged or truncated gzip file ({type(exc).__name__}: {exc})") from None
+    return out
+
+
+_DUPLICATED = re.compile(r"^(?P<base>.*)_duplicated_\d+$")
 
 
 def _format_of(path: Path, fmt: str) -> str:
@@ -51,12 +100,31 @@ def _scan(path: Path, fmt: str, display: str):
         raise EmptySourceError(f"{display}: cannot read any data: {exc}") from None
     if not names:
         raise EmptySourceError(f"{display}: no header and no rows")
+    # polars renames a repeated header name to <name>_duplicated_<k> and reads on; which of the two
+    # columns is the real one cannot be known, so a repeated name is an error.
+    dups = sorted({m["base"] for n in names if (m := _DUPLICATED.match(n)) and m["base"] in names})
+    if dups:
+        raise SchemaError(f"{display}: the header names the column(s) {dups} more than once")
+    if fmt == "parquet":
+        try:
+            schema = lf.collect_schema()
+        except pl.exceptions.PolarsError as exc:
+            raise SchemaError(f"{display}: cannot read the Parquet schema: {exc}") from None
+        nested = {n: str(t) for n, t in schema.items() if t.is_nested() or t in (pl.Object, pl.Binary)}
+        if nested:
+            raise SchemaError(f"{display}: column(s) of list/struct/binary type {nested}; flow fields must be "
+                              "numbers or text, one value per row")
     return lf, names
 
 
 def validate_columns(names: list[str], spec: FlowDatasetSpec, display: str, require_label: bool = True) -> None:
     """Raise :class:`SchemaError` naming every required column missing from ``names`` (after renames)."""
-    renamed = {spec.renames.get(n, n) for n in names}
+    renamed_list = [spec.renames.get(n, n) for n in names]
+    twice = sorted({n for n in renamed_list if renamed_list.count(n) > 1})
+    if twice:
+        raise SchemaError(f"{display}: after the spec's renames, the column(s) {twice} appear more than once "
+                          f"(renames {spec.renames})")
+    renamed = set(renamed_list)
     required = [*spec.numeric_fields, *spec.categorical_fields, *spec.keep_columns]
     if require_label:
         required.append(spec.label_column)
@@ -75,7 +143,8 @@ def _not_a_number(column: str):
 
 
 def _no_label(column: str):
-    return pl.col(column).is_null() | (pl.col(column).cast(pl.String) == "")
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    return pl.col(column).is_null() | (text == "") | text.str.to_lowercase().is_in(list(NULL_LABELS))
 
 
 def _invalid(spec: FlowDatasetSpec):
@@ -113,9 +182,9 @@ def check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
         rows.with_columns(*(_not_a_number(c).alias(c) for c in spec.numeric_fields),
                           _no_label(spec.label_column).alias("__nolabel"))
         .filter(pl.any_horizontal([*spec.numeric_fields, "__nolabel"]))
-        .head(5)
-        .collect()
     )
+    n_bad = flagged.select(pl.len()).collect().item()
+    flagged = flagged.head(5).collect()
     if flagged.height == 0:
         return
     problems = []
@@ -126,12 +195,17 @@ def check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
             if row[c]:
                 problems.append(f"row {row['__row']}, column {c}: {values[c]!r} is not a number")
         if row["__nolabel"]:
-            problems.append(f"row {row['__row']}, column {spec.label_column}: empty label")
-    raise SchemaError(f"{display}: " + "; ".join(problems[:5]))
+            value = values[spec.label_column]
+            what = "empty label" if value is None or not str(value).strip() else f"null-like label {value!r}"
+            problems.append(f"row {row['__row']}, column {spec.label_column}: {what}")
+    raise SchemaError(f"{display}: " + "; ".join(problems[:5])
+                      + (f" ({n_bad} bad rows in all)" if n_bad > 1 else ""))
 
 
 def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: str = "auto", cache: Path,
-                retries: int = 3, delay_s: float = 0.5, max_rows: int | None = None) -> None:
+                retries: int = 3, delay_s: float = 0.5, max_rows: int | None = None,
+                max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
+                max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO) -> None:
     """Validate every source file and write them, in order, as one Parquet file.
 
     The values are checked in the same streaming pass that writes the Parquet
@@ -148,17 +222,21 @@ def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: st
         retries: Retries of a remote read with exponential backoff.
         delay_s: First backoff delay.
         max_rows: Keep only the first rows.
+        max_bytes: Cap on the unpacked size of a ``.gz`` source (:func:`local_plain`).
+        max_ratio: Cap on the compression ratio of a ``.gz`` source.
 
     Output columns: the numeric fields (Float64), categorical fields and
     ``keep_columns`` (strings), ``label`` (class name) and ``is_attack``.
 
     Raises:
-        SchemaError: Required columns missing or a non-numeric value in a numeric column.
+        SchemaError: Required columns missing, a repeated column, a non-numeric value in a numeric column,
+            an empty or null-like label, a column polars cannot read as the spec's type, a damaged ``.gz``
+            or one over a cap.
         EmptySourceError: A file with no data rows.
     """
     frames, scans = [], []
     for i, url in enumerate(urls):
-        local = store.fetch_to_cache(url, cache, gunzip=True, retries=retries, delay_s=delay_s)
+        local = local_plain(url, cache, retries=retries, delay_s=delay_s, max_bytes=max_bytes, max_ratio=max_ratio)
         lf, names = _scan(local, _format_of(Path(url.split("?")[0]), fmt), url)
         validate_columns(names, spec, url)
         if lf.head(1).collect().height == 0:
@@ -170,7 +248,13 @@ def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: st
         rows = rows.head(max_rows)
     sink = rows.drop("__invalid", "__file").sink_parquet(target, maintain_order=True, lazy=True)
     first_bad = rows.filter(pl.col("__invalid")).select("__file").head(1)
-    _, bad = pl.collect_all([sink, first_bad])
+    try:
+        _, bad = pl.collect_all([sink, first_bad])
+    except pl.exceptions.PolarsError as exc:
+        # Types are checked per file above; what is left (a value polars cannot parse mid-file) is
+        # still bad input, not a crash.
+        shown = urls[0] if len(urls) == 1 else f"one of {urls[:5]}{' ...' if len(urls) > 5 else ''}"
+        raise SchemaError(f"{shown}: cannot read the flows: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if bad.height:
         i = int(bad["__file"][0])
         check_values(scans[i], spec, urls[i])
@@ -181,7 +265,7 @@ def read_for_scoring(urls: list[str], spec: FlowDatasetSpec, *, cache: Path, fmt
     """Read unlabelled (or labelled) records to score: all of ``urls`` in order, columns as in the source."""
     frames = []
     for url in urls:
-        local = store.fetch_to_cache(url, cache, gunzip=True)
+        local = local_plain(url, cache)
         lf, names = _scan(local, _format_of(Path(url.split("?")[0]), fmt), url)
         validate_columns(names, spec, url, require_label=False)
         frames.append(lf.collect())

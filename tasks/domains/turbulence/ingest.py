@@ -3,6 +3,7 @@ validated, kept in ``data/raw/turbulence/`` with the layout that reads it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks import store
 from tasks.domains.turbulence.data import NAME, RAW_NAME
-from tasks.domains.turbulence.layout import FieldLayout, Fields
+from tasks.domains.turbulence.layout import FieldError, FieldLayout, Fields
 from tasks.domains.turbulence.readers import local_copy, read_fields
 from tasks.domains.turbulence.solver import HITConfig, SolverConfig
 from tasks.domains.turbulence.synthetic import LAYOUT, generate
@@ -37,6 +38,20 @@ def _describe(fields: Fields) -> dict[str, Any]:
             "lengths": fields.lengths, "dt": fields.dt, "stride": fields.stride, "dt_model": fields.dt_model,
             "format": fields.attrs.get("format"), "warnings": fields.attrs.get("warnings", []),
             "file_attrs": {k: v for k, v in fields.attrs.get("file_attrs", {}).items() if k != "config"}}
+
+
+def _check_links(folder: Path, source: str) -> None:
+    """Refuse a symbolic link inside a store folder (a Zarr chunk) that resolves outside it.
+
+    ``copytree`` follows links, so a linked chunk would bring a file from elsewhere on the
+    machine into DVC-tracked ``data/raw``.
+    """
+    for parent, dirs, files in os.walk(folder):  # followlinks=False: a linked folder is checked, not walked
+        for entry in (*dirs, *files):
+            path = Path(parent) / entry
+            if path.is_symlink():
+                store.check_inside(path, folder, display=f"ingest.turbulence.source {source}: {path.relative_to(folder)}",
+                                   error=FieldError)
 
 
 def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
@@ -77,13 +92,15 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             name = Path(str(p.source).split("::")[-1].split("?")[0].rstrip("/")).name or "field"
             target = out / name
             if local.is_dir():
+                _check_links(local, p.source)
                 shutil.copytree(local, target)
             else:
                 shutil.copy2(local, target)
             fingerprint = store.source_fingerprint(p.source) if not store.is_remote(p.source) else {"url": p.source}
             shown = p.source
         # The full read is the validation: a bad field fails here, inside the atomic folder.
-        fields = read_fields(target, layout, format=p.format)
+        fields = read_fields(target, layout, format=p.format, max_array_bytes=p.max_array_bytes,
+                             max_abs_value=p.max_abs_value)
         manifest = {
             "stage": "ingest", "domain": NAME, "source": shown, "file": target.name, "format": p.format,
             "layout": _layout_dict(layout), "fingerprint": fingerprint, **_describe(fields),

@@ -63,6 +63,12 @@ NC4_DIM_ONLY = "This is a netCDF dimension but not a netCDF variable"
 NPZ_ATTRS_KEY = "attrs"  # write_fields stores the file attributes as JSON under this key
 
 
+DEFAULT_MAX_ARRAY_BYTES = 8 * 2**30
+"""Largest field a file may declare (shape x item size) before it is read: ``ingest.turbulence.max_array_bytes``."""
+DEFAULT_MAX_ABS_VALUE = 1e6
+"""Largest velocity magnitude accepted: ``ingest.turbulence.max_abs_value`` (1e36-ish values are fill values)."""
+
+
 class FieldError(ValueError):
     """Bad field input; the message names the file and the variable, axis, value or spec at fault."""
 

@@ -5,11 +5,11 @@ Assembled with the other domains' into the one ``Params`` model by :mod:`tasks.p
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tasks.domains.turbulence.layout import FieldLayout
+from tasks.domains.turbulence.layout import DEFAULT_MAX_ABS_VALUE, DEFAULT_MAX_ARRAY_BYTES, FieldLayout
 from tasks.params_base import (
     CompressSection,
     DomainParams,
@@ -79,6 +79,11 @@ class TurbulenceIngest(SourceSection):
     format: Literal["auto", "hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr"] = "auto"
     spec: FieldLayoutSpec = Field(default_factory=FieldLayoutSpec)
     synthetic: TurbulenceSynthetic = Field(default_factory=TurbulenceSynthetic)
+    max_array_bytes: int = Field(DEFAULT_MAX_ARRAY_BYTES, ge=1)
+    """The field variables may declare at most this many bytes (shape x item size, 8 GiB), checked before they
+    are read, as is the memory available; a NetCDF3 file (read whole) may be at most this large."""
+    max_abs_value: float = Field(DEFAULT_MAX_ABS_VALUE, gt=0)
+    """Largest velocity magnitude accepted; larger values (1e36-ish fill values of some writers) are an error."""
 
 
 
@@ -132,8 +137,9 @@ class TurbulenceEvaluate(EvaluateSection):
 
     rollout_steps: int = Field(50, ge=1)
     """Autoregressive steps from the first window of each test trajectory (capped by its length)."""
-    report_steps: list[int] = Field(default_factory=lambda: [10, 50], min_length=1)
-    """Steps whose rollout relative L2 goes into the table (``rollout_rel_l2_<s>``)."""
+    report_steps: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [10, 50], min_length=1)
+    """Steps whose rollout relative L2 goes into the table (``rollout_rel_l2_<s>``); each at least 1 (step 0 is
+    the input itself). Steps beyond a trajectory's length are left out of the table with a note."""
     blowup_factor: float = Field(5.0, gt=1.0)
     """A rollout has blown up when a value is not finite or its kinetic energy leaves
     [truth min / factor, truth max * factor] over the window."""

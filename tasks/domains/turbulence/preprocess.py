@@ -31,7 +31,9 @@ def read_raw(root: Path | None = None) -> tuple[Fields, dict[str, Any]]:
     if not mpath.exists():
         raise FileNotFoundError(f"{mpath} does not exist: run ingest first (python -m tasks ingest turbulence)")
     manifest = store.read_json(mpath)
-    fields = read_fields(paths.raw / manifest["file"], FieldLayout(**manifest["layout"]), format=manifest["format"])
+    # ingest checked the caps (ingest.turbulence.max_*); what remains is the memory check
+    fields = read_fields(paths.raw / manifest["file"], FieldLayout(**manifest["layout"]), format=manifest["format"],
+                         max_array_bytes=None, max_abs_value=None)
     return fields, manifest
 
 

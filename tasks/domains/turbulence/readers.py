@@ -24,6 +24,7 @@ import abc
 import hashlib
 import json
 import math
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -34,6 +35,8 @@ import numpy as np
 
 from tasks import store
 from tasks.domains.turbulence.layout import (
+    DEFAULT_MAX_ABS_VALUE,
+    DEFAULT_MAX_ARRAY_BYTES,
     NC4_DIM_ONLY,
     NPZ_ATTRS_KEY,
     SPATIAL,
@@ -63,6 +66,7 @@ _INTERNAL_ATTRS = {
     "_Netcdf4Coordinates",
 }
 _SLAB_ELEMENTS = 1 << 24  # finiteness is checked slab by slab so a 1 GB field needs no 1 GB mask
+_MAX_ATTRS_BYTES = 16 << 20  # the JSON attributes entry of an NPZ written by write_fields is a few kB
 
 
 # ============================================================================ format and source
@@ -203,8 +207,8 @@ class _Reader(abc.ABC):
 
 
 class _H5Reader(_Reader):
-    def __init__(self, f, fmt: str):
-        self.f, self.format = f, fmt
+    def __init__(self, f, fmt: str, source: str = ""):
+        self.f, self.format, self.source = f, fmt, source or f.filename
 
     def names(self) -> list[str]:
         out: list[str] = []
@@ -217,9 +221,27 @@ class _H5Reader(_Reader):
         return out
 
     def get(self, name: str):
-        obj = self.f.get(name.strip("/"))
+        path = name.strip("/")
+        node = self.f
+        for part in path.split("/"):
+            link = node.get(part, getlink=True) if isinstance(node, h5py.Group) else None
+            if link is None:
+                raise KeyError(name)
+            if isinstance(link, h5py.ExternalLink):
+                # h5py opens the other file silently; what is read must come from the file ingested
+                raise FieldError(f"{self.source}: {name} is an HDF5 external link to {link.filename}:"
+                                 f"{link.path}; refused (copy the data into the file)")
+            node = node.get(part)
+        obj = node
         if not isinstance(obj, h5py.Dataset) or _is_nc4_dim_only(obj):
             raise KeyError(name)
+        if obj.file.filename != self.f.filename:  # a soft link through an external link elsewhere
+            raise FieldError(f"{self.source}: {name} resolves into another file ({obj.file.filename}); refused "
+                             "(copy the data into the file)")
+        if obj.external or obj.is_virtual:
+            what = "HDF5 external storage (raw data in other files)" if obj.external else "an HDF5 virtual dataset"
+            raise FieldError(f"{self.source}: variable {name} is {what}; refused: only data inside the file "
+                             "is read (copy the data into the file)")
         return obj
 
     def var_attrs(self, name: str) -> dict[str, Any]:
@@ -290,6 +312,29 @@ class _MappingReader(_Reader):
         return self.attrs
 
 
+class _NpzMember:
+    """One array of an NPZ archive: shape and dtype from its ``.npy`` header, the data read only when indexed.
+
+    ``NpzFile[key]`` allocates whatever shape the header declares, so the shape is read first
+    and checked against the size cap before anything is allocated.
+    """
+
+    def __init__(self, npz: Any, key: str, source: str):
+        self.npz, self.key = npz, key
+        try:
+            member = f"{key}.npy" if f"{key}.npy" in npz.zip.namelist() else key
+            with npz.zip.open(member) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                self.shape, _, self.dtype = read(fh)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise FieldError(f"{source}: cannot read the header of {key!r} in the NPZ archive: {exc}") from None
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, item: Any) -> np.ndarray:
+        return self.npz[self.key][item]
+
+
 class _ZarrReader(_Reader):
     format = "zarr"
 
@@ -336,7 +381,7 @@ class _ZarrReader(_Reader):
 
 
 @contextmanager
-def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_Reader]:
+def _open(path: Path, fmt: str, source: str, layout: FieldLayout, max_bytes: int | None = None) -> Iterator[_Reader]:
     """Open ``path`` as ``fmt``; library errors become a FieldError naming the file."""
     if fmt in ("hdf5", "netcdf4"):
         try:
@@ -344,10 +389,19 @@ def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_R
         except OSError as exc:
             raise FieldError(f"{source}: cannot open as {fmt} (HDF5): {exc}") from exc
         with f:
-            yield _H5Reader(f, fmt)
+            yield _H5Reader(f, fmt, source)
     elif fmt == "netcdf3":
         from scipy.io import netcdf_file  # lazy: scipy.io takes most of a second, only NetCDF3 needs it
 
+        # Classic NetCDF is uncompressed and read whole when opened: the file's size is what it allocates.
+        store.check_array_bytes(path.stat().st_size, display=source, max_bytes=max_bytes,
+                                key="ingest.turbulence.max_array_bytes", error=FieldError)
+        try:
+            # A first look through a memory map: a header declaring more data than the file holds fails
+            # here (no allocation) instead of in a read of the declared size.
+            netcdf_file(path, "r", mmap=True).close()
+        except (OSError, TypeError, ValueError) as exc:
+            raise FieldError(f"{source}: cannot open as classic NetCDF: {exc}") from exc
         try:
             # mmap=False: the arrays outlive the file object, and nothing keeps the file open.
             f = netcdf_file(path, "r", mmap=False)
@@ -365,7 +419,8 @@ def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_R
         if not hasattr(npz, "files"):
             raise FieldError(f"{source}: not an NPZ archive (it holds a single array: use format='npy')")
         with npz:
-            yield _MappingReader(npz, "npz", _npz_attrs(npz))
+            members = {k: _NpzMember(npz, k, source) for k in npz.files}
+            yield _MappingReader(members, "npz", _npz_attrs(npz, members, source))
     elif fmt == "npy":
         if len(layout.variables) != 1:
             raise FieldError(
@@ -394,9 +449,13 @@ def _open(path: Path, fmt: str, source: str, layout: FieldLayout) -> Iterator[_R
         raise FieldError(f"{source}: unknown format {fmt!r}")
 
 
-def _npz_attrs(npz) -> dict[str, Any]:
+def _npz_attrs(npz, members: dict[str, _NpzMember], source: str) -> dict[str, Any]:
     if NPZ_ATTRS_KEY not in npz.files:
         return {}
+    head = members[NPZ_ATTRS_KEY]
+    if int(np.prod(head.shape, dtype=np.int64)) * head.dtype.itemsize > _MAX_ATTRS_BYTES:
+        raise FieldError(f"{source}: the NPZ entry {NPZ_ATTRS_KEY!r} declares {head.shape} {head.dtype}, more "
+                         f"than {_MAX_ATTRS_BYTES} bytes of attributes; refused")
     raw = npz[NPZ_ATTRS_KEY]
     if raw.ndim == 0 and raw.dtype.kind == "U":
         with suppress(ValueError):
@@ -409,15 +468,20 @@ def _npz_attrs(npz) -> dict[str, Any]:
 # ============================================================================ field checks
 
 
-def _first_bad(arr: np.ndarray, fill: Any = None) -> tuple[int, ...] | None:
-    """Index of the first non-finite entry (or entry equal to ``fill``) in C order, else None."""
+def _first_bad(arr: np.ndarray, fill: Any = None, max_abs: float | None = None) -> tuple[int, ...] | None:
+    """Index of the first non-finite entry (or entry equal to ``fill``, or beyond ``max_abs``) in C order."""
     if arr.ndim == 0:
         arr = arr.reshape(1)
     per_row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)))
     step = max(1, _SLAB_ELEMENTS // per_row)
     for i0 in range(0, arr.shape[0], step):
         slab = np.asarray(arr[i0 : i0 + step])
-        bad = slab == fill if fill is not None else ~np.isfinite(slab)
+        if fill is not None:
+            bad = slab == fill
+        elif max_abs is not None:
+            bad = np.abs(slab) > max_abs
+        else:
+            bad = ~np.isfinite(slab)
         if bad.any():
             idx = np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape)
             return (int(idx[0]) + i0, *(int(i) for i in idx[1:]))
@@ -429,7 +493,8 @@ def _fmt_index(var: str, idx: tuple[int, ...]) -> str:
 
 
 def _load_var(
-    reader: _Reader, var: str, names: list[str], comp_axis: int | None, chans: list[int], source: str
+    reader: _Reader, var: str, names: list[str], comp_axis: int | None, chans: list[int], source: str,
+    max_abs: float | None = DEFAULT_MAX_ABS_VALUE,
 ) -> np.ndarray:
     """Read ``var`` (kept channels only), unpack CF scale/offset, check it, return float32 in stored order."""
     arr = reader.get(var)
@@ -438,7 +503,21 @@ def _load_var(
         raise FieldError(
             f"{source}: variable {var} has dtype {arr.dtype}; a velocity field must be real numbers"
         )
-    data = np.asarray(arr[...]) if not isinstance(arr, np.ndarray) else arr
+    attrs = reader.var_attrs(var) if reader.format in ("netcdf3", "netcdf4", "zarr") else {}
+    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
+    packed = isinstance(scale, int | float) or isinstance(offset, int | float)
+    if kind in "iu" and not packed:
+        # Integers are packed values (CF: times scale_factor plus add_offset); read raw they would
+        # be velocities in units of the packing step, silently off by that factor.
+        raise FieldError(
+            f"{source}: variable {var} stores integers ({arr.dtype}) without a scale_factor/add_offset "
+            f"attribute{' (read for NetCDF and Zarr only)' if reader.format not in ('netcdf3', 'netcdf4', 'zarr') else ''}; "
+            "packed data need them to give velocities: add them, or store the field as floats"
+        )
+    try:
+        data = np.asarray(arr[...]) if not isinstance(arr, np.ndarray) else arr
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:  # a damaged chunk, a truncated file
+        raise FieldError(f"{source}: cannot read variable {var}: {type(exc).__name__}: {exc}") from None
     if comp_axis is not None and chans != list(range(data.shape[comp_axis])):
         data = np.take(data, chans, axis=comp_axis)
 
@@ -447,7 +526,6 @@ def _load_var(
             return idx
         return (*idx[:comp_axis], chans[idx[comp_axis]], *idx[comp_axis + 1 :])
 
-    attrs = reader.var_attrs(var) if reader.format in ("netcdf3", "netcdf4", "zarr") else {}
     for key in ("_FillValue", "missing_value"):
         fill = attrs.get(key)
         if isinstance(fill, int | float) and not isinstance(fill, bool) and math.isfinite(fill):
@@ -457,8 +535,7 @@ def _load_var(
                     f"{source}: {_fmt_index(var, stored_index(bad))} = {fill} (the {key}: missing data); "
                     "a velocity field must be complete"
                 )
-    scale, offset = attrs.get("scale_factor"), attrs.get("add_offset")
-    if isinstance(scale, int | float) or isinstance(offset, int | float):
+    if packed:
         # CF packing: stored integers (or floats) times scale plus offset, in float64 before the cast.
         data = data.astype(np.float64) * float(scale if scale is not None else 1.0) + float(offset or 0.0)
     data = data.astype(np.float32, copy=False)  # also makes big-endian NetCDF3 data native
@@ -471,6 +548,14 @@ def _load_var(
             f"{source}: {_fmt_index(var, stored_index(bad))} = {value} (first non-finite value, "
             f"index in the stored axis order {','.join(names)})"
         )
+    bad = _first_bad(data, max_abs=max_abs) if max_abs is not None else None
+    if bad is not None:
+        # 1e38, 9.96921e36 and the like are fill values of some writer, not velocities
+        raise FieldError(
+            f"{source}: {_fmt_index(var, stored_index(bad))} = {float(data[bad]):g}, beyond the largest magnitude "
+            f"accepted, ingest.turbulence.max_abs_value = {max_abs:g} (a fill value? index in the stored axis "
+            f"order {','.join(names)}); raise the cap if the field is genuine"
+        )
     return data
 
 # ============================================================================ coordinates and time
@@ -478,14 +563,19 @@ def _load_var(
 
 def _coord_var(reader: _Reader, name: str, n: int, what: str, source: str) -> np.ndarray:
     try:
-        c = np.asarray(reader.get(name)[...], dtype=np.float64)
+        arr = reader.get(name)
     except KeyError:
         raise FieldError(
             f"{source}: coordinate variable {name!r} for {what} not found; variables present: "
             f"{', '.join(reader.names())}"
         ) from None
-    if c.ndim != 1 or len(c) != n:
-        raise FieldError(f"{source}: coordinate variable {name!r} has shape {c.shape}; {what} needs ({n},)")
+    shape = tuple(int(s) for s in arr.shape)
+    if shape != (n,):  # checked before the read, so a huge declared coordinate is never allocated
+        raise FieldError(f"{source}: coordinate variable {name!r} has shape {shape}; {what} needs ({n},)")
+    try:
+        c = np.asarray(arr[...], dtype=np.float64)
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        raise FieldError(f"{source}: cannot read coordinate variable {name!r}: {type(exc).__name__}: {exc}") from None
     if not np.isfinite(c).all():
         raise FieldError(f"{source}: coordinate variable {name!r} holds non-finite values")
     d = np.diff(c)
@@ -652,6 +742,8 @@ def read_fields(
     format: str = "auto",
     retries: int = 0,
     delay_s: float = 1.0,
+    max_array_bytes: int | None = DEFAULT_MAX_ARRAY_BYTES,
+    max_abs_value: float | None = DEFAULT_MAX_ABS_VALUE,
 ) -> Fields:
     """Read a velocity field file into the canonical layout.
 
@@ -662,6 +754,9 @@ def read_fields(
         format: One of :data:`READ_FORMATS`, or ``"auto"`` (first bytes, then suffix).
         retries: Retries of a failed download (exponential backoff from ``delay_s``).
         delay_s: First wait between download tries, in seconds.
+        max_array_bytes: The variables to read may declare at most this many bytes (shape x item
+            size), checked before anything is read, as is the memory available (None: only that).
+        max_abs_value: Largest magnitude accepted in the field (None: no check).
 
     Returns:
         :class:`Fields` with float32 data ``(trajectory, time, *space, component)``.
@@ -670,18 +765,26 @@ def read_fields(
         FieldError: Unreadable file, missing variable, axis spec that does not fit the
             array, mismatched per-component shapes, channels out of range, non-finite or
             missing values, bad coordinates, or ``dt_model`` not a multiple of the
-            snapshot spacing. The message names the file and what is wrong.
+            snapshot spacing, integers without a CF scale factor, a magnitude beyond
+            ``max_abs_value``, a field larger than ``max_array_bytes`` or the memory
+            available, data outside the file (HDF5 external links, external storage,
+            virtual datasets). The message names the file and what is wrong.
     """
     name = str(source)
     path = local_copy(source, cache, retries=retries, delay_s=delay_s)
     fmt = detect_format(path, format)
     if not layout.variables:
         raise FieldError(f"{name}: layout.variables is empty; name the variable(s) that hold the field")
-    with _open(path, fmt, name, layout) as reader:
+    with _open(path, fmt, name, layout, max_array_bytes) as reader:
         # Everything that can be checked from shapes and small variables is checked before
         # the (possibly large) field is read.
         shape, stored = _stored_shape(reader, layout, name)
         first = layout.variables[0]
+        itemsize = max(np.dtype(reader.get(v).dtype).itemsize for v in layout.variables)
+        store.check_array_bytes(
+            len(layout.variables) * math.prod(shape) * itemsize,
+            display=f"{name}: {', '.join(layout.variables)} of shape {shape}", max_bytes=max_array_bytes,
+            key="ingest.turbulence.max_array_bytes", error=FieldError)
         if len(layout.variables) > 1:
             comp_axis, n_stored = None, len(layout.variables)
             chans = kept_channels(layout, n_stored, name, f"variables {layout.variables}")
@@ -708,9 +811,10 @@ def read_fields(
         stride = _stride(None if layout.dt_model is None else float(layout.dt_model), dt, name)
 
         if len(layout.variables) > 1:
-            data = np.stack([_load_var(reader, v, stored, None, [], name) for v in kept_vars], axis=-1)
+            data = np.stack([_load_var(reader, v, stored, None, [], name, max_abs_value) for v in kept_vars],
+                            axis=-1)
         else:
-            data = _load_var(reader, first, stored, comp_axis, chans, name)
+            data = _load_var(reader, first, stored, comp_axis, chans, name, max_abs_value)
             if comp_axis is None:
                 data = data[..., None]  # a single scalar variable: one component
         data = canonical(data, stored if "component" in stored else [*stored, "component"], squeezed)
