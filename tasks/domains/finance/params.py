@@ -39,6 +39,32 @@ class LabelSpec(Strict):
     format: Literal["auto", "csv", "parquet"] = "auto"
 
 
+class DocumentLimits(Strict):
+    """Caps on one untrusted document, read by ingest and by scoring (``ingest.finance.limits``).
+
+    A document over a cap is skipped like any bad document: the message names the file, the
+    cap, its param key and its value. The defaults leave room for real annual reports (a few
+    hundred pages, a few MB of text) while bounding the memory and time one document can take.
+    """
+
+    max_document_bytes: int = Field(100 * 2**20, ge=1)
+    """Size of one document file (100 MiB); a remote one whose size is known is not fetched."""
+    max_chars: int = Field(20_000_000, ge=1)
+    """Characters of text extracted from one document (about 4,000 dense pages)."""
+    max_pdf_pages: int = Field(2_000, ge=1)
+    """Pages of one PDF (annual reports run to a few hundred)."""
+    max_pdf_stream_bytes: int = Field(20_000_000, ge=1)
+    """Decompressed bytes of one PDF stream (pypdf's Flate / LZW / run-length / ... output limits): a
+    decompression bomb stops here instead of filling memory."""
+    max_decompressed_bytes: int = Field(200_000_000, ge=1)
+    """Decompressed bytes of all page content streams of one PDF together (bounds the text-extraction work of
+    many pages that each stay under ``max_pdf_stream_bytes``)."""
+    max_html_depth: int = Field(512, ge=1)
+    """Open elements nested in one HTML document (browsers flatten beyond 512)."""
+    max_html_elements: int = Field(1_000_000, ge=1)
+    """Start tags in one HTML document."""
+
+
 class FinanceIngest(SourceSection):
     source: str | list[str] | None = "synthetic"
     """Annual reports: ``synthetic``, or files / folders / globs / fsspec URLs of .txt, .html/.htm and .pdf
@@ -55,8 +81,11 @@ class FinanceIngest(SourceSection):
     encoding: str = "utf-8"
     """Encoding of .txt / .html documents; a file that does not decode is a bad document."""
     on_bad_document: Literal["skip", "error"] = "skip"
-    """``skip``: an unreadable document (corrupt or encrypted PDF, empty, undecodable) is skipped, counted
-    and named in the manifest while the others are read; ``error``: it stops the stage."""
+    """``skip``: an unreadable document (corrupt or encrypted PDF, empty, undecodable, over a cap of ``limits``)
+    is skipped, counted and named in the manifest while the others are read; ``error``: it stops the stage."""
+    limits: DocumentLimits = Field(default_factory=DocumentLimits)
+    """Size caps on each document (bytes, characters, PDF pages and decompressed streams, HTML nesting); scoring
+    applies the same ones."""
     synthetic: FinanceSynthetic = Field(default_factory=FinanceSynthetic)
 
     @model_validator(mode="after")

@@ -1,8 +1,9 @@
 """Scoring annual reports with a trained ``finance`` model: every sentence's P(AI disclosure).
 
-:func:`read_scoring_input` reads the documents (bad ones skipped and named) into sentences;
-:func:`score_frame` is what the registered pyfunc runs on them; :func:`sentence_probs` is
-the one place sentences become P(AI) (the evaluate stage's edge cases use it too).
+:func:`read_scoring_input` reads the documents (bad ones, and ones over a cap of
+``ingest.finance.limits``, skipped and named) into sentences; :func:`score_frame` is what
+the registered pyfunc runs on them; :func:`sentence_probs` is the one place sentences become
+P(AI) (the evaluate stage's edge cases use it too).
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from tasks.loop import predict, probabilities
 
 
 def read_scoring_input(urls: list[str], ip: FinanceIngest, cache: Path) -> ScoringInput:
-    """Sentences of the documents to score (bad documents skipped and named), plus notes for the summary."""
+    """Sentences of the documents to score, plus notes for the summary.
+
+    Untrusted documents get ingest's protections (:func:`read_documents` with ``ip.limits``):
+    a document that cannot be read or is over a cap is skipped and listed in ``notes["skipped"]``
+    with the reason, whatever ``on_bad_document`` says, and the others are scored.
+
+    Raises:
+        NoDocumentsError: no document yields a sentence to score (the reasons are listed).
+    """
     pp_filter = FinancePreprocess()
     doc_urls, sidecars = expand_documents(urls[0] if len(urls) == 1 else urls, retries=ip.retries,
                                           delay_s=ip.retry_delay_s)
@@ -62,9 +71,26 @@ def _tokenizer(folder: str):
     return _cached_tokenizer(folder, tuple((f.name, f.stat().st_mtime_ns) for f in files))
 
 
+CHARS_PER_TOKEN = 101
+"""Characters one token of a cleaned sentence can span at most: a word (up to 100 characters; a longer one is one
+unknown token) and the space after it."""
+
+
+def scoring_text(sentence: str, max_length: int) -> str:
+    """``sentence`` cleaned and cut to what truncation to ``max_length`` tokens can keep.
+
+    A "sentence" of an untrusted document can be millions of characters without a full stop;
+    the tokenizer would split all of it before truncating (seconds and hundreds of MB per
+    sentence). Cut at ``max_length * CHARS_PER_TOKEN`` characters, the kept tokens are the
+    same unless the sentence's words run over 100 characters.
+    """
+    return text.clean(sentence or "")[:max_length * CHARS_PER_TOKEN]
+
+
 def sentence_probs(model: nn.Module, tokenizer, sentences: list[str], max_length: int) -> np.ndarray:
-    """P(AI) of each sentence (cleaned, tokenized, scored in batches of similar length). (N,) float64."""
-    sentences = [text.clean(s or "") for s in sentences]
+    """P(AI) of each sentence (cleaned, cut to what truncation keeps, tokenized, scored in batches of similar
+    length). (N,) float64."""
+    sentences = [scoring_text(s, max_length) for s in sentences]
     if not sentences:
         return np.zeros(0)
     enc = tokenize(tokenizer, sentences, max_length)

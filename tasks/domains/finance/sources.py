@@ -2,7 +2,8 @@
 
 Documents are read with :mod:`.text` (stdlib HTML parser, pypdf), split into sentences
 and tagged with institution and year (sidecar ``metadata.csv`` or the file name); a bad
-document is skipped and named, or stops the stage (``on_bad_document``). Labelled
+document (unreadable, or over a cap of ``ingest.finance.limits``) is skipped and named, or
+stops the stage (``on_bad_document``). Labelled
 sentences (CSV / Parquet ``sentence,label``) are validated: a missing column or a label
 outside {0, 1} is a :class:`LabelsError` naming the file, column and lines.
 """
@@ -10,6 +11,7 @@ outside {0, 1} is a :class:`LabelsError` naming the file, column and lines.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +72,31 @@ def expand_documents(sources: str | list[str], *, retries: int = 0, delay_s: flo
     return urls, sidecars
 
 
-def read_metadata(path: Path, display: str) -> dict[str, tuple[str | None, int | None]]:
-    """``file -> (institution, year)`` from a sidecar CSV ``file,institution,year``."""
+def _first_line(exc: BaseException) -> str:
+    """A reader's message without the hints polars adds on further lines."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
-    frame = pl.read_csv(path, infer_schema=False)
+
+def _as_text(frame, column: str, display: str):
+    """``frame[column]`` as strings; a column that cannot be (a list, a struct, binary that is not UTF-8) is named."""
+    try:
+        return frame[column].cast(pl.String)
+    except pl.exceptions.PolarsError as exc:
+        raise LabelsError(f"{display}: column {column!r} ({frame[column].dtype}) cannot be read as text: "
+                          f"{_first_line(exc)}") from None
+
+
+def read_metadata(path: Path, display: str) -> dict[str, tuple[str | None, int | None]]:
+    """``file -> (institution, year)`` from a sidecar CSV ``file,institution,year``.
+
+    Raises:
+        LabelsError: the CSV cannot be parsed, lacks a column, or holds a year that is not a whole number.
+    """
+
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise LabelsError(f"{display}: cannot read the metadata CSV: {_first_line(exc)}") from None
     missing = [c for c in ("file", "institution", "year") if c not in frame.columns]
     if missing:
         raise LabelsError(f"{display}: metadata CSV lacks columns {missing} (has {frame.columns})")
@@ -98,9 +121,25 @@ def document_metadata(name: str, sidecar: dict, pattern: str) -> tuple[str | Non
     return groups.get("institution"), int(year) if year else None
 
 
+def _check_remote_size(url: str, name: str, ip: FinanceIngest) -> None:
+    """Refuse a remote document over ``max_document_bytes`` before fetching it, when its size is known."""
+    if not store.is_remote(url):
+        return  # a local file is measured by text.read_text
+    try:
+        fs, _, paths = fsspec.get_fs_token_paths(url)
+        size = fs.info(paths[0]).get("size")
+    except Exception:  # noqa: BLE001 - the size is a shortcut; the fetch reports a missing or unreachable file
+        return
+    if isinstance(size, int) and size > ip.limits.max_document_bytes:
+        raise text.over_limit(name, f"{size} bytes", "max_document_bytes", ip.limits)
+
+
 def read_documents(urls: list[str], ip: FinanceIngest, *, cache: Path, sidecar: dict | None = None,
                    progress: bool = True) -> tuple[Any, list[dict[str, str]]]:
     """Sentences of every readable document, and the documents skipped with the reason.
+
+    Each document is read on its own: any reader error or cap of ``ip.limits`` it hits skips
+    that document (named on stderr and in ``skipped``), never the batch.
 
     Returns:
         ``(frame, skipped)``: a polars frame with :data:`DOC_COLUMNS` (document order,
@@ -116,14 +155,17 @@ def read_documents(urls: list[str], ip: FinanceIngest, *, cache: Path, sidecar: 
     for url in tqdm(urls, desc="finance documents", unit="doc", disable=None if progress else True, leave=False):
         name = Path(url.split("?")[0]).name
         try:
+            _check_remote_size(url, name, ip)
             local = store.fetch_to_cache(url, cache, retries=ip.retries, delay_s=ip.retry_delay_s)
-            sentences = text.document_sentences(text.read_text(local, ip.encoding))
+            sentences = text.document_sentences(text.read_text(local, ip.encoding, ip.limits))
             if not sentences:
                 raise text.DocumentError(f"{name}: no sentence could be extracted")
         except (text.DocumentError, OSError) as exc:
             if ip.on_bad_document == "error":
                 raise text.DocumentError(f"{url}: {exc}") from None
-            skipped.append({"file": url, "reason": str(exc)})
+            reason = str(exc) if str(exc).startswith(name) else f"{name}: {exc}"
+            tqdm.write(f"finance: skipped {reason}", file=sys.stderr)
+            skipped.append({"file": url, "reason": reason})
             continue
         inst, year = document_metadata(name, sidecar, ip.name_pattern)
         n = len(sentences)
@@ -154,8 +196,8 @@ def read_labels(path: Path, spec: LabelSpec, display: str, sidecar: dict | None 
         if path.stat().st_size == 0:
             raise LabelsError(f"{display}: the file is empty (0 bytes)")
         frame = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(path, infer_schema=False)
-    except (pl.exceptions.NoDataError, pl.exceptions.ComputeError, OSError) as exc:
-        raise LabelsError(f"{display}: cannot read labelled sentences: {exc}") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise LabelsError(f"{display}: cannot read labelled sentences: {_first_line(exc)}") from None
     missing = [c for c in (spec.sentence_column, spec.label_column) if c not in frame.columns]
     if missing:
         raise LabelsError(f"{display}: missing required column(s) {missing} (ingest.finance.spec); "
@@ -170,11 +212,11 @@ def read_labels(path: Path, spec: LabelSpec, display: str, sidecar: dict | None 
         return f"{'line' if fmt == 'csv' else 'row'}{'s' if len(idx) > 1 else ''} {shown}" + (
             f" and {len(idx) - 5} more" if len(idx) > 5 else "")
 
-    sent = frame[spec.sentence_column].cast(pl.String)
+    sent = _as_text(frame, spec.sentence_column, display)
     empty = (sent.is_null() | (sent.str.strip_chars() == "")).to_numpy()
     if empty.any():
         raise LabelsError(f"{display}: column {spec.sentence_column!r} is empty at {where(empty)}")
-    raw = frame[spec.label_column].cast(pl.String).str.strip_chars()
+    raw = _as_text(frame, spec.label_column, display).str.strip_chars()
     parsed = raw.cast(pl.Float64, strict=False)
     bad = (parsed.is_null() | ~parsed.is_in([0.0, 1.0])).to_numpy()
     if bad.any():
@@ -186,7 +228,7 @@ def read_labels(path: Path, spec: LabelSpec, display: str, sidecar: dict | None 
         cols["document"] = cols["file"]
     for c in META_COLUMNS:
         if c in cols and cols[c] not in (spec.sentence_column, spec.label_column):
-            out[c] = frame[cols[c]].cast(pl.String)
+            out[c] = _as_text(frame, cols[c], display)
     labelled = pl.DataFrame(out)
     if "year" in labelled.columns:
         year = labelled["year"].cast(pl.Int64, strict=False)
