@@ -4,11 +4,15 @@ Each stage function of :mod:`tasks.stages` is wrapped as one Prefect task:
 
 * retries with exponential backoff on the I/O stage (ingest), only for
   transient I/O errors (a missing file or a schema error is not retried);
-* caching keyed on the stage's params and the content hashes of its inputs
-  (upstream outputs), never on tensors: a re-run with nothing changed returns
-  the cached manifests at once. Each run records the hashes of the outputs it
-  wrote; a deleted or edited output bypasses the cache so the stage runs
-  again. ``register`` is never cached (it changes the registry);
+* caching keyed on the stage's params, the content hashes of its inputs
+  (upstream outputs), the hash of the code the stage runs
+  (:func:`tasks.stages.stage_code_hash`) and, for ingest, the fingerprint of
+  the source (:func:`source_fingerprints`), never on tensors: a re-run with
+  nothing changed returns the cached manifests at once, an edited stage module
+  or a source rewritten in place runs the stage again. Each run records the
+  hashes of the outputs it wrote; a deleted or edited output bypasses the
+  cache so the stage runs again. ``register`` is never cached (it changes the
+  registry);
 * the domains fan out through the flow's task runner (threads by default).
 
 Each domain gets one MLflow parent run with a child run per stage, a Prefect
@@ -42,20 +46,52 @@ from prefect.tasks import exponential_backoff
 
 from tasks import store, tracking
 from tasks.params import DOMAINS, STAGES, Params, load_params
-from tasks.stages import run_stage, stage_outputs
+from tasks.stages import run_stage, stage_code_hash, stage_outputs
+
+SOURCE_KEYS = ("source", "labels", "metadata")
+"""The keys of a domain's ``ingest`` params that name its inputs (a path, URL, glob or list of them)."""
+
+
+def source_urls(ingest_params: dict[str, Any] | None) -> list[str]:
+    """The inputs one domain's ``ingest`` params name (``synthetic`` and unset ones left out)."""
+    urls: list[str] = []
+    for key in SOURCE_KEYS:
+        value = (ingest_params or {}).get(key)
+        for url in value if isinstance(value, list) else [value]:
+            if isinstance(url, str) and url != "synthetic":
+                urls.append(url)
+    return urls
+
+
+def source_fingerprints(domain: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the ingest of ``domain`` reads, as :func:`tasks.store.sources_fingerprint` identifies it.
+
+    Local files by size, modification time and content hash, remote ones by size and ETag:
+    a source rewritten in place at the same path changes it. Empty for a synthetic source
+    (its params are in the key already).
+    """
+    return store.sources_fingerprint(source_urls(params.get("ingest", {}).get(domain)))
 
 
 def stage_cache_key(context, parameters: dict[str, Any]) -> str:
-    """Cache key of a stage task: stage, domain, params of this and earlier stages, upstream output hashes."""
+    """Cache key of a stage task.
+
+    Stage, domain, params of this and earlier stages, upstream output hashes, the hash of the
+    code the stage runs (its module, the domain package and what they import:
+    :func:`tasks.stages.stage_code_hash`) and, for ingest, the source's fingerprint
+    (:func:`source_fingerprints`).
+    """
     stage, domain = parameters["stage"], parameters["domain"]
     params = parameters["params"]
     upto = STAGES[: STAGES.index(stage) + 1]
     sections = {s: params.get(s, {}).get(domain) for s in upto}
     upstream = (parameters.get("upstream") or {}).get("outputs")
-    source = context.task.fn.__code__.co_code if context is not None else b""
+    wrapper = context.task.fn.__code__.co_code if context is not None else b""
     blob = json.dumps({"stage": stage, "domain": domain, "params": sections, "upstream": upstream,
-                       "root": str(store.project_root())}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode() + source).hexdigest()
+                       "root": str(store.project_root()), "code": stage_code_hash(stage, domain),
+                       "sources": source_fingerprints(domain, params) if stage == "ingest" else None},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode() + wrapper).hexdigest()
 
 
 def _output_record(stage: str, domain: str) -> Path:

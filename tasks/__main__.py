@@ -6,6 +6,11 @@ Examples::
     python -m tasks train netflow --set train.netflow.epochs=2
     python -m tasks score netflow --input new_flows.csv --output preds.parquet
     python -m tasks params --profile paper          # print the merged, validated params
+
+Exit status: 0 done, 2 a bad stage, domain or param, 1 a stage that failed with a clear error,
+including a stage refused because another stage of its domain holds the domain's lock (the
+message names the holder's pid and stage). URLs in what it prints are redacted
+(:func:`tasks.store.redact`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sys
 
 import yaml
 
-from tasks import domains
+from tasks import domains, store
 from tasks.domains import UnknownDomainError
 from tasks.params_base import STAGES
 from tasks.stages import UnknownStageError, run_stage, stage_function
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.profile, args.overrides)
         if args.stage == "params":
-            print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
+            print(store.redact(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)), end="")
             return 0
         if args.stage == "score":
             if not args.input or not args.output:
@@ -68,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
     except (ParamsError, UnknownStageError, UnknownDomainError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(store.redact(f"error: {exc}"), file=sys.stderr)
         return 2
-    except (ValueError, OSError) as exc:
-        print(f"error in {args.stage} {args.domain}: {exc}", file=sys.stderr)
+    except (ValueError, OSError, store.LockHeldError) as exc:
+        print(store.redact(f"error in {args.stage} {args.domain}: {exc}"), file=sys.stderr)
         return 1
     summary = {k: v for k, v in manifest.items() if k not in ("table",)}
-    print(json.dumps(summary, indent=2, default=str)[:4000])
+    print(store.redact(json.dumps(summary, indent=2, default=str)[:4000]))
     return 0
 
 

@@ -351,8 +351,9 @@ def fit(
             if ckpt is not None:
                 payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
                            **{k: state[k] for k in state}}
-                with store.atomic_path(ckpt) as tmp:
+                with store.atomic_path(ckpt) as tmp:  # a unique temp name: two writers never share one
                     torch.save(payload, tmp)
+                    store.fault_point("checkpoint")  # test hook (tests/flows/test_fault_injection.py)
             if on_epoch is not None:
                 on_epoch(epoch, metrics)
             bar.set_postfix(epoch=epoch, **{k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch"})

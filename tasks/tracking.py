@@ -12,6 +12,10 @@ per pipeline run and one child run per stage. A stage called on its own (by DVC
 through the CLI) opens a top-level run unless ``FORMERFLOW_PARENT_RUN_ID`` names
 a parent. Every run carries the lineage tags of :func:`lineage_tags`.
 
+Every param and tag value is logged with its URLs redacted (:func:`tasks.store.redact`):
+credentials in a source URL (``user:password@``, ``?X-Amz-Signature=...``) never reach the
+tracking store.
+
 mlflow is imported inside the functions that use it (``# lazy``): importing it costs about
 1.5 s, and the command line imports this module to answer ``--help``.
 """
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.store import project_root
+from tasks.store import project_root, redact
 
 PARENT_ENV = "FORMERFLOW_PARENT_RUN_ID"
 FLOW_RUN_ENV = "FORMERFLOW_FLOW_RUN_ID"
@@ -117,7 +121,7 @@ class StageRun:
         flat = _flatten(params, prefix)
         from mlflow.entities import Param  # lazy: mlflow is slow to import
 
-        items = [Param(k[:250], str(v)[:6000]) for k, v in flat.items()]
+        items = [Param(k[:250], redact(str(v))[:6000]) for k, v in flat.items()]
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
@@ -136,7 +140,7 @@ class StageRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag  # lazy: mlflow is slow to import
 
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        items = [RunTag(k, redact(str(v))) for k, v in tags.items()]
         if items:
             self._client.log_batch(self.run_id, tags=items)
 
@@ -191,7 +195,7 @@ def start_run(
     all_tags = {MLFLOW_RUN_NAME: name, "formerflow.domain": domain, **lineage_tags(), **(tags or {})}
     if parent:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent
-    run = c.create_run(exp, run_name=name, tags=all_tags)
+    run = c.create_run(exp, run_name=name, tags={k: redact(str(v)) for k, v in all_tags.items()})
     handle = StageRun(run.info.run_id, exp, c)
     try:
         yield handle

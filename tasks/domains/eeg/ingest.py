@@ -156,7 +156,7 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             "subjects": sorted({f["subject"] for f in files}),
             "outputs": {"source": store.content_hash(src)},
         }
-        store.atomic_write_json(out / "manifest.json", manifest)
+        store.atomic_write_json(out / "manifest.json", store.redact(manifest))  # no credentials in URLs
     if run is not None:
         run.log_params({"source": str(p.source), "spec": spec.name, "files": len(files)})
         run.log_metrics({"recordings": len(files), **{f"events.{k}": v for k, v in totals.items()}})

@@ -75,7 +75,7 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
                             labels_fingerprint=None if ip.source == "synthetic" and ip.labels is None
                             else store.source_fingerprint(labels_url))
         manifest["outputs"] = {f.name: store.content_hash(f) for f in sorted(out.glob("*.parquet"))}
-        store.atomic_write_json(out / "manifest.json", manifest)
+        store.atomic_write_json(out / "manifest.json", store.redact(manifest))  # no credentials in URLs
     if skipped:
         print(f"finance ingest: skipped {len(skipped)} bad document(s): "
               + "; ".join(s["reason"] for s in manifest["skipped"]))

@@ -65,7 +65,7 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             "fingerprint": fingerprint, "rows": n_rows, "class_counts": class_counts,
             "spec": p.spec.name, "outputs": {"flows": store.content_hash(target)},
         }
-        store.atomic_write_json(out / "manifest.json", manifest)
+        store.atomic_write_json(out / "manifest.json", store.redact(manifest))  # no credentials in URLs
     if run is not None:
         run.log_params({"source": p.source, "spec": p.spec.name, "files": len(urls)})
         run.log_metrics({"rows": n_rows, **{f"class_rows.{k}": v for k, v in class_counts.items()}})

@@ -106,7 +106,7 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             "layout": _layout_dict(layout), "fingerprint": fingerprint, **_describe(fields),
             "seconds": round(time.perf_counter() - t0, 2),
         }
-        store.atomic_write_json(out / "manifest.json", manifest)
+        store.atomic_write_json(out / "manifest.json", store.redact(manifest))  # no credentials in URLs
     manifest["outputs"] = {"raw": store.content_hash(paths.raw)}
     if run is not None:
         run.log_params({"source": p.source, "layout.variables": ",".join(layout.variables), "layout.axes": layout.axes})
