@@ -27,7 +27,10 @@ def score_task(domain: str, input_url: str, output: str, model_uri: str | None, 
 @flow(name="formerflow-score", log_prints=True)
 def score_flow(domain: str, input_url: str, output: str, model_uri: str | None = None,
                profiles: list[str] | None = None) -> dict[str, Any]:
-    """Score ``input_url`` with ``models:/formerflow-<domain>@champion`` (or ``model_uri``)."""
+    """Score ``input_url`` with ``models:/formerflow-<domain>@champion`` (or ``model_uri``).
+
+    The manifest and the Prefect artifact name the version number that scored (``model_version``).
+    """
     params = load_params(profiles=profiles)
     manifest = score_task(domain, input_url, output, model_uri, params.model_dump(mode="json"))
     skipped = manifest.get("skipped", [])
@@ -37,16 +40,20 @@ def score_flow(domain: str, input_url: str, output: str, model_uri: str | None =
     else:
         what = (f"scored {manifest['rows']:,} records from `{input_url}`; {manifest['flagged']:,} predicted "
                 "positive (attack, seizure, AI disclosure, ...)")
+    # The version that scored, by number: an alias (@champion) may point elsewhere by the time this is read.
+    model = f"`{manifest['model_uri']}`"
+    if manifest.get("model_version") is not None and manifest.get("model_requested") != manifest["model_uri"]:
+        model += f" (version {manifest['model_version']}, asked for as `{manifest['model_requested']}`)"
     create_markdown_artifact(
         key=f"{domain}-scoring",
-        markdown=(f"# Scoring · {domain}\n\nModel `{manifest['model_uri']}` {what}. Output: `{output}`."
+        markdown=(f"# Scoring · {domain}\n\nModel {model} {what}. Output: `{output}`."
                   + "".join(f"\n\nAlso written: `{f}`" for f in manifest.get("extra_outputs", []))
                   + (f"\n\n## Skipped inputs ({len(skipped)})\n\n" + "\n".join(
                       f"- `{s['file']}`: {s['reason']}" for s in skipped) if skipped else "")),
     )
     if skipped:
         print(f"skipped {len(skipped)} input(s): " + "; ".join(s["file"] for s in skipped))
-    print(f"{what.replace('`', '')}; wrote {output}")
+    print(f"{what.replace('`', '')} with {manifest['model_uri']}; wrote {output}")
     return manifest
 
 

@@ -244,6 +244,9 @@ def evaluate(domain: str, params: Params, run: StageRun | None = None) -> dict[s
     dom = domains.get(domain)
     paths = store.domain_paths(domain)
     info = dom.task_info(params, dom.load_schema())
+    # Hashed before anything is loaded: a folder replaced while the stage runs then no longer matches what
+    # metrics.json records, and register refuses it (hashed after, a swap would go unnoticed).
+    measured = measured_inputs(paths, model_folders(paths, baselines=dom.kind == "field"))
     with store.atomic_dir(paths.reports / "plots") as plots_dir:
         if dom.kind == "field":
             models = {name: LoadedModel(*load_any(folder), folder) for name, folder in model_folders(paths).items()}
@@ -253,6 +256,7 @@ def evaluate(domain: str, params: Params, run: StageRun | None = None) -> dict[s
         else:
             result, extra_md, plot_files = _evaluate_classifier(domain, dom, params, info, plots_dir)
         choice_md, choice_plots = _choose_variant(domain, params, result, plots_dir)
+    result["measured_on"] = measured
     return _finish(domain, result, info, [*choice_plots, *plot_files], "\n\n".join(filter(None, [choice_md, extra_md])),
                    run)
 
@@ -347,6 +351,19 @@ def model_folders(paths: DomainPaths, baselines: bool = True) -> dict[str, Path]
         if parent.exists():
             folders.update({f.name: f for f in sorted(parent.iterdir()) if (f / "config.json").exists()})
     return folders
+
+
+def measured_inputs(paths: DomainPaths, folders: dict[str, Path]) -> dict[str, str]:
+    """Content hashes of the processed data and of each model folder, by path relative to the project root.
+
+    ``metrics.json`` records them as ``measured_on``; register recomputes them and refuses metrics that were
+    measured on other files than the folders hold now (a re-trained teacher, an interrupted evaluate).
+    """
+    def rel(path: Path) -> str:
+        return path.relative_to(paths.root).as_posix()
+
+    return {rel(paths.processed): store.content_hash(paths.processed),
+            **{rel(folder): store.content_hash(folder) for folder in folders.values()}}
 
 
 def _compression(paths: DomainPaths) -> dict[str, Any] | None:

@@ -257,8 +257,9 @@ class RegisterSection(Strict):
     """Which evaluated model becomes the registered version: ``chosen`` (the variant the evaluate stage picked
     within ``compress.<domain>.budget``), ``teacher``, or a variant by name (``distill+int8_eager``)."""
     primary_metric: str = "balanced_accuracy"
-    min_delta: float = 0.0
-    """The candidate is promoted when primary >= champion's primary + min_delta."""
+    min_delta: float = Field(0.0, ge=0)
+    """The candidate is promoted when primary >= champion's primary + min_delta (never negative: a negative
+    margin would promote a worse model)."""
     latency_budget_ms: float = Field(50.0, gt=0)
     """Upper bound on the candidate's per-item latency (batch of ``evaluate.latency_batch_size``)."""
     higher_is_better: bool = True

@@ -3,6 +3,11 @@
 Reads new records from any fsspec URL with the domain's reader (same validation
 as ingest), scores them with the registered pyfunc, and writes the inputs'
 key columns plus the predictions as Parquet (atomically).
+
+An alias is resolved to its version number once, before loading: the manifest records the
+version that scored (``model_version``, ``model_uri`` = ``models:/<name>/<version>``), not
+``@champion``, which may point elsewhere by the time anyone reads it. The version's files are
+checked against the digest the registry recorded before the model loads (:mod:`tasks.serving`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from tasks import domains, store, tracking
+from tasks import domains, serving, store, tracking
 
 if TYPE_CHECKING:
     from tasks.params import Params
@@ -31,16 +36,25 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
         model_uri: An MLflow model URI; defaults to ``score.<domain>.model_uri`` or the champion.
 
     Returns:
-        A manifest: model URI, rows scored, rows predicted positive (class != 0: attack, seizure, ...), output path.
+        A manifest: model URI of the version used (``models:/<name>/<version>``), ``model_version``, the URI
+        asked for (``model_requested``), rows scored, rows predicted positive (class != 0: attack, seizure,
+        ...), output path.
     """
     dom = domains.get(domain)
     p = params.section("score", domain)
     ip = params.section("ingest", domain)
-    uri = model_uri or p.model_uri or f"models:/{tracking.registered_model_name(domain)}@champion"
+    requested = model_uri or p.model_uri or f"models:/{tracking.registered_model_name(domain)}@champion"
     if dom.kind == "field":
-        # Field domains (turbulence) read a field file and write a predicted trajectory in its format.
-        return dom.score_fields(params, uri, input_url, output)
-    model = tracking.load_pyfunc(uri)
+        # Field domains (turbulence) read a field file and write a predicted trajectory in its format; they load
+        # the model themselves, so the version is checked here and passed by number (MLflow's loader module
+        # checks the files against the artifact's manifest again when it loads).
+        ref = serving.resolve(requested)
+        if ref is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                serving.download_verified(ref, tmp)
+        manifest = dom.score_fields(params, ref.uri if ref else requested, input_url, output)
+        return {**manifest, **_version_fields(requested, ref)}
+    model, ref = serving.load_registered(requested)
     if dom.score_input_expands_itself:
         urls = [input_url]  # the domain's reader takes folders, globs, URLs and archives (EEG, finance)
     else:
@@ -65,5 +79,12 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
         out.write_parquet(tmp)
         for name, data in files.items():
             staged[name].write_bytes(data)
-    return {"stage": "score", "domain": domain, "model_uri": uri, "input": input_url, "rows": out.height,
-            "flagged": int((out["prediction"] != 0).sum()) if out.height else 0, "output": str(output), **extra}
+    return {"stage": "score", "domain": domain, **_version_fields(requested, ref), "input": input_url,
+            "rows": out.height, "flagged": int((out["prediction"] != 0).sum()) if out.height else 0,
+            "output": str(output), **extra}
+
+
+def _version_fields(requested: str, ref: serving.VersionRef | None) -> dict[str, Any]:
+    """The manifest's record of the model that scored: the exact version, and what was asked for."""
+    return {"model_uri": ref.uri if ref else requested, "model_version": ref.version if ref else None,
+            "model_requested": requested}

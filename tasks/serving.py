@@ -1,37 +1,239 @@
-"""The MLflow pyfunc wrapper that every registered formerflow model uses.
+"""The MLflow pyfunc that every registered formerflow model is, and the checks that run before it loads.
 
 The registered artifact holds the model folder written by this project
-(``model.safetensors`` + ``config.json`` with the fitted preprocessing schema),
-so a service needs only ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@champion")``
-and raw records: the wrapper applies the same preprocessing as training.
+(``model.safetensors`` + ``config.json`` with the fitted preprocessing schema, plus the
+domain's assets) and no code: its MLmodel file names ``tasks.serving_entry`` as the
+pyfunc's loader module, which MLflow imports from the *installed* formerflow package.
+A service needs only ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@champion")``
+(with formerflow installed) and raw records: the wrapper applies the same preprocessing
+as training.
+
+Integrity: register writes :data:`MANIFEST` into the artifact (the sha256 of every other
+file in it) and records the sha256 of the manifest itself on the model version (tag
+:data:`DIGEST_TAG`). :func:`verify_artifact` checks both before anything in the folder is
+deserialised; :func:`load_registered` (what scoring uses) downloads a version to a private
+copy and checks it against the registry's digest before MLflow reads it, so a file altered
+or added after register (weights, config, tokenizer, the MLmodel file) is refused, named.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import polars as pl
 
-from tasks import domains
+from tasks import domains, tracking
 from tasks.compress import load_any
+
+MANIFEST = "formerflow-manifest.json"
+"""The file in a registered artifact that lists the sha256 of every other file in it."""
+DIGEST_TAG = "artifact.manifest.sha256"
+"""The model-version tag holding the sha256 of the artifact's manifest (recorded by register)."""
+MODEL_DIR = "data/model_dir"
+"""Where the model folder lies inside a registered artifact (MLflow copies the pyfunc's ``data_path`` to
+``data/<its name>``)."""
 
 # The wrapper takes raw records of any domain, so it has no single input type to declare;
 # MLflow's hint-based validation does not apply.
 warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 
-class FormerflowModel(mlflow.pyfunc.PythonModel):
-    """Loads a teacher or compressed model folder and scores raw records of its domain."""
+class IntegrityError(ValueError):
+    """A registered artifact does not match the digests recorded at register; the message names the file."""
 
-    def load_context(self, context) -> None:
-        folder = Path(context.artifacts["model_dir"])
-        self.model, self.meta = load_any(folder)
-        self.loaded = domains.LoadedModel(self.model, self.meta, folder)
 
-    def predict(self, context, model_input, params=None):  # noqa: D102 - MLflow's signature
+# ----------------------------------------------------------------------------- digests
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(root: Path) -> dict[str, Path]:
+    """Every file under ``root`` by posix path relative to it, the manifest left out.
+
+    Raises:
+        IntegrityError: a symlink (it could point anywhere; a registered artifact never holds one).
+    """
+    out: dict[str, Path] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink():
+            raise IntegrityError(f"{path}: a symlink in a model artifact; refusing to read it")
+        if path.is_file():
+            rel = path.relative_to(root).as_posix()
+            if rel != MANIFEST:
+                out[rel] = path
+    return out
+
+
+def write_manifest(root: str | Path) -> str:
+    """Write :data:`MANIFEST` into ``root`` (the sha256 of every file under it). Returns the manifest's sha256."""
+    root = Path(root)
+    files = {rel: file_sha256(path) for rel, path in _files(root).items()}
+    data = json.dumps({"algorithm": "sha256", "files": files}, indent=1, sort_keys=True).encode()
+    (root / MANIFEST).write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def verify_artifact(root: str | Path, expected: str | None = None) -> dict[str, str]:
+    """Check every file of a registered artifact against its manifest (and the manifest against ``expected``).
+
+    Reads only bytes and JSON; nothing in the folder is imported or deserialised here.
+
+    Args:
+        root: The artifact's folder (the one holding the MLmodel file and :data:`MANIFEST`).
+        expected: The manifest's sha256 as the registry recorded it (tag :data:`DIGEST_TAG`); None checks
+            the files against the manifest only.
+
+    Returns:
+        The manifest's file table, relative path -> sha256.
+
+    Raises:
+        IntegrityError: the manifest is missing or does not match ``expected``, or a file is altered,
+            missing or not listed; the message names the file.
+    """
+    root = Path(root)
+    manifest = root / MANIFEST
+    if not manifest.is_file():
+        raise IntegrityError(f"{manifest} does not exist: the artifact was not registered with digests "
+                             "(or the manifest was removed); register the model again")
+    data = manifest.read_bytes()
+    if expected is not None:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected:
+            raise IntegrityError(f"{manifest}: sha256 {actual} differs from {expected} recorded in the registry at "
+                                 "register: the artifact was altered; refusing to load it")
+    try:
+        listed = json.loads(data)["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"{manifest} is not a formerflow manifest ({exc}); refusing to load the artifact") from exc
+    present = _files(root)
+    added, missing = sorted(set(present) - set(listed)), sorted(set(listed) - set(present))
+    if added:
+        raise IntegrityError(f"{present[added[0]]}: not in the artifact's manifest (added after register); "
+                             "refusing to load the artifact")
+    if missing:
+        raise IntegrityError(f"{root / missing[0]}: listed in the artifact's manifest but missing; refusing to load")
+    for rel, digest in sorted(listed.items()):
+        actual = file_sha256(present[rel])
+        if actual != digest:
+            raise IntegrityError(f"{present[rel]}: sha256 {actual} differs from {digest} recorded at register: "
+                                 "the file was altered; refusing to load the artifact")
+    return listed
+
+
+# ----------------------------------------------------------------------------- registry versions
+@dataclass(frozen=True)
+class VersionRef:
+    """A registered model version as a URI names it."""
+
+    name: str
+    version: str
+
+    @property
+    def uri(self) -> str:
+        """The URI of exactly this version (``models:/<name>/<version>``), whatever alias named it."""
+        return f"models:/{self.name}/{self.version}"
+
+
+_REGISTRY_URI = re.compile(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))")
+
+
+def resolve(model_uri: str) -> VersionRef | None:
+    """The version a ``models:/<name>@<alias>`` or ``models:/<name>/<version>`` URI names now; None for others.
+
+    Raises:
+        LookupError: the alias is not set or the version does not exist.
+    """
+    from mlflow.exceptions import MlflowException  # lazy: mlflow is slow to import
+
+    m = _REGISTRY_URI.fullmatch(model_uri)
+    if m is None:
+        return None
+    name, alias, version = m.groups()
+    c = tracking.client()
+    try:
+        mv = c.get_model_version_by_alias(name, alias) if alias else c.get_model_version(name, version)
+    except MlflowException as exc:
+        raise LookupError(f"{model_uri}: no such registered model version ({exc.message})") from exc
+    return VersionRef(name, str(mv.version))
+
+
+def download_verified(ref: VersionRef, dst: str | Path) -> Path:
+    """Copy a version's artifact into ``dst`` and check it against the digest the registry recorded.
+
+    Returns:
+        The artifact's folder under ``dst`` (MLmodel, :data:`MANIFEST`, :data:`MODEL_DIR`).
+
+    Raises:
+        IntegrityError: the version has no digest tag, or a file does not match (named).
+    """
+    import mlflow.artifacts  # lazy: mlflow is slow to import
+
+    c = tracking.client()
+    mv = c.get_model_version(ref.name, ref.version)
+    expected = (mv.tags or {}).get(DIGEST_TAG)
+    if not expected:
+        raise IntegrityError(f"{ref.uri} has no tag {DIGEST_TAG}: it was registered before artifacts had digests "
+                             "and could run code from its artifact when loaded; register the model again")
+    source = c.get_model_version_download_uri(ref.name, ref.version)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst),
+                                                     tracking_uri=tracking.tracking_uri()))
+    verify_artifact(local, expected)
+    return local
+
+
+def load_registered(model_uri: str) -> tuple[Any, VersionRef | None]:
+    """Load a registered pyfunc after checking its files against the registry's digest.
+
+    A registry URI (``models:/<name>@<alias>`` or ``/<version>``) is resolved to its version first, so the
+    caller can record the version it actually used; the artifact is copied to a private folder (kept for the
+    model's lifetime: the finance tokenizer is read from it) and verified before MLflow reads it. Any other
+    URI (a run or a local folder) is checked against its own manifest only.
+
+    Returns:
+        The pyfunc, and the version it is (None for a URI outside the registry).
+    """
+    ref = resolve(model_uri)
+    if ref is None:  # the loader module checks the files against the artifact's manifest
+        return tracking.load_pyfunc(model_uri), None
+    copy = tempfile.TemporaryDirectory(prefix="formerflow-model-")
+    root = download_verified(ref, copy.name)
+    pyfunc = tracking.load_pyfunc(str(root))
+    pyfunc.formerflow_copy = copy  # removed when the model is garbage-collected
+    return pyfunc, ref
+
+
+# ----------------------------------------------------------------------------- the pyfunc
+class FormerflowModel:
+    """A teacher or compressed model folder, loaded, scoring raw records of its domain.
+
+    MLflow's ``PyFuncModel`` calls :meth:`predict`; ``unwrap_python_model()`` returns this object
+    (:attr:`python_model`), with the module as ``model`` and its ``config.json`` as ``meta``.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.model, self.meta = load_any(self.folder)
+        self.loaded = domains.LoadedModel(self.model, self.meta, self.folder)
+
+    @property
+    def python_model(self) -> FormerflowModel:
+        """What ``PyFuncModel.unwrap_python_model()`` returns."""
+        return self
+
+    def predict(self, model_input, params=None):
         """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame.
 
         Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C), "steps": [n]}``

@@ -1,12 +1,21 @@
-"""MLflow "models from code" entry point: MLflow runs this file to build the pyfunc.
+"""MLflow's loader module for formerflow models: the MLmodel file of every registered version names it.
 
-Logging the model by file path instead of a Python object means nothing is
-pickled into the registry; the class comes from ``tasks.serving`` (shipped as
-code beside the model).
+MLflow imports this module from the installed formerflow package and calls :func:`_load_pyfunc`
+with the model folder inside the artifact; no code from the artifact runs. The folder's files
+are checked against the artifact's manifest before any of them is read
+(:func:`tasks.serving.verify_artifact`).
 """
 
-import mlflow.models
+from __future__ import annotations
 
-from tasks.serving import FormerflowModel
+from pathlib import Path
 
-mlflow.models.set_model(FormerflowModel())
+from tasks.serving import MODEL_DIR, FormerflowModel, verify_artifact
+
+
+def _load_pyfunc(data_path: str) -> FormerflowModel:
+    """Verify the artifact that holds ``data_path`` (``<artifact>/data/model_dir``), then load the model folder."""
+    folder = Path(data_path)
+    root = folder.parents[len(Path(MODEL_DIR).parts) - 1]
+    verify_artifact(root)
+    return FormerflowModel(folder)
