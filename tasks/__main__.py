@@ -9,8 +9,8 @@ Examples::
 
 Exit status: 0 done, 2 a bad stage, domain or param, 1 a stage that failed with a clear error,
 including a stage refused because another stage of its domain holds the domain's lock (the
-message names the holder's pid and stage). URLs in what it prints are redacted
-(:func:`tasks.store.redact`).
+message names the holder's pid and stage) and register refusing metrics measured on other
+files. URLs in what it prints are redacted (:func:`tasks.store.redact`).
 """
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, UnknownStageError, UnknownDomainError) as exc:
         print(store.redact(f"error: {exc}"), file=sys.stderr)
         return 2
-    except (ValueError, OSError, store.LockHeldError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not type(exc).__module__.startswith("tasks."):
+            raise  # a library's RuntimeError (torch, MLflow) is a bug to see whole, not a refusal
+        # RuntimeErrors of our own are refusals with a clear message: a held lock, register's stale metrics
         print(store.redact(f"error in {args.stage} {args.domain}: {exc}"), file=sys.stderr)
         return 1
     summary = {k: v for k, v in manifest.items() if k not in ("table",)}

@@ -32,3 +32,17 @@ def test_params_command_prints_merged_profile(project):
     out = _cli("params", "--profile", "paper", cwd=project)
     assert out.returncode == 0, out.stderr
     assert "test_fraction: 0.025" in out.stdout
+
+
+def test_register_refusing_stale_metrics_is_a_clear_error(project, capsys):
+    """register's refusals are RuntimeErrors of tasks (StaleMetricsError): exit 1 and the reason, no traceback."""
+    from tasks.__main__ import main
+
+    (project / "reports/netflow").mkdir(parents=True)
+    (project / "reports/netflow/metrics.json").write_text(
+        '{"models": {"teacher": {"balanced_accuracy": 0.9}}, "choice": {"variant": "teacher"}}')
+    (project / "artifacts/netflow/teacher").mkdir(parents=True)
+    (project / "artifacts/netflow/teacher/config.json").write_text("{}")
+    assert main(["register", "netflow"]) == 1
+    err = capsys.readouterr().err
+    assert "error in register netflow: reports/netflow/metrics.json records no content hashes" in err
