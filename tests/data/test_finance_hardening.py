@@ -1,8 +1,8 @@
 """Untrusted finance documents can neither crash nor hang ingest or scoring (issue 13, findings 6, 7, 10).
 
-Every hostile document is generated here, in ``tmp_path``: a PDF nested 20,000 arrays deep, a
-PDF decompression bomb, 1e6 nested ``<div>``, 400k blank lines, malformed HTML the standard
-parser chokes on, a file named .pdf that is not one, and documents over each cap of
+Every hostile document is generated in ``tmp_path`` (by the corpus's writers, tests/corpus/generate.py):
+a PDF nested 20,000 arrays deep, a PDF decompression bomb, 1e6 nested ``<div>``, 400k blank lines,
+malformed HTML the standard parser chokes on, a file named .pdf that is not one, and documents over each cap of
 ``ingest.finance.limits``. Each is read beside three good reports (TXT, HTML, PDF): the good
 ones are ingested, the bad one is skipped and named with its reason (and, for a cap, the
 param key and value), and nothing prints a traceback.
@@ -19,7 +19,6 @@ import os
 import re
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import polars as pl
@@ -37,140 +36,28 @@ from tasks.domains.finance.text import (
 )
 from tasks.params import load_params
 from tests.conftest import REPO
+from tests.corpus.generate import BAD_DOCUMENTS, GOOD, HOSTILE_BUT_READABLE, bomb_pdf, write_good
 
-GOOD = {
-    "alpha-bank_2022.txt": "Alpha Bank uses machine learning models to detect card fraud.",
-    "beta-bank_2022.html": "Beta Bank deployed a chatbot that answers customer questions.",
-    "gamma-bank_2022.pdf": "Gamma Bank opened twelve new branches across the region.",
+# name: (writer, extra params, reason regex); writers and params from tests/corpus/generate.py
+REASONS = {
+    "nested-bank_2021.pdf": r"nested-bank_2021\.pdf: not a readable PDF: objects nested too deeply",
+    "bomb-bank_2021.pdf": r"bomb-bank_2021\.pdf: a PDF stream decompresses to more than 20000000 "
+                          r"bytes.*ingest\.finance\.limits\.max_pdf_stream_bytes = 20000000",
+    "deep-bank_2021.html": r"deep-bank_2021\.html: HTML elements nested more than 512 deep, "
+                           r"over the limit ingest\.finance\.limits\.max_html_depth = 512",
+    "fake-bank_2021.pdf": r"fake-bank_2021\.pdf: not a PDF \(no %PDF- header in its first 1024 "
+                          r"bytes; it starts with b'<html><body><p>T'\)",
+    "big-bank_2021.txt": r"big-bank_2021\.txt: 2000000 bytes, over the limit "
+                         r"ingest\.finance\.limits\.max_document_bytes = 1000000",
+    "long-bank_2021.html": r"long-bank_2021\.html: more than 10000 characters of text, over the limit "
+                           r"ingest\.finance\.limits\.max_chars = 10000",
+    "many-bank_2021.pdf": r"many-bank_2021\.pdf: 3 pages, over the limit ingest\.finance\.limits\.max_pdf_pages = 2",
+    "heavy-bank_2021.pdf": r"heavy-bank_2021\.pdf: page content decompresses to more than 1000000 bytes, over the "
+                           r"limit ingest\.finance\.limits\.max_decompressed_bytes = 1000000",
+    "wide-bank_2021.html": r"wide-bank_2021\.html: more than 1000 HTML elements, over the limit "
+                           r"ingest\.finance\.limits\.max_html_elements = 1000",
 }
-
-
-# ----------------------------------------------------------------------------- document builders
-def pdf_bytes(objects: list[bytes]) -> bytes:
-    """A PDF of ``objects`` (numbered from 1, object 1 the catalog) with a correct cross-reference table."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{i} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{off:010d} 00000 n \n".encode() for off in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
-
-
-def text_pdf(pages: list[bytes], *, flate: bool = False) -> bytes:
-    """A PDF with one page per content stream in ``pages`` (Helvetica as /F1), Flate-compressed if asked."""
-    n = len(pages)
-    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(n)).encode()
-    font = 3 + 2 * n
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, n)]
-    for i, content in enumerate(pages):
-        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 %d 0 R >> "
-                       b">> /Contents %d 0 R >>" % (font, 4 + 2 * i))
-        data = zlib.compress(content) if flate else content
-        objects.append(b"<< /Length %d%s >>\nstream\n" % (len(data), b" /Filter /FlateDecode" if flate else b"")
-                       + data + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    return pdf_bytes(objects)
-
-
-def show(sentence: str) -> bytes:
-    """A content stream that shows ``sentence``."""
-    return b"BT /F1 12 Tf 72 720 Td (" + sentence.encode() + b") Tj ET"
-
-
-def write_good(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, sentence in GOOD.items():
-        path = folder / name
-        if name.endswith(".txt"):
-            path.write_text(sentence + "\n", encoding="utf-8")
-        elif name.endswith(".html"):
-            path.write_text(f"<html><body><p>{sentence}</p></body></html>", encoding="utf-8")
-        else:
-            path.write_bytes(text_pdf([show(sentence)]))
-    return folder
-
-
-def nested_pdf(path: Path) -> None:
-    """20,000 nested arrays in a page's content stream: pypdf's recursive parser hit RecursionError."""
-    path.write_bytes(text_pdf([show("Nested arrays follow this sentence here.") + b" " + b"[" * 20_000
-                               + b"]" * 20_000]))
-
-
-def bomb_pdf(path: Path) -> None:
-    """A 80 KB PDF whose content stream inflates to 80 MB (over pypdf's own 75 MB: LimitReachedError)."""
-    z = zlib.compressobj(9)
-    data = z.compress(show("A bomb hides behind this sentence here.") + b" ")
-    chunk = b" " * 1_000_000
-    data += b"".join(z.compress(chunk) for _ in range(80)) + z.flush()
-    path.write_bytes(pdf_bytes([
-        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> "
-        b"/Contents 4 0 R >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]))
-    assert path.stat().st_size < 200_000
-
-
-def nested_html(path: Path) -> None:
-    """1e6 nested ``<div>`` (11 MB): 2e6 lines of extracted text, which the quadratic line joining never finished."""
-    path.write_text("<html><body><p>Deep nesting starts after this sentence.</p>" + "<div>" * 1_000_000 + "x"
-                    + "</div>" * 1_000_000 + "</body></html>", encoding="utf-8")
-
-
-def not_a_pdf(path: Path) -> None:
-    path.write_text("<html><body><p>This page was saved with the wrong suffix.</p></body></html>", encoding="utf-8")
-
-
-BAD = {
-    # name: (writer, extra params, reason regex)
-    "nested-bank_2021.pdf": (nested_pdf, [], r"nested-bank_2021\.pdf: not a readable PDF: objects nested too deeply"),
-    "bomb-bank_2021.pdf": (bomb_pdf, [], r"bomb-bank_2021\.pdf: a PDF stream decompresses to more than 20000000 "
-                                         r"bytes.*ingest\.finance\.limits\.max_pdf_stream_bytes = 20000000"),
-    "deep-bank_2021.html": (nested_html, [], r"deep-bank_2021\.html: HTML elements nested more than 512 deep, "
-                                             r"over the limit ingest\.finance\.limits\.max_html_depth = 512"),
-    "fake-bank_2021.pdf": (not_a_pdf, [], r"fake-bank_2021\.pdf: not a PDF \(no %PDF- header in its first 1024 "
-                                          r"bytes; it starts with b'<html><body><p>T'\)"),
-    "big-bank_2021.txt": (lambda p: p.write_text("Revenue rose on higher lending volumes. " * 50_000, encoding="utf-8"),
-                          ["ingest.finance.limits.max_document_bytes=1000000"],
-                          r"big-bank_2021\.txt: 2000000 bytes, over the limit "
-                          r"ingest\.finance\.limits\.max_document_bytes = 1000000"),
-    "long-bank_2021.html": (lambda p: p.write_text("<p>" + "Revenue rose again this year. " * 2_000 + "</p>",
-                                                   encoding="utf-8"),
-                            ["ingest.finance.limits.max_chars=10000"],
-                            r"long-bank_2021\.html: more than 10000 characters of text, over the limit "
-                            r"ingest\.finance\.limits\.max_chars = 10000"),
-    "many-bank_2021.pdf": (lambda p: p.write_bytes(text_pdf([show(f"Page {i} of a long report here.")
-                                                             for i in range(3)])),
-                           ["ingest.finance.limits.max_pdf_pages=2"],
-                           r"many-bank_2021\.pdf: 3 pages, over the limit ingest\.finance\.limits\.max_pdf_pages = 2"),
-    "heavy-bank_2021.pdf": (lambda p: p.write_bytes(text_pdf([show("Heavy page content follows here.") + b" " * 600_000
-                                                              for _ in range(2)], flate=True)),
-                            ["ingest.finance.limits.max_decompressed_bytes=1000000"],
-                            r"heavy-bank_2021\.pdf: page content decompresses to more than 1000000 bytes, over the "
-                            r"limit ingest\.finance\.limits\.max_decompressed_bytes = 1000000"),
-    "wide-bank_2021.html": (lambda p: p.write_text("<p>Wide pages hold many elements here.</p>" + "<br>" * 5_000,
-                                                   encoding="utf-8"),
-                            ["ingest.finance.limits.max_html_elements=1000"],
-                            r"wide-bank_2021\.html: more than 1000 HTML elements, over the limit "
-                            r"ingest\.finance\.limits\.max_html_elements = 1000"),
-}
-
-HOSTILE_BUT_READABLE = {
-    # name: (writer, sentences it must yield)
-    "blank-bank_2021.txt": (lambda p: p.write_text("Loans grew in every region this year.\n" + "\n" * 400_000
-                                                   + "Deposits rose by four percent overall.\n", encoding="utf-8"),
-                            ["Loans grew in every region this year.", "Deposits rose by four percent overall."]),
-    "tags-bank_2021.html": (lambda p: p.write_text("<p>Tags that never close follow here.</p>" + "<a" * 500_000,
-                                                   encoding="utf-8"),
-                            ["Tags that never close follow here."]),
-    "marked-bank_2021.html": (lambda p: p.write_text("<p>A malformed marked section follows.</p><![x y]>"
-                                                     "<p>The text after it is still read.</p>", encoding="utf-8"),
-                              ["A malformed marked section follows.", "The text after it is still read."]),
-}
+BAD = {name: (writer, overrides, REASONS[name]) for name, (writer, overrides) in BAD_DOCUMENTS.items()}
 
 
 def _params(folder: Path | str, *overrides: str):

@@ -1,9 +1,9 @@
 """Hostile inputs to the netflow, eeg and turbulence readers (issue 13, findings 7-10).
 
-Every case writes its bad input in a throw-away project, runs the domain's stage function
-and asserts: the domain's own error type (not a traceback from a library), a message naming
-the file and the problem (and the params key for a cap), ``data/`` exactly as before, and no
-temporary folder left behind. Decompression bombs, files declaring huge arrays, links out of
+Every case writes its bad input (a generator of the corpus, tests/corpus/generate.py) in a
+throw-away project, runs the domain's stage function and asserts: the domain's own error type
+(not a traceback from a library), a message naming the file and the problem (and the params key
+for a cap), ``data/`` exactly as before, and no temporary folder left behind. Decompression bombs, files declaring huge arrays, links out of
 the source, HDF5 data stored in other files, labels that go silently wrong, reader errors
 that used to escape as library exceptions.
 """
@@ -11,27 +11,53 @@ that used to escape as library exceptions.
 from __future__ import annotations
 
 import gzip
-import io
 import os
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-import numpy as np
 import polars as pl
 import pytest
 
 from tasks import store
 from tasks.domains.eeg.sources import EEGInputError
 from tasks.domains.netflow.records import SchemaError
-from tasks.domains.netflow.synthetic import generate as generate_flows
 from tasks.domains.turbulence.layout import FieldError
 from tasks.params import ParamsError, load_params
-
-GiB = 2**30
+from tests.corpus.generate import (
+    eeg_duplicate_channel_names,
+    eeg_fif_nan_channel,
+    eeg_mat_declares_huge,
+    eeg_mat_external_link,
+    eeg_mat_external_storage,
+    eeg_mat_nan_channel,
+    eeg_symlink_out_of_source,
+    eeg_zip_over_bytes,
+    eeg_zip_ratio_bomb,
+    flows_frame,
+    nf_benign_case,
+    nf_class_only_in_test,
+    nf_duplicate_header,
+    nf_gz_over_bytes,
+    nf_gz_ratio_bomb,
+    nf_nan_labels,
+    nf_not_gzip,
+    nf_parquet_list_column,
+    nf_truncated_gz,
+    tb_damaged_chunk,
+    tb_fill_value_1e38,
+    tb_h5_declares_huge,
+    tb_h5_external_link,
+    tb_h5_external_storage,
+    tb_h5_over_param_cap,
+    tb_h5_virtual_dataset,
+    tb_int16_without_scale,
+    tb_npz_declares_huge,
+    tb_zarr_symlinked_chunk,
+    write_csv,
+    write_edf,
+)
 
 
 # ============================================================================ helpers
@@ -49,62 +75,6 @@ def _leftovers(project: Path) -> list[str]:
                   or ".tmp." in p.name)
 
 
-def _flows(project: Path, n: int = 1000) -> pl.DataFrame:
-    """A valid NF-v2 CSV (as strings) to damage."""
-    path = generate_flows(project / "gen", n_flows=n, seed=3)[0]
-    return pl.read_csv(path, infer_schema=False)
-
-
-def _write_csv(df: pl.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.write_csv(path)
-    return path
-
-
-def _edf(path: Path, ch_names=("C3", "Cz", "C4"), seconds: float = 30.0) -> Path:
-    import mne
-
-    sfreq = 250.0
-    rng = np.random.default_rng(0)
-    raw = mne.io.RawArray(rng.normal(0, 10e-6, (len(ch_names), int(seconds * sfreq))),
-                          mne.create_info(list(ch_names), sfreq, "eeg"), verbose="error")
-    events = [(2.0 + 5 * i, "left_hand" if i % 2 == 0 else "right_hand") for i in range(4)]
-    raw.set_annotations(mne.Annotations([o for o, _ in events], [4.0] * 4, [d for _, d in events]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mne.export.export_raw(path, raw, fmt="edf", physical_range=(-800.0, 800.0), overwrite=True, verbose="error")
-    return path
-
-
-def _mat73(path: Path, x: np.ndarray | None = None, **datasets) -> Path:
-    """A MATLAB v7.3 file (HDF5): X (trials, channels, samples) in MATLAB order, so h5py holds it reversed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        if x is not None:
-            f["X"] = x.T
-        f["y"] = np.array([[1.0, 2.0, 1.0, 2.0]])
-        for k, v in datasets.items():
-            v(f, k)
-    return path
-
-
-MAT_OVERRIDES = ["ingest.eeg.spec.mat.sfreq=100", "ingest.eeg.spec.label_map={'1': left_hand, '2': right_hand}"]
-
-
-def _field(shape=(3, 4, 8, 8, 2), seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
-
-
-def _h5_field(path: Path, make: Callable[[h5py.File], None] | None = None, vel: np.ndarray | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        if make is not None:
-            make(f)
-        else:
-            f["velocity"] = _field() if vel is None else vel
-        f.attrs["dt"] = 0.5
-    return path
-
-
 # ============================================================================ the cases
 @dataclass
 class Case:
@@ -120,264 +90,8 @@ class Case:
     """A good run of ingest first (for a preprocess case); returns its overrides."""
 
 
-# ---------------------------------------------------------------------------- netflow
-def nf_gz_ratio_bomb(project: Path) -> list[str]:
-    df = _flows(project, 50)
-    line = df.head(1).write_csv(include_header=False).encode()
-    body = df.head(0).write_csv().encode() + line * (24 * 2**20 // len(line))  # 24 MiB of one repeated row
-    path = project / "in" / "bomb.csv.gz"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(gzip.compress(body, compresslevel=9))
-    return [f"ingest.netflow.source={path}"]
-
-
-def nf_gz_over_bytes(project: Path) -> list[str]:
-    csv = _write_csv(_flows(project), project / "in" / "flows.csv")
-    gz = csv.with_suffix(".csv.gz")
-    gz.write_bytes(gzip.compress(csv.read_bytes()))
-    return [f"ingest.netflow.source={gz}", "ingest.netflow.max_extracted_bytes=100000"]
-
-
-def nf_not_gzip(project: Path) -> list[str]:
-    csv = _write_csv(_flows(project), project / "in" / "flows.csv")
-    fake = project / "in" / "flows.csv.gz"
-    fake.write_bytes(csv.read_bytes())  # a plain CSV named .gz
-    return [f"ingest.netflow.source={fake}"]
-
-
-def nf_truncated_gz(project: Path) -> list[str]:
-    csv = _write_csv(_flows(project), project / "in" / "flows.csv")
-    data = gzip.compress(csv.read_bytes())
-    gz = project / "in" / "cut.csv.gz"
-    gz.write_bytes(data[: len(data) // 2])
-    return [f"ingest.netflow.source={gz}"]
-
-
-def nf_parquet_list_column(project: Path) -> list[str]:
-    df = _flows(project).with_columns(pl.col("IN_BYTES").map_elements(lambda v: [v, v],
-                                                                       return_dtype=pl.List(pl.String)))
-    path = project / "in" / "nested.parquet"
-    path.parent.mkdir(parents=True)
-    df.write_parquet(path)
-    return [f"ingest.netflow.source={path}"]
-
-
-def nf_benign_case(project: Path) -> list[str]:
-    path = _write_csv(_flows(project), project / "in" / "flows.csv")
-    return [f"ingest.netflow.source={path}", "ingest.netflow.spec.benign_value=benign"]
-
-
-def nf_nan_labels(project: Path) -> list[str]:
-    df = _flows(project).with_row_index("i").with_columns(
-        pl.when(pl.col("i") % 97 == 5).then(pl.lit("NaN")).otherwise(pl.col("Attack")).alias("Attack")).drop("i")
-    return [f"ingest.netflow.source={_write_csv(df, project / 'in' / 'flows.csv')}"]
-
-
-def nf_duplicate_header(project: Path) -> list[str]:
-    df = _flows(project)
-    text = df.write_csv()
-    header, rest = text.split("\n", 1)
-    names = header.split(",")
-    j = names.index("IN_BYTES")
-    lines = [header + ",IN_BYTES"] + [ln + "," + ln.split(",")[j] for ln in rest.splitlines()]
-    path = project / "in" / "dup.csv"
-    path.parent.mkdir(parents=True)
-    path.write_text("\n".join(lines) + "\n")
-    return [f"ingest.netflow.source={path}"]
-
-
-def nf_class_only_in_test(project: Path) -> list[str]:
-    df = _flows(project).with_row_index("i")
-    df = df.with_columns(pl.when(pl.col("i") >= df.height - 40).then(pl.lit("Zeroday"))
-                         .otherwise(pl.col("Attack")).alias("Attack")).drop("i")
-    return [f"ingest.netflow.source={_write_csv(df, project / 'in' / 'flows.csv')}"]
-
-
-# ---------------------------------------------------------------------------- eeg
-def eeg_zip_ratio_bomb(project: Path) -> list[str]:
-    path = project / "in" / "rec.zip"
-    path.parent.mkdir(parents=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("sub-01.edf", b"\0" * (16 * 2**20))  # 16 MiB that packs to ~16 kB
-    return [f"ingest.eeg.source={path}"]
-
-
-def eeg_zip_over_bytes(project: Path) -> list[str]:
-    edf = _edf(project / "gen" / "sub-01.edf")
-    path = project / "in" / "rec.zip"
-    path.parent.mkdir(parents=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.write(edf, "sub-01.edf")
-    return [f"ingest.eeg.source={path}", "ingest.eeg.max_extracted_bytes=10000"]
-
-
-def eeg_symlink_out_of_source(project: Path) -> list[str]:
-    _edf(project / "in" / "sub-01.edf")
-    secret = _edf(project / "elsewhere" / "private.edf")
-    os.symlink(secret, project / "in" / "sub-02.edf")
-    return [f"ingest.eeg.source={project / 'in'}"]
-
-
-def eeg_mat_declares_huge(project: Path) -> list[str]:
-    def huge(f, k):  # 128 GiB declared, nothing written: the file stays a few kB
-        f.create_dataset("X", shape=(2**20, 64, 256), dtype="f8", chunks=(1, 64, 256))
-
-    _mat73(project / "in" / "sub-01.mat", X=huge)
-    return [f"ingest.eeg.source={project / 'in'}", *MAT_OVERRIDES]
-
-
-def eeg_mat_external_storage(project: Path) -> list[str]:
-    x = np.random.default_rng(0).normal(size=(4, 3, 200))
-    outside = project / "elsewhere" / "raw.bin"
-    outside.parent.mkdir(parents=True)
-    outside.write_bytes(np.ascontiguousarray(x.T).tobytes())
-
-    def ext(f, k):
-        f.create_dataset("X", shape=x.T.shape, dtype="f8", external=[(str(outside), 0, x.nbytes)])
-
-    _mat73(project / "in" / "sub-01.mat", X=ext)
-    return [f"ingest.eeg.source={project / 'in'}", *MAT_OVERRIDES]
-
-
-def eeg_mat_external_link(project: Path) -> list[str]:
-    x = np.random.default_rng(0).normal(size=(4, 3, 200))
-    other = project / "elsewhere" / "other.h5"
-    other.parent.mkdir(parents=True)
-    with h5py.File(other, "w") as f:
-        f["X"] = x.T
-
-    def link(f, k):
-        f["X"] = h5py.ExternalLink(str(other), "/X")
-
-    _mat73(project / "in" / "sub-01.mat", X=link)
-    return [f"ingest.eeg.source={project / 'in'}", *MAT_OVERRIDES]
-
-
-def eeg_mat_nan_channel(project: Path) -> list[str]:
-    x = np.random.default_rng(0).normal(size=(4, 3, 200))
-    x[:, 1, :] = np.nan  # channel EEG2 dead
-    _mat73(project / "in" / "sub-01.mat", x)
-    return [f"ingest.eeg.source={project / 'in'}", *MAT_OVERRIDES]
-
-
-def eeg_fif_nan_channel(project: Path) -> list[str]:
-    import mne
-
-    sfreq = 250.0
-    data = np.random.default_rng(0).normal(0, 10e-6, (3, int(30 * sfreq)))
-    data[2] = np.nan
-    raw = mne.io.RawArray(data, mne.create_info(["C3", "Cz", "C4"], sfreq, "eeg"), verbose="error")
-    raw.set_annotations(mne.Annotations([2.0, 7.0], [4.0, 4.0], ["left_hand", "right_hand"]))
-    path = project / "in" / "sub-01_raw.fif"
-    path.parent.mkdir(parents=True)
-    raw.save(path, verbose="error")
-    return [f"ingest.eeg.source={project / 'in'}"]
-
-
-def eeg_duplicate_channel_names(project: Path) -> list[str]:
-    path = _edf(project / "in" / "sub-01.edf")
-    data = bytearray(path.read_bytes())
-    ns = int(data[252:256].decode())
-    labels = [data[256 + 16 * i: 256 + 16 * (i + 1)].decode().strip() for i in range(ns)]
-    j = labels.index("C4")
-    data[256 + 16 * j: 256 + 16 * (j + 1)] = b"C3".ljust(16)  # C3, Cz, C3
-    path.write_bytes(bytes(data))
-    return [f"ingest.eeg.source={project / 'in'}"]
-
-
-# ---------------------------------------------------------------------------- turbulence
-def tb_h5_declares_huge(project: Path) -> list[str]:
-    path = _h5_field(project / "in" / "huge.h5", lambda f: f.create_dataset(
-        "velocity", shape=(256, 1024, 256, 256, 2), dtype="f4", chunks=(1, 1, 64, 64, 2)))  # 128 GiB declared
-    assert path.stat().st_size < 100_000
-    return [f"ingest.turbulence.source={path}"]
-
-
-def tb_npz_declares_huge(project: Path) -> list[str]:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
-                                               "shape": (256, 1024, 256, 256, 2)})
-    path = project / "in" / "huge.npz"
-    path.parent.mkdir(parents=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("velocity.npy", buf.getvalue() + b"\0" * 1024)
-    return [f"ingest.turbulence.source={path}"]
-
-
-def tb_h5_over_param_cap(project: Path) -> list[str]:
-    path = _h5_field(project / "in" / "field.h5")
-    return [f"ingest.turbulence.source={path}", "ingest.turbulence.max_array_bytes=1000"]
-
-
-def tb_h5_external_storage(project: Path) -> list[str]:
-    vel = _field()
-    outside = project / "elsewhere" / "velocity.bin"
-    outside.parent.mkdir(parents=True)
-    outside.write_bytes(vel.tobytes())
-    path = _h5_field(project / "in" / "ext.h5", lambda f: f.create_dataset(
-        "velocity", shape=vel.shape, dtype="f4", external=[(str(outside), 0, vel.nbytes)]))
-    return [f"ingest.turbulence.source={path}"]
-
-
-def tb_h5_external_link(project: Path) -> list[str]:
-    other = _h5_field(project / "elsewhere" / "other.h5")
-
-    def link(f):
-        f["velocity"] = h5py.ExternalLink(str(other), "/velocity")
-
-    return [f"ingest.turbulence.source={_h5_field(project / 'in' / 'link.h5', link)}"]
-
-
-def tb_h5_virtual_dataset(project: Path) -> list[str]:
-    other = _h5_field(project / "elsewhere" / "other.h5")
-
-    def virtual(f):
-        layout = h5py.VirtualLayout(shape=(3, 4, 8, 8, 2), dtype="f4")
-        layout[...] = h5py.VirtualSource(str(other), "velocity", shape=(3, 4, 8, 8, 2))
-        f.create_virtual_dataset("velocity", layout)
-
-    return [f"ingest.turbulence.source={_h5_field(project / 'in' / 'vds.h5', virtual)}"]
-
-
-def tb_zarr_symlinked_chunk(project: Path) -> list[str]:
-    import zarr
-
-    store_path = project / "in" / "field.zarr"
-    z = zarr.open_array(str(store_path), mode="w", shape=(3, 4, 8, 8, 2), chunks=(1, 4, 8, 8, 2), dtype="f4")
-    z[...] = _field()
-    chunk = next(p for p in sorted(store_path.rglob("*")) if p.is_file() and p.name == "0" and "c" in p.parts)
-    outside = project / "elsewhere" / "chunk"
-    outside.parent.mkdir(parents=True)
-    outside.write_bytes(chunk.read_bytes())
-    chunk.unlink()
-    os.symlink(outside, chunk)
-    return [f"ingest.turbulence.source={store_path}"]
-
-
-def tb_int16_without_scale(project: Path) -> list[str]:
-    vel = (_field() * 1000).astype(np.int16)
-    return [f"ingest.turbulence.source={_h5_field(project / 'in' / 'packed.h5', vel=vel)}"]
-
-
-def tb_fill_value_1e38(project: Path) -> list[str]:
-    vel = _field()
-    vel[1, 2, 3, 4, 0] = 1e38
-    return [f"ingest.turbulence.source={_h5_field(project / 'in' / 'fill.h5', vel=vel)}"]
-
-
-def tb_damaged_chunk(project: Path) -> list[str]:
-    path = project / "in" / "damaged.h5"
-    path.parent.mkdir(parents=True)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("velocity", data=_field(), chunks=(1, 4, 8, 8, 2), compression="gzip")
-        f.attrs["dt"] = 0.5
-        offset = f["velocity"].id.get_chunk_info(1).byte_offset
-    data = bytearray(path.read_bytes())
-    data[offset: offset + 64] = b"\xff" * 64  # a chunk that no longer inflates
-    path.write_bytes(bytes(data))
-    return [f"ingest.turbulence.source={path}"]
-
-
+# The generators (tests/corpus/generate.py) write each input under the project; the same inputs run
+# through the command line in tests/corpus/test_corpus.py.
 CASES = [
     # finding 7: decompression and allocation limits
     Case("netflow-gz-ratio-bomb", "netflow", nf_gz_ratio_bomb, SchemaError,
@@ -492,10 +206,10 @@ def test_documented_switches_let_the_data_through(project, capsys):
     from tasks.domains.netflow.ingest import ingest
     from tasks.domains.netflow.preprocess import preprocess
 
-    df = _flows(project)
+    df = flows_frame(project)
     df = df.with_columns(pl.when(pl.col("Attack") == "Benign").then(pl.lit("Normal"))
                          .otherwise(pl.col("Attack")).alias("Attack"))
-    path = _write_csv(df, project / "in" / "flows.csv")
+    path = write_csv(df, project / "in" / "flows.csv")
     base = [f"ingest.netflow.source={path}", "ingest.netflow.retry_delay_s=0.01"]
     with pytest.raises(SchemaError, match="allow_missing_benign"):
         ingest(load_params(overrides=base))
@@ -513,7 +227,7 @@ def test_links_inside_the_source_are_fine(project):
     """Only links that leave the source are refused: a link to a file in the same folder is read."""
     from tasks.domains.eeg.ingest import ingest
 
-    real = _edf(project / "in" / "sub-01.edf")
+    real = write_edf(project / "in" / "sub-01.edf")
     os.symlink(real, project / "in" / "sub-02.edf")
     manifest = ingest(load_params(overrides=[f"ingest.eeg.source={project / 'in'}"]))
     assert len(manifest["files"]) == 2
@@ -523,7 +237,7 @@ def test_size_caps_leave_genuine_files_alone(project):
     """A compressible but genuine .gz (well under the ratio cap) still ingests: the caps are not a blanket refusal."""
     from tasks.domains.netflow.ingest import ingest
 
-    csv = _write_csv(_flows(project, 8000), project / "in" / "flows.csv")
+    csv = write_csv(flows_frame(project, 8000), project / "in" / "flows.csv")
     gz = csv.with_suffix(".csv.gz")
     gz.write_bytes(gzip.compress(csv.read_bytes()))
     assert csv.stat().st_size > store.RATIO_FLOOR_BYTES

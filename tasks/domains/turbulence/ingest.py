@@ -99,8 +99,12 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             fingerprint = store.source_fingerprint(p.source) if not store.is_remote(p.source) else {"url": p.source}
             shown = p.source
         # The full read is the validation: a bad field fails here, inside the atomic folder.
-        fields = read_fields(target, layout, format=p.format, max_array_bytes=p.max_array_bytes,
-                             max_abs_value=p.max_abs_value)
+        try:
+            fields = read_fields(target, layout, format=p.format, max_array_bytes=p.max_array_bytes,
+                                 max_abs_value=p.max_abs_value)
+        except FieldError as exc:
+            # The reader names the copy in the temporary folder, which is gone once the stage fails: name the source.
+            raise FieldError(str(exc).replace(str(target), str(shown))) from None
         manifest = {
             "stage": "ingest", "domain": NAME, "source": shown, "file": target.name, "format": p.format,
             "layout": _layout_dict(layout), "fingerprint": fingerprint, **_describe(fields),
