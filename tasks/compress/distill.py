@@ -20,6 +20,7 @@ freshly initialised from the seed. A model that is already compressed (a pruned 
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -92,10 +93,17 @@ def loss_against(teacher: nn.Module, task: str, *, temperature: float, alpha: fl
 
 
 # ============================================================================ students
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def _merge(base: dict[str, Any], over: dict[str, Any], path: str = "student") -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        if k not in out:
+            # An unknown key would otherwise be ignored by a permissive config (the text encoder's takes any
+            # keyword), and the student silently stays the size of its default.
+            near = difflib.get_close_matches(str(k), [str(x) for x in out], n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"compress distill {path}: {k!r} is not a key of the teacher's config "
+                             f"(keys: {', '.join(map(str, out))}){hint}")
+        out[k] = _merge(out[k], v, f"{path}.{k}") if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -108,6 +108,16 @@ def test_student_config_and_every_other_layer_init():
     assert info["kept"] == 0 and info["copied"] == len(s)
 
 
+def test_a_student_override_that_names_no_config_key_is_refused():
+    """The text encoder's config takes any keyword: a mistyped key must not leave a default-sized student."""
+    teacher = models.build("finance/text_encoder", TINY_BERT)
+    # what YAML makes of `{encoder:{num_hidden_layers:4}}` (no space after the colon)
+    with pytest.raises(ValueError, match=r"student\.encoder: 'num_hidden_layers:4' is not a key.*did you mean "
+                                         r"'num_hidden_layers'"):
+        distill.build_student(teacher, "finance/text_encoder", {"encoder": {"num_hidden_layers:4": None}},
+                              seed=1, from_teacher=True)
+
+
 def test_a_narrower_student_keeps_its_own_init_where_shapes_differ():
     cfg = {"n_chans": 22, "n_times": 301, "sfreq": 100.0, "n_outputs": 2}
     torch.manual_seed(0)
