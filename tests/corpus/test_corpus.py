@@ -23,7 +23,6 @@ import json
 import re
 import shutil
 import tempfile
-import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,8 @@ class Expect:
     """finance: the document skipped while the rest of the batch is ingested (exit 0)."""
     read: tuple[str, ...] = ()
     """finance: sentences the hostile document must yield (exit 0, nothing skipped)."""
-    max_s: float = 60.0
+    absent: tuple[str, ...] = ()
+    """Text the output must not hold (a decode error retried as transient says "failed after 4 tries")."""
 
 
 def _skip(name: str, *reason: str) -> Expect:
@@ -65,7 +65,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("netflow", "gz-over-byte-cap"): Expect(("flows.csv.gz: unpacks to more than 100000 bytes, the cap "
                                              "ingest.netflow.max_extracted_bytes",)),
     # finding 10: reader errors, decode errors not retried (three retries would sleep 3.5 s)
-    ("netflow", "not-gzip"): Expect(("flows.csv.gz: not a gzip file",), max_s=3.0),
+    ("netflow", "not-gzip"): Expect(("flows.csv.gz: not a gzip file",), absent=("tries",)),
     ("netflow", "truncated-gz"): Expect(("cut.csv.gz: a damaged or truncated gzip file (EOFError",)),
     ("netflow", "parquet-list-column"): Expect(("nested.parquet: column(s) of list/struct/binary type {'IN_BYTES'",)),
     ("netflow", "not-parquet"): Expect(("flows.parquet: cannot read",)),
@@ -125,7 +125,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
                                          "ingest.finance.limits.max_html_elements = 1000"),
     # finding 6: hostile but readable, in linear time (the quadratic code hung on each)
     **{("finance", f"read-{name.split('-bank')[0]}-{name.rsplit('.', 1)[1]}"):
-       Expect(('"documents": 4',), exit=0, read=(name, *sentences), max_s=30.0)
+       Expect(('"documents": 4',), exit=0, read=(name, *sentences))
        for name, (_, sentences) in HOSTILE_BUT_READABLE.items()},
     ("finance", "only-bad-documents"): Expect(("no readable document among 3: bomb-bank_2021.pdf: ",
                                                "fake-bank_2021.pdf: ", "nested-bank_2021.pdf: ")),
@@ -280,9 +280,7 @@ def test_bad_input(project, tmp_path, capfd, domain, case):
     before = _data_tree(project, skip="raw/finance" if finance_written else None)
     registry = _registry()
 
-    t0 = time.perf_counter()
     rc, out = _cli([expect.stage, domain, *sets], capfd)
-    elapsed = time.perf_counter() - t0
 
     assert rc == expect.exit, out
     for text in expect.message:
@@ -291,7 +289,8 @@ def test_bad_input(project, tmp_path, capfd, domain, case):
         assert f"error in {expect.stage} {domain}: " in out
     assert "Traceback" not in out, out
     assert not _TEMP_PATH.search(out), f"the message names a temporary copy, gone after the failure:\n{out}"
-    assert elapsed < expect.max_s, f"{elapsed:.1f} s"
+    for text in expect.absent:  # e.g. a decode error retried as if transient says "failed after 4 tries"
+        assert text not in out, out
     assert _data_tree(project, skip="raw/finance" if finance_written else None) == before, "the stage changed data/"
     assert _registry() == registry, "the stage changed the registry"
     assert not _leftovers(project), _leftovers(project)
