@@ -246,6 +246,17 @@ def eeg_mat_declares_huge(folder: Path) -> list[str]:
     return [f"ingest.eeg.source={folder / 'in'}", *MAT_OVERRIDES]
 
 
+def eeg_mat_v5_over_cap(folder: Path) -> list[str]:
+    """A zlib-compressed MATLAB v5 file: loadmat would inflate it whole; its header declares the size."""
+    import scipy.io
+
+    path = folder / "in" / "sub-01.mat"
+    path.parent.mkdir(parents=True)
+    x = np.zeros((4, 3, 200))  # 19,200 bytes of float64, compressing to a few hundred
+    scipy.io.savemat(path, {"X": x, "y": np.array([[1.0, 2.0, 1.0, 2.0]])}, do_compression=True)
+    return [f"ingest.eeg.source={folder / 'in'}", *MAT_OVERRIDES, "ingest.eeg.max_array_bytes=10000"]
+
+
 def eeg_mat_external_storage(folder: Path) -> list[str]:
     x = np.random.default_rng(0).normal(size=(4, 3, 200))
     outside = folder / "elsewhere" / "raw.bin"
@@ -701,6 +712,7 @@ CASES: dict[str, dict[str, Generator]] = {
         "zip-over-byte-cap": eeg_zip_over_bytes,
         "zip-path-traversal": eeg_zip_path_traversal,
         "mat-declares-128GiB": eeg_mat_declares_huge,
+        "mat-v5-over-cap": eeg_mat_v5_over_cap,
         "symlink-out-of-source": eeg_symlink_out_of_source,
         "mat-external-storage": eeg_mat_external_storage,
         "mat-external-link": eeg_mat_external_link,

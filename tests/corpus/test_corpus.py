@@ -91,6 +91,7 @@ EXPECT: dict[tuple[str, str], Expect] = {
     ("eeg", "zip-path-traversal"): Expect(("upload.zip: unsafe archive entry '../../escaped.edf'",
                                            "nothing was extracted")),
     ("eeg", "mat-declares-128GiB"): Expect(("sub-01.mat: 'X': declares 137438953472 bytes", "ingest.eeg.max_array_bytes")),
+    ("eeg", "mat-v5-over-cap"): Expect(("sub-01.mat: 'X': declares 19200 bytes", "ingest.eeg.max_array_bytes")),
     # finding 8: nothing from outside the source
     ("eeg", "symlink-out-of-source"): Expect(("sub-02.edf: a symbolic link to", "private.edf, outside the source")),
     ("eeg", "mat-external-storage"): Expect(("sub-01.mat: 'X' is stored outside the file (HDF5 external storage)",)),

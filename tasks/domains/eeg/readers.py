@@ -286,8 +286,8 @@ def read_mat(
         layout: Axes of the data in MATLAB order, comma-separated.
         ch_names_key: Variable holding the channel names (default ``EEG1``, ``EEG2``, ...).
         label_map: Label (as a string) -> class name; a label not in it is an error.
-        max_array_bytes: A v7.3 variable declaring more bytes is refused before it is read
-            (``ingest.eeg.max_array_bytes``; None: only the memory available is checked).
+        max_array_bytes: A variable declaring more bytes (v5: in its header; v7.3: its dataset) is refused
+            before it is read (``ingest.eeg.max_array_bytes``; None: only the memory available is checked).
 
     Returns:
         The epochs ``(n, C, T)`` in the file's units.
@@ -306,7 +306,7 @@ def read_mat(
         raise EEGInputError(f"{name}: layout {layout!r} must be a permutation of {','.join(_AXES)}")
     if sfreq is None and sfreq_key is None:
         raise EEGInputError(f"{name}: give sfreq or sfreq_key (the file's sampling rate is unknown)")
-    reader = _Hdf5Mat(path, max_array_bytes) if _is_hdf5(path) else _V5Mat(path)
+    reader = _Hdf5Mat(path, max_array_bytes) if _is_hdf5(path) else _V5Mat(path, max_array_bytes)
     with reader:
         x = reader.get(data_key, "data")
         raw_labels = reader.get(label_key, "labels")
@@ -386,10 +386,22 @@ def _label_str(v: Any) -> str:
 class _V5Mat:
     """A MATLAB v4-v7.2 file through :func:`scipy.io.loadmat`, with struct fields by dotted key."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_array_bytes: int | None = None):
         import scipy.io  # lazy: scipy.io is slow to import; only MATLAB v5 files need it
 
         self.name = path.name
+        try:
+            # loadmat inflates every (zlib-compressed) variable it holds: the headers say how big they are
+            declared = scipy.io.whosmat(path)
+        except Exception as exc:
+            raise EEGInputError(
+                f"{self.name}: not a readable MATLAB file: {type(exc).__name__}: {exc}"
+            ) from None
+        for var, shape, _cls in declared:
+            # 8 bytes per element bounds every numeric class and the float64 copy read_mat makes
+            store.check_array_bytes(int(np.prod(shape, dtype=np.int64)) * 8, display=f"{self.name}: {var!r}",
+                                    max_bytes=max_array_bytes, key="ingest.eeg.max_array_bytes",
+                                    error=EEGInputError)
         try:
             # struct_as_record=False gives attribute access to struct fields; no squeezing, so
             # shapes are MATLAB's (2-D at least)
