@@ -19,6 +19,15 @@ Each domain gets one MLflow parent run with a child run per stage, a Prefect
 markdown artifact with the metrics and compression tables, and, after the
 run, ``dvc commit`` so that ``dvc repro`` sees the same outputs as up to date.
 
+One pipeline run at a time per project: the flow holds the project's ``pipeline`` lock
+(:func:`tasks.store.lock`) for its whole run, and a second run (another ``python -m
+flows.pipeline``, a deployment's scheduled run) is refused at once with a message naming the
+running one; ``main`` exits :data:`LOCKED_EXIT` then.
+
+A run whose stages all completed is a finished run: if the Prefect API goes away after that
+(the ephemeral API process killed or starved under load), ``main`` warns and exits 0 rather
+than turning the lost connection into the run's exit status (:func:`main`).
+
 Run it: ``python -m flows.pipeline`` (all domains of ``pipeline.domains``),
 ``python -m flows.pipeline --domain netflow --set train.netflow.epochs=2``.
 """
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -208,9 +219,48 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
         for domain, run in parents.items():
             run.set_tags({"registered.version": results[domain]["register"]["version"]})
     for domain in domains:
-        create_markdown_artifact(key=f"{domain}-report", markdown=_report_markdown(domain, results[domain]),
-                                 description=f"formerflow {domain}: metrics, compression, registry")
+        try:
+            create_markdown_artifact(key=f"{domain}-report", markdown=_report_markdown(domain, results[domain]),
+                                     description=f"formerflow {domain}: metrics, compression, registry")
+        except Exception as exc:  # the stages are done; a lost API costs the Prefect artifact, not the run
+            if not prefect_api_lost(exc):
+                raise
+            print(f"WARNING: {domain}: the Prefect API is gone ({_cause(exc)}); its report artifact is not in "
+                  f"Prefect (reports/{domain}/report.md has it)", file=sys.stderr)
     return results
+
+
+PIPELINE_LOCK = "pipeline"
+"""The project's whole-run lock (``.locks/pipeline.lock``): one pipeline run at a time."""
+LOCKED_EXIT = 75
+"""``main``'s exit status when another run holds the project (EX_TEMPFAIL: try again later)."""
+_finished: dict[str, Any] = {}
+"""What the last pipeline run of this process returned, once every stage of it completed (see :func:`main`)."""
+
+
+def one_run_at_a_time(fn):
+    """Run the pipeline flow's body holding the project's :data:`PIPELINE_LOCK` (refused at once if held).
+
+    Two whole runs on one project would race for the same outputs (a domain's stages lock
+    its folders one stage at a time, not the run), register twice and commit one
+    ``dvc.lock`` over the other; the second run is refused rather than queued, since a
+    queued re-run usually finds everything cached and the refusal names the run to wait for.
+    The lock is taken inside the flow, so every way of starting it (``main``, a deployment,
+    a test, :func:`domain_flow`) is covered; the operating system releases it with the process.
+    Records the body's result in :data:`_finished` when it returns: every stage completed.
+    """
+
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        domains = bound.arguments.get("domains")
+        what = "run the pipeline" + (f" ({', '.join(domains)})" if domains else "")
+        with store.lock(PIPELINE_LOCK, what=what):
+            results = fn(*args, **kwargs)
+        _finished["results"] = results
+        return results
+
+    return locked
 
 
 @flow(name="formerflow-domain", log_prints=False)
@@ -243,6 +293,7 @@ def torch_threads_per_domain(n_domains: int):
 
 
 @flow(name="formerflow-pipeline", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
+@one_run_at_a_time
 def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None,
              overrides: list[str] | None = None, refresh_cache: bool = False) -> dict[str, Any]:
     """Every stage of every domain in ``domains`` (default: ``pipeline.domains`` of the params)."""
@@ -269,12 +320,52 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--refresh-cache", action="store_true", help="ignore Prefect's cache and run every stage")
     args = ap.parse_args(argv)
-    results = pipeline(domains=args.domain, profiles=args.profile, overrides=args.overrides,
-                       refresh_cache=args.refresh_cache)
+    try:  # refuse at once, before Prefect starts its API, when another run holds the project
+        with store.lock(PIPELINE_LOCK, what="run the pipeline"):
+            pass
+    except store.LockHeldError as exc:
+        print(f"formerflow: {exc}", file=sys.stderr)
+        return LOCKED_EXIT
+    _finished.clear()
+    try:
+        results = pipeline(domains=args.domain, profiles=args.profile, overrides=args.overrides,
+                           refresh_cache=args.refresh_cache)
+    except store.LockHeldError as exc:  # another run took the project between the check and the flow
+        print(f"formerflow: {exc}", file=sys.stderr)
+        return LOCKED_EXIT
+    except Exception as exc:
+        # Every stage completed (the flow's body returned) and only Prefect's bookkeeping after it failed
+        # because its API is gone: the stages' outputs, MLflow runs and registry versions are all written,
+        # so the exit status says so; the warning says what Prefect is missing.
+        results = _finished.get("results")
+        if results is None or not prefect_api_lost(exc):
+            raise
+        print(f"WARNING: the Prefect API went away after every stage completed ({_cause(exc)}). The stages' "
+              "outputs, reports, MLflow runs and model versions are all written; Prefect did not record the flow run's "
+              "final state (its UI may show it Running or Crashed). With Prefect's ephemeral API this happens when "
+              "its process dies or is starved under heavy load; set PREFECT_API_URL to a server "
+              "(`prefect server start`) to keep the record. Exit status 0: the stages succeeded.", file=sys.stderr)
     for domain, manifests in results.items():
         print(f"\n== {domain} ==\n{manifests['evaluate']['table']}")
     print("\nreports: reports/<domain>/report.md; MLflow UI: make ui")
     return 0
+
+
+def prefect_api_lost(exc: BaseException) -> bool:
+    """True when the error is a lost connection to the Prefect API (refused, reset, timed out, DNS)."""
+    import httpx  # lazy: only the failure path needs it (Prefect's client is built on it)
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

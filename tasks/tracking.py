@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.store import project_root, redact
+from tasks.store import lock, project_root, redact
 
 PARENT_ENV = "FORMERFLOW_PARENT_RUN_ID"
 FLOW_RUN_ENV = "FORMERFLOW_FLOW_RUN_ID"
@@ -55,12 +55,45 @@ def registered_model_name(domain: str) -> str:
     return f"formerflow-{domain}"
 
 
+STORE_LOCK = "mlflow-store"
+STORE_LOCK_TIMEOUT_S = 300.0
+"""How long a process waits for another one creating the sqlite store (a migration takes seconds, more under load)."""
+_opened: set[str] = set()  # sqlite stores this process has opened (created and migrated) under the lock
+
+
 def client():
-    """An ``MlflowClient`` on the configured tracking and registry URI."""
+    """An ``MlflowClient`` on the configured tracking and registry URI.
+
+    The first time a process opens a sqlite store, it does so holding the ``mlflow-store``
+    lock (:func:`tasks.store.lock`, beside the database file): MLflow creates a missing
+    database by running its alembic migrations, and two processes doing that at once (a
+    stage CLI while a flow starts) fail with ``table _alembic_tmp_... already exists``. Under
+    the lock the first process creates and migrates the store, the others wait and find it
+    made. MLflow keeps the opened stores for the life of the process, so later calls skip it.
+    """
     from mlflow.tracking import MlflowClient  # lazy: mlflow is slow to import
 
     uri = tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    db = _sqlite_file(uri)
+    if db is None or uri in _opened:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    with lock(STORE_LOCK, what=f"open the MLflow store {db}", root=db.parent, timeout_s=STORE_LOCK_TIMEOUT_S):
+        c = MlflowClient(tracking_uri=uri, registry_uri=uri)  # opens (creates, migrates) the tracking store
+        c.search_registered_models(max_results=1)  # and the registry's, which checks the same tables
+        _opened.add(uri)
+    return c
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` URI (None for another store or an in-memory database)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url  # lazy: only a sqlite store needs it
+
+    database = make_url(uri).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).resolve()
 
 
 def experiment_id(domain: str) -> str:
