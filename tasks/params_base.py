@@ -264,6 +264,10 @@ class RegisterSection(Strict):
     """Upper bound on the candidate's per-item latency (batch of ``evaluate.latency_batch_size``)."""
     higher_is_better: bool = True
     """False for an error (turbulence's rollout relative L2): promote when primary <= champion - min_delta."""
+    allow_below_baseline: bool = False
+    """Promote a candidate whose primary metric is worse than the best baseline scored on its test split
+    (``reports/<domain>/metrics.json``: netflow's and finance's scikit-learn baselines, turbulence's FNO,
+    IFactFormer-o and persistence; EEG has none there). Off: such a candidate is registered but not promoted."""
 
 
 class ScoreSection(Strict):

@@ -3,9 +3,14 @@
 Every evaluated model becomes a new version of ``formerflow-<domain>`` with
 alias ``candidate``. The gate (``register.<domain>`` params) moves the alias
 ``champion`` to it only when its primary metric is at least the current
-champion's plus ``min_delta`` and its per-window latency is within the
-budget. The decision and its reason are written to
-``reports/<domain>/registry.json`` and tagged on the version.
+champion's plus ``min_delta``, no worse than the best baseline of its own
+report (``metrics.json``: the baselines scored on the same test split; unless
+``allow_below_baseline``), and its per-window latency is within the budget. The
+decision and its reason are written to ``reports/<domain>/registry.json`` and
+tagged on the version (``gate.decision``, ``gate.reason``, ``gate.baseline``).
+A candidate that is not promoted is still registered, with alias ``candidate``
+only; when there is no champion yet, none is set (``@champion`` then does not
+resolve, and scoring says so).
 
 What is checked before anything is registered (README, "Registry integrity"):
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,15 +57,43 @@ PIP_REQUIREMENTS = ["torch==2.13.0", "torchao==0.18.0", "mlflow==3.17.2", "polar
                     "pydantic>=2.7"]
 
 
+def best_baseline(baselines: Mapping[str, Mapping[str, Any]] | None, primary: str,
+                  higher_is_better: bool = True) -> tuple[str, float] | None:
+    """The baseline with the best finite ``primary`` value: ``(name, value)``, or None when there is none.
+
+    Args:
+        baselines: Baseline name -> its metrics, measured on the candidate's test split (see
+            :func:`comparable_baselines`).
+        primary: The gated metric.
+        higher_is_better: False for an error: the lowest value is the best.
+    """
+    values = {name: float(m[primary]) for name, m in (baselines or {}).items()
+              if isinstance(m.get(primary), int | float) and not isinstance(m.get(primary), bool)
+              and math.isfinite(m[primary])}
+    if not values:
+        return None
+    name = (max if higher_is_better else min)(values, key=values.__getitem__)
+    return name, values[name]
+
+
 def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary: str, min_delta: float,
-         latency_budget_ms: float, higher_is_better: bool = True) -> tuple[bool, str]:
+         latency_budget_ms: float, higher_is_better: bool = True, *,
+         baselines: Mapping[str, Mapping[str, Any]] | None = None, allow_below_baseline: bool = False,
+         switch: str = "allow_below_baseline") -> tuple[bool, str]:
     """Decide whether the candidate replaces the champion. Returns (promote, reason).
 
-    ``higher_is_better=False`` is for errors (turbulence's rollout relative L2): the candidate must then be
-    at most the champion's value minus ``min_delta``. A missing or non-finite value (a rollout that blew up)
-    never promotes. ``champion`` must be the champion's metrics on the candidate's test set:
-    :func:`compare_with_champion` re-scores it when its record is of other data or not finite, so a champion
-    still without a finite value here was measured so (it is replaced).
+    A missing or non-finite value (a rollout that blew up) never promotes. Nor does an unstable rollout, a
+    latency over the budget, or a candidate worse on ``primary`` than the best of ``baselines`` unless
+    ``allow_below_baseline``; the reason names every one of these that fails (the baseline with both values
+    and ``switch``, also when it is allowed). Then it must beat the champion by ``min_delta``.
+    ``higher_is_better=False`` is for errors (turbulence's rollout relative L2): the candidate must then be at
+    most the champion's value minus ``min_delta``, and at most the best baseline's. A tie with the best
+    baseline passes.
+
+    ``champion`` must be the champion's metrics on the candidate's test set: :func:`compare_with_champion`
+    re-scores it when its record is of other data or not finite, so a champion still without a finite value
+    here was measured so (it is replaced). ``baselines`` must be measured on that test set too
+    (:func:`comparable_baselines`).
 
     Raises:
         ValueError: ``min_delta`` < 0.
@@ -69,24 +103,58 @@ def gate(candidate: dict[str, float], champion: dict[str, float] | None, primary
     value = candidate.get(primary)
     if value is None or not math.isfinite(value):
         return False, f"candidate has no finite {primary}"
-    if candidate.get("stable") == 0.0:  # a rollout that blew up (turbulence) is never promoted
-        step = candidate.get("blowup_step")
-        return False, "the candidate's rollout blew up" + (f" at step {step:.0f}" if step is not None else "")
+    problems = []  # every hard check that fails is named, not only the first
+    if candidate.get("stable") == 0.0:  # an unstable rollout (turbulence) is never promoted
+        blowup, small = candidate.get("blowup_step"), candidate.get("small_scale_step")
+        if blowup is not None and math.isfinite(blowup):
+            problems.append(f"the candidate's rollout blew up at step {blowup:.0f}")
+        elif small is not None and math.isfinite(small):
+            problems.append(f"the candidate's rollout is unstable: small-scale energy from step {small:.0f}")
+        else:
+            problems.append("the candidate's rollout is unstable")
     latency = candidate.get("latency_ms")
     if latency is not None and latency > latency_budget_ms:
-        return False, f"latency {latency:.3f} ms > budget {latency_budget_ms} ms"
+        problems.append(f"latency {latency:.3f} ms > budget {latency_budget_ms} ms")
+    note = ""
+    best_base = best_baseline(baselines, primary, higher_is_better)
+    if best_base is not None:
+        bname, bvalue = best_base
+        if value < bvalue if higher_is_better else value > bvalue:
+            below = (f"{primary} {value:.4f} is worse than baseline {bname} {bvalue:.4f} "
+                     f"({'higher' if higher_is_better else 'lower'} is better)")
+            if allow_below_baseline:
+                note = f"; {below}, allowed by {switch}"
+            else:
+                problems.append(f"{below}; {switch} is false")
+    if problems:
+        return False, "; ".join(problems)
     if champion is None:
-        return True, "no champion yet"
+        return True, "no champion yet" + note
     best = champion.get(primary)
     if best is None or not math.isfinite(best):
-        return True, f"champion has no finite {primary}"
+        return True, f"champion has no finite {primary}" + note
     if not higher_is_better:
         if value <= best - min_delta:
-            return True, f"{primary} {value:.4f} <= champion {best:.4f} - {min_delta}"
-        return False, f"{primary} {value:.4f} > champion {best:.4f} - {min_delta}"
+            return True, f"{primary} {value:.4f} <= champion {best:.4f} - {min_delta}" + note
+        return False, f"{primary} {value:.4f} > champion {best:.4f} - {min_delta}" + note
     if value >= best + min_delta:
-        return True, f"{primary} {value:.4f} >= champion {best:.4f} + {min_delta}"
-    return False, f"{primary} {value:.4f} < champion {best:.4f} + {min_delta}"
+        return True, f"{primary} {value:.4f} >= champion {best:.4f} + {min_delta}" + note
+    return False, f"{primary} {value:.4f} < champion {best:.4f} + {min_delta}" + note
+
+
+def comparable_baselines(metrics: dict[str, Any], own: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The baselines of ``metrics.json`` that were scored on the candidate's test split.
+
+    Every row of ``metrics["models"]`` that is not one of the domain's own models (``own``: the teacher and
+    its compressed variants) is a baseline the evaluate stage scored on the same test split as the
+    candidate: the scikit-learn / lexicon baselines of netflow and finance (their predictions are of the test
+    rows), turbulence's neural baselines (FNO, IFactFormer-o) and persistence (rolled out from the same
+    windows). EEG's protocol models (EEGNet, ShallowConvNet, ...) are not rows there: the protocol trains and
+    tests them on its own folds (CO / k-fold / LOSO), not on the deployment split the candidate is measured on,
+    so they are not comparable and EEG has no baseline here.
+    """
+    skip = set(own)
+    return {name: m for name, m in metrics.get("models", {}).items() if name not in skip and isinstance(m, dict)}
 
 
 class StaleMetricsError(RuntimeError):
@@ -295,13 +363,20 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     cand = {k: v for k, v in evaluated[chosen].items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if isinstance(evaluated[chosen].get("stable"), bool):  # as a number, so it is a tag and a metric like the rest
         cand["stable"] = float(evaluated[chosen]["stable"])
+    # The baselines scored on the candidate's test split (not the teacher or its variants): a candidate worse
+    # than the best of them is not promoted unless register.<domain>.allow_below_baseline.
+    baselines = comparable_baselines(metrics, {*model_folders(paths, baselines=False), chosen})
+    base = best_baseline(baselines, p.primary_metric, p.higher_is_better)
+    below = base is not None and math.isfinite(cand.get(p.primary_metric, math.nan)) and (
+        cand[p.primary_metric] < base[1] if p.higher_is_better else cand[p.primary_metric] > base[1])
     name = tracking.registered_model_name(domain)
     client = tracking.client()
     with tempfile.TemporaryDirectory() as tmp:
         target, digest = package(model_dir, Path(tmp) / "package", model_md5)
         champion = compare_with_champion(domain, params, name, processed_md5, Path(tmp) / "champion")
         promote, reason = gate(cand, champion.metrics, p.primary_metric, p.min_delta, p.latency_budget_ms,
-                               p.higher_is_better)
+                               p.higher_is_better, baselines=baselines, allow_below_baseline=p.allow_below_baseline,
+                               switch=f"register.{domain}.allow_below_baseline")
         if not champion.comparable and promote:
             promote, reason = False, champion.note
         elif champion.note:
@@ -322,6 +397,11 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
             "compression.choice": metrics.get("choice", {}).get("reason", "set by register.<domain>.model"),
             "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage,
             "data.processed.md5": processed_md5, "model.md5": model_md5, serving.DIGEST_TAG: digest}
+    tags["gate.baseline"] = (f"{base[0]} {p.primary_metric} {base[1]}" if base is not None else
+                             "none scored on the candidate's test split")
+    if base is not None:
+        tags.update({"gate.baseline_name": base[0], "gate.baseline_value": str(base[1]),
+                     "gate.below_baseline": str(below)})
     if champion.version is not None:
         tags.update({"gate.champion_version": champion.version, "gate.champion_rescored": str(champion.rescored),
                      "gate.champion_value": str(champion_value)})
@@ -339,6 +419,9 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
         "compared_with": None if champion.version is None else {
             "version": champion.version, "value": champion_value, "rescored": champion.rescored,
             "comparable": champion.comparable},
+        "baseline": None if base is None else {
+            "name": base[0], "value": base[1], "candidate_below": below,
+            "allowed": p.allow_below_baseline, "compared": sorted(baselines)},
         "data_processed_md5": processed_md5, "artifact_manifest_sha256": digest,
     }
     store.atomic_write_json(paths.reports / "registry.json", result)

@@ -42,8 +42,12 @@ TINY = {
                  "finance": {"latency_repeats": 3, "throughput_batch_size": 8, "attribution_sentences": 2,
                              "attribution_steps": 4},
                  "turbulence": {"latency_repeats": 3, "rollout_steps": 12, "report_steps": [1, 10]}},
-    # 16 snapshots per trajectory: the tiny rollout reaches step 10, not 50.
-    "register": {"turbulence": {"primary_metric": "rollout_rel_l2_10"}},
+    # 16 snapshots per trajectory: the tiny rollout reaches step 10, not 50. Models trained for seconds need not
+    # beat their baselines: the flows are tested for what they do with a promoted model (the gate against the
+    # baselines: tests/unit/test_gate.py, test_register_baseline.py).
+    "register": {"netflow": {"allow_below_baseline": True}, "eeg": {"allow_below_baseline": True},
+                 "finance": {"allow_below_baseline": True},
+                 "turbulence": {"primary_metric": "rollout_rel_l2_10", "allow_below_baseline": True}},
 }
 
 

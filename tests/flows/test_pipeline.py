@@ -24,7 +24,7 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
 
     first = pipeline(domains=["netflow"])["netflow"]
     reg = first["register"]
-    assert reg["version"] == "1" and reg["promoted"] and reg["reason"] == "no champion yet"
+    assert reg["version"] == "1" and reg["promoted"] and reg["reason"].startswith("no champion yet")
 
     c = tracking.client()
     champ = c.get_model_version_by_alias("formerflow-netflow", "champion")

@@ -133,9 +133,11 @@ def test_growth_blows_up_at_the_right_step_and_persistence_is_stable():
     grow, persist = metrics["grow"], metrics["persist"]
     # Energy after s steps is 1.21^s E: 1.77 E at s = 3, 2.14 E at s = 4.
     assert grow["stable"] is False and grow["blowup_step"] == 4 and grow["stats_steps"] == 3
+    assert grow["stable_check"] == "energy" and grow["unstable_step"] == 4
     assert persist["stable"] is True and persist["blowup_step"] is None and persist["stats_steps"] == 6
+    assert persist["stable_check"] is None and persist["small_scale_step"] is None
     assert grow["rms_rel_err"] > 0.1 and persist["rms_rel_err"] == pytest.approx(0.0, abs=1e-6)
-    assert "no (4)" in md and plots == []
+    assert "| no: energy at step 4 |" in md and plots == []
     json.dumps(metrics)  # every value is JSON-serialisable
 
 
@@ -170,6 +172,84 @@ def test_rollout_is_shortened_to_the_data_and_unreached_steps_are_left_out():
     m = metrics["persist"]
     assert m["rollout_steps"] == 4 and "rollout_rel_l2_2" in m and "rollout_rel_l2_10" not in m
     assert "rel-L2 @2" in md and "rel-L2 @10 |" not in md and "Not reported: rel-L2 @10" in md
+
+
+class Checkerboard(nn.Module):
+    """Persistence that grows a grid-scale checkerboard, rescaled to keep the input's kinetic energy.
+
+    Each step doubles the checkerboard already in the field and adds a seed of ``seed`` (relative to the rms
+    velocity): the total energy stays exactly in the band while the grid-scale energy grows, as the default
+    run's IFactFormer-m rollout does from about step 15.
+    """
+
+    def __init__(self, seed: float = 1e-3, gain: float = 2.0) -> None:
+        super().__init__()
+        self.seed, self.gain = seed, gain
+
+    def forward(self, x):
+        last = x[:, -1]  # (B, X, Y, C)
+        n_x, n_y = last.shape[1:3]
+        cb = (-1.0) ** (torch.arange(n_x)[:, None] + torch.arange(n_y)[None, :])  # (X, Y): the k = (pi/dx, pi/dy)
+        cb = cb[None, :, :, None].to(last.dtype)
+        amp = (last * cb).mean(dim=(1, 2), keepdim=True)  # (B, 1, 1, C): the checkerboard's amplitude now
+        rms = last.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        y = last + ((self.gain - 1.0) * amp + self.seed * rms) * cb
+        energy = lambda f: f.pow(2).mean(dim=(1, 2, 3), keepdim=True)  # noqa: E731
+        return y * (energy(last) / energy(y)).sqrt()
+
+
+def test_grid_scale_noise_with_bounded_energy_is_unstable_by_the_small_scale_check():
+    """Finding 6: a checkerboard that grows while the total energy stays put is "stable" by the energy band
+    alone; the small-scale check flags it and names the check and the step."""
+    test = smooth_trajectories(n_traj=2, n_time=14)  # band-limited |k| <= 4: no energy at small scales
+    metrics, md, _ = run({"checker": Checkerboard(), "persist": Persistence()}, test, rollout_steps=12)
+    c, p = metrics["checker"], metrics["persist"]
+    # the energy check alone passes: the energy is the truth's at every step
+    assert c["blowup_step"] is None and c["stats_steps"] == 12
+    # The checkerboard's share of the energy roughly quadruples per step; against the floor (1e-3 of the truth's
+    # energy, the truth having none up there) it is 4 x at step 6 and 16 x at step 7: over the factor 10.
+    assert c["stable"] is False and c["stable_check"] == "small-scale energy"
+    assert c["small_scale_step"] == c["unstable_step"] == 7
+    curve = c["small_scale_curve"]
+    assert len(curve) == 12 and all(b > a for a, b in zip(curve, curve[1:], strict=False))
+    assert curve[c["small_scale_step"] - 2] <= 10.0 < curve[c["small_scale_step"] - 1]
+    assert f"| no: small-scale energy at step {c['small_scale_step']} |" in md
+    assert p["stable"] is True and p["small_scale_ratio_max"] < 1.0  # the truth has none there either
+    # a looser factor lets it pass: the check is the params'
+    loose, _, _ = run({"checker": Checkerboard()}, test, rollout_steps=12, small_scale_factor=1e6)
+    assert loose["checker"]["stable"] is True
+
+
+def test_small_scale_check_counts_corner_shells_and_floors_the_truth():
+    from tasks.domains.turbulence.evaluate import small_scale_check
+
+    k = np.arange(12, dtype=float)  # shells of a 16^2 grid on a 2 pi box: Nyquist 8, corners up to 11
+    true = np.zeros((1, 3, 12))
+    true[..., 2] = 1.0  # all energy at k = 2
+    pred = true.copy()
+    pred[0, 1, 11] = 0.02  # step 2: 2 % of the energy in the corner shell (beyond the Nyquist circle)
+    pred[0, 2, 11] = 0.5
+    step, curve = small_scale_check(k, pred, true, 8.0, k_fraction=0.5, factor=10.0, floor=1e-3)
+    assert step == 2 and curve.tolist() == pytest.approx([0.0, 20.0, 500.0])
+    # with the shells from 12 (> 1.5 x Nyquist) nothing is small scale
+    assert small_scale_check(k, pred, true, 8.0, k_fraction=1.5, factor=10.0, floor=1e-3)[0] is None
+    # a truth that has small-scale energy of its own raises the reference
+    true[..., 11] = 0.1
+    assert small_scale_check(k, pred, true, 8.0, k_fraction=0.5, factor=10.0, floor=1e-3)[0] is None
+
+
+def test_the_report_names_the_models_worse_than_persistence():
+    from tasks.domains.turbulence.evaluate import persistence_note
+
+    metrics = {"teacher": {"rollout_rel_l2_10": 0.5, "rollout_rel_l2_50": 1.34},
+               "fno": {"rollout_rel_l2_10": 0.4, "rollout_rel_l2_50": math.nan},
+               "int8": {"rollout_rel_l2_10": 0.4, "rollout_rel_l2_50": 0.9},
+               "persistence": {"rollout_rel_l2_10": 0.6, "rollout_rel_l2_50": 1.01}}
+    note = persistence_note(metrics)
+    assert "**Worse than persistence** (rel-L2 1.01 at step 50): teacher 1.34, fno nan." in note
+    assert "int8" not in note and "register.turbulence.allow_below_baseline" in note
+    assert persistence_note({"teacher": {"rollout_rel_l2_10": 0.5}}) == ""
+    assert "every model beats persistence" in persistence_note({k: metrics[k] for k in ("int8", "persistence")})
 
 
 # ---------------------------------------------------------------------------- real models and plots
@@ -211,7 +291,7 @@ def test_tiny_models_run_through_evaluation_with_all_plots(tmp_path):
     assert "## Rollout evaluation" in md
     assert (
         "| model | kind | one-step rel-L2 | rel-L2 @10 | spectrum LSD | velocity PDF W1 | vorticity PDF W1 "
-        "| stable (blow-up step) | ms/step (b=1) | speed-up vs solver |"
+        "| stable (check) | small-scale excess | ms/step (b=1) | speed-up vs solver |"
     ) in md
     assert "| teacher | IFactFormer-m |" in md and "2 held-out test trajectories" in md
     assert plots == [

@@ -9,8 +9,12 @@ against the solver's held-out trajectories:
 * **physics**: the time-averaged kinetic-energy spectrum, the one-point PDFs of velocity
   and vorticity, and the rms velocity and enstrophy over the rollout window, each
   against the truth over the same steps;
-* **stability**: the first step at which a rollout turns non-finite or its kinetic
-  energy leaves the truth's band by more than ``blowup_factor``;
+* **stability**: two checks, the first to fire names the step. *energy*: the first step at
+  which a rollout turns non-finite or its kinetic energy leaves the truth's band by more
+  than ``blowup_factor``; *small-scale energy*: the first step at which the energy in the
+  shells above ``small_scale_k_fraction`` of the Nyquist wavenumber exceeds the truth's there
+  by more than ``small_scale_factor`` (grid-scale noise that leaves the total energy
+  in its band, as a checkerboard does);
 * **speed**: wall time per step at batch 1, and the speed-up over the solver.
 
 :func:`hit_slice_check` is the sanity check of the spectrum code on real data: the
@@ -73,8 +77,8 @@ METRIC_LINES = {
     "none, e.g. beyond a sharp filter's cut-off; the LSD leaves those shells out.",
     "velocity / vorticity PDF W1": "1-D Wasserstein distance between the value distributions of model and "
     "truth over the rollout, divided by the truth's standard deviation.",
-    "stable (blow-up step)": "whether the rollout stayed finite and within the energy band; else the first "
-    "step that left it.",
+    "stable (check)": "whether the rollout stayed finite, within the energy band and without excess "
+    "small-scale energy; else the check that fired first (energy, small-scale energy) and its step.",
     "ms/step (b=1)": "median wall time of one model step at batch 1 (CPU, one thread).",
     "speed-up vs solver": "solver wall time per model step divided by ms/step.",
 }
@@ -202,6 +206,7 @@ def _stats(fields: np.ndarray, lengths: Sequence[float]) -> dict[str, np.ndarray
     return {
         "k": k,
         "spectrum": spec.mean(0),  # (S, K)
+        "spectrum_traj": spec,  # (B, S, K): the small-scale check is per trajectory, as the energy band
         "energy": physics.kinetic_energy(*comps, ndim=d),  # (B, S)
         "rms": physics.rms(fields, ndim=d + 1).mean(0),  # (S,)
         "enstrophy": physics.enstrophy(omega, ndim=d).mean(0),  # (S,)
@@ -223,6 +228,54 @@ def _blowup_step(pred: np.ndarray, e_pred: np.ndarray, e_true: np.ndarray, facto
     return int(steps[0]) + 1 if steps.size else None
 
 
+def small_scale_check(
+    k: np.ndarray,
+    spec_pred: np.ndarray,
+    spec_true: np.ndarray,
+    k_nyquist: float,
+    *,
+    k_fraction: float,
+    factor: float,
+    floor: float,
+) -> tuple[int | None, np.ndarray]:
+    """First step (1-based) at which a rollout holds too much energy at small scales.
+
+    The small scales are the shells with ``k > k_fraction * k_nyquist`` (the corner shells beyond the
+    Nyquist circle included: a grid-scale checkerboard lives there). A trajectory fails at step ``s``
+    when its small-scale energy exceeds ``factor`` times the truth's at that step, the truth's counted as at
+    least ``floor`` times the truth's total energy (a filtered truth has next to none up there, so any
+    round-off would otherwise be an infinite excess).
+
+    Args:
+        k: ``(K,)`` shell wavenumbers.
+        spec_pred: ``(B, S, K)`` shell energies of the rollout (NaN after a blow-up: not judged).
+        spec_true: ``(B, S, K)`` shell energies of the truth at the same steps.
+        k_nyquist: The smallest Nyquist wavenumber of the grid's axes.
+        k_fraction: Where the small scales start, as a fraction of ``k_nyquist``.
+        factor: Allowed excess over the truth, > 1.
+        floor: The truth's small-scale energy is taken as at least this fraction of its total energy.
+
+    Returns:
+        ``(step, curve)``: the first failing step (None if none) and, per step, the largest ratio over the
+        trajectories of the rollout's small-scale energy to the (floored) truth's, ``(S,)`` (NaN where none is
+        finite).
+    """
+    high = k > k_fraction * k_nyquist + 1e-9
+    e_pred = spec_pred[..., high].sum(-1)  # (B, S)
+    e_true = spec_true[..., high].sum(-1)
+    ref = np.maximum(e_true, floor * spec_true.sum(-1))
+    with np.errstate(all="ignore"):
+        ratio = e_pred / ref  # (B, S); NaN after a blow-up compares False
+    steps = np.flatnonzero((ratio > factor).any(0))
+    curve = np.where(np.isfinite(ratio), ratio, -np.inf).max(0) if ratio.size else np.zeros(ratio.shape[1:])
+    return (int(steps[0]) + 1 if steps.size else None), np.where(np.isfinite(curve), curve, np.nan)
+
+
+def _k_nyquist(grid: Sequence[int], lengths: Sequence[float]) -> float:
+    """The smallest Nyquist wavenumber ``pi * n / L`` over the grid's axes."""
+    return min(math.pi * n / length for n, length in zip(grid, lengths, strict=True))
+
+
 def _resolved(k: np.ndarray, e_true: np.ndarray, grid: Sequence[int], lengths: Sequence[float]) -> np.ndarray:
     """Shells that count in the spectrum distance.
 
@@ -230,7 +283,7 @@ def _resolved(k: np.ndarray, e_true: np.ndarray, grid: Sequence[int], lengths: S
     holding more than ``1e-12`` of the truth's peak shell energy: below that a shell holds
     float32 round-off, whose log ratio would swamp the distance of a band-limited field.
     """
-    k_nyq = min(math.pi * n / length for n, length in zip(grid, lengths, strict=True))
+    k_nyq = _k_nyquist(grid, lengths)
     return (k > 0) & (k <= k_nyq + 1e-9) & (e_true > _SHELL_FLOOR * e_true.max())
 
 
@@ -271,6 +324,9 @@ def evaluate_fields(
     report_steps: Sequence[int],
     blowup_factor: float,
     plots_dir: str | Path | None,
+    small_scale_k_fraction: float = 0.5,
+    small_scale_factor: float = 10.0,
+    small_scale_floor: float = 1e-3,
     kinds: Mapping[str, str] | None = None,
     solver_seconds_per_step: float | None = None,
     latency_repeats: int = 20,
@@ -288,7 +344,11 @@ def evaluate_fields(
     ``[min E_true / blowup_factor, blowup_factor * max E_true]`` (the true energy of that
     trajectory over the window); its spectrum, PDF, rms and enstrophy statistics are then
     taken over the steps before blow-up, against the truth over the same steps (NaN when
-    it blows up at step 1). In 3-D the vorticity is the magnitude of the curl.
+    it blows up at step 1). A model is also unstable from the first step at which a trajectory's
+    energy above ``small_scale_k_fraction`` of the Nyquist wavenumber exceeds ``small_scale_factor``
+    times the truth's (:func:`small_scale_check`); its statistics still cover the whole rollout, since
+    the field is finite. ``stable_check`` names the check that fired first (``energy`` or
+    ``small-scale energy``), ``unstable_step`` its step. In 3-D the vorticity is the magnitude of the curl.
 
     Args:
         models: Name -> module, ``(B, T_in, *grid, C)`` -> ``(B, *grid, C)``, physical units.
@@ -302,6 +362,10 @@ def evaluate_fields(
             effective rollout are left out (the markdown says so).
         blowup_factor: Width of the energy band, a factor > 1.
         plots_dir: Folder for the plots (created), or None for no plots.
+        small_scale_k_fraction: The small-scale check's shells: ``k >`` this fraction of the Nyquist
+            wavenumber.
+        small_scale_factor: Allowed excess of the rollout's small-scale energy over the truth's, > 1.
+        small_scale_floor: The truth's small-scale energy counts as at least this fraction of its total.
         kinds: Name -> short description for the table (default: the name).
         solver_seconds_per_step: Solver wall time per model step, for the speed-up.
         latency_repeats: Timed calls per model (0: no timing, ``ms_per_step`` None).
@@ -345,13 +409,23 @@ def evaluate_fields(
             curve = _rel_l2(pred, truth, 2).mean(0)  # (S,)
         blowup = _blowup_step(pred, ps["energy"], ts["energy"], blowup_factor)
         n_ok = n_roll if blowup is None else blowup - 1
+        small, small_curve = small_scale_check(
+            ts["k"], ps["spectrum_traj"][:, :n_ok], ts["spectrum_traj"][:, :n_ok], _k_nyquist(grid, lengths),
+            k_fraction=small_scale_k_fraction, factor=small_scale_factor, floor=small_scale_floor)
+        # The check that fired first names the failure (energy wins a tie: it includes non-finite values).
+        check = ("energy" if blowup is not None else "small-scale energy" if small is not None else None)
+        unstable_step = blowup if blowup is not None else small
         m: dict[str, Any] = {"kind": kinds.get(name, name)}
         m["one_step_rel_l2"] = _one_step_rel_l2(model, test, t_in, batch_size, device)
         m |= {f"rollout_rel_l2_{s}": float(curve[s - 1]) for s in reached}
         m |= {"rollout_steps": n_roll, "rollout_curve": [float(v) for v in curve]}
         with np.errstate(all="ignore"):
             m |= _compare(truth, ts, pred, ps, n_ok, resolved, empty)
-        m |= {"stable": blowup is None, "blowup_step": blowup, "stats_steps": n_ok}
+        m |= {"stable": check is None, "stable_check": check, "unstable_step": unstable_step,
+              "blowup_step": blowup, "small_scale_step": small,
+              "small_scale_ratio_max": float(np.nanmax(small_curve)) if np.isfinite(small_curve).any() else _NAN,
+              "small_scale_curve": [float(v) for v in small_curve],
+              "stats_steps": n_ok}
         ms = per_s = None
         if latency_repeats > 0:
             x1 = torch.from_numpy(test[:1, :t_in].copy()).to(device)  # (1, T_in, *grid, C)
@@ -370,20 +444,27 @@ def evaluate_fields(
         metrics[name] = m
         series[name] = {"pred": pred, "stats": ps, "n_ok": n_ok, "curve": curve, "blowup": blowup}
 
-    markdown = _markdown(metrics, reached, report_steps, n_traj, n_roll, t_in, dt_model, blowup_factor)
+    markdown = _markdown(metrics, reached, report_steps, n_traj, n_roll, t_in, dt_model, blowup_factor,
+                         (small_scale_k_fraction, small_scale_factor, small_scale_floor))
     plots: list[str] = []
     if plots_dir is not None:
         plots = _plots(Path(plots_dir), truth, ts, series, lengths, dt_model, n_snapshot_cols, gif)
     return metrics, markdown, plots
 
 
-def _markdown(metrics, reached, requested, n_traj, n_roll, t_in, dt_model, factor) -> str:
+def _stable_cell(m: dict) -> str:
+    """``yes``, or ``no: <check> at step <s>``."""
+    return "yes" if m["stable"] else f"no: {m['stable_check']} at step {m['unstable_step']}"
+
+
+def _markdown(metrics, reached, requested, n_traj, n_roll, t_in, dt_model, factor, small) -> str:
     stats = ("spectrum_lsd", "velocity_pdf_w1", "vorticity_pdf_w1")
     head = ["model", "kind", "one-step rel-L2", *(f"rel-L2 @{s}" for s in reached), "spectrum LSD"]
     head += [
         "velocity PDF W1",
         "vorticity PDF W1",
-        "stable (blow-up step)",
+        "stable (check)",
+        "small-scale excess",
         "ms/step (b=1)",
         "speed-up vs solver",
     ]
@@ -395,7 +476,7 @@ def _markdown(metrics, reached, requested, n_traj, n_roll, t_in, dt_model, facto
             _fmt(m["one_step_rel_l2"]),
             *(_fmt(m[f"rollout_rel_l2_{s}"]) for s in reached),
         ]
-        cells += [_fmt(m[k]) for k in stats] + ["yes" if m["stable"] else f"no ({m['blowup_step']})"]
+        cells += [_fmt(m[k]) for k in stats] + [_stable_cell(m), _fmt(m["small_scale_ratio_max"])]
         speed = m["speedup_vs_solver"]
         cells += [_fmt(m["ms_per_step"]), "-" if speed is None else f"{speed:.3g}x"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -406,7 +487,11 @@ def _markdown(metrics, reached, requested, n_traj, n_roll, t_in, dt_model, facto
         f"unstable from the first step at which any trajectory is non-finite or its mean kinetic energy leaves "
         f"[min / {factor:g}, {factor:g} x max] of the true energy over the window; the spectrum, PDF, rms and "
         f"enstrophy statistics of an unstable model cover only the steps before blow-up (against the truth over "
-        f"the same steps), NaN if it blows up at the first step.",
+        f"the same steps), NaN if it blows up at the first step. It is also unstable (check: small-scale energy) "
+        f"from the first step at which a trajectory's energy in the shells above {small[0]:g} x the Nyquist "
+        f"wavenumber exceeds {small[1]:g} x the truth's there (counted as at least {small[2]:g} of the truth's total "
+        f"energy): grid-scale noise such as a checkerboard, which leaves the total energy in its band. "
+        f"*small-scale excess* is the largest such ratio over trajectories and steps.",
     ]
     skipped = [int(s) for s in requested if int(s) not in reached]
     if skipped:
@@ -686,6 +771,8 @@ def evaluate_models(params: Params, models: dict[str, LoadedModel],
     metrics, md, plots = evaluate_fields(
         loaded, test, t_in=schema["t_in"], lengths=schema["lengths"], dt_model=schema["dt_model"] or 1.0,
         rollout_steps=p.rollout_steps, report_steps=p.report_steps, blowup_factor=p.blowup_factor,
+        small_scale_k_fraction=p.small_scale_k_fraction, small_scale_factor=p.small_scale_factor,
+        small_scale_floor=p.small_scale_floor,
         plots_dir=plots_dir, kinds=kinds, solver_seconds_per_step=solver_s, latency_repeats=p.latency_repeats,
         throughput_batch_size=p.throughput_batch_size, gif=p.gif)
     # no model to time
@@ -701,9 +788,32 @@ def evaluate_models(params: Params, models: dict[str, LoadedModel],
         check, check_md, check_plots = hit_slice_check(path, plots_dir, k_range=tuple(p.hit_slice_k_range))
     else:
         check = {}
+    md += persistence_note(metrics)
     result = {"models": metrics, "n_test": int(test.shape[0]), "solver_seconds_per_step": solver_s,
               "hit_slice": check, "dt_model": schema["dt_model"], "grid": schema["grid"]}
     return result, md + ("\n\n" + check_md if check_md else ""), [*plots, *check_plots]
+
+
+def persistence_note(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """A line under the rollout table: the models whose error at the longest reported step is above persistence's.
+
+    Persistence (``u(t+1) = u(t)``) is the floor a surrogate must beat; the register gate does not promote a
+    model worse than the best baseline (``register.turbulence.allow_below_baseline``), so this line says in the
+    report why a model was not promoted. Empty when persistence was not rolled out.
+    """
+    base = metrics.get("persistence")
+    steps = sorted(int(k.rsplit("_", 1)[1]) for k in (base or {}) if k.startswith("rollout_rel_l2_"))
+    if not steps:
+        return ""
+    key = f"rollout_rel_l2_{steps[-1]}"
+    ref = base[key]
+    worse = [f"{name} {m[key]:.3g}" for name, m in metrics.items()
+             if name != "persistence" and not (m.get(key) is not None and m[key] <= ref)]  # NaN counts as worse
+    if not worse:
+        return f"\n\nAt step {steps[-1]} every model beats persistence (rel-L2 {ref:.3g}).\n"
+    return (f"\n\n**Worse than persistence** (rel-L2 {ref:.3g} at step {steps[-1]}): {', '.join(worse)}. The "
+            "register gate does not promote a model worse than the best baseline of this report unless "
+            "`register.turbulence.allow_below_baseline` is true.\n")
 
 
 def Persistence():  # noqa: N802 - reads as the class it builds

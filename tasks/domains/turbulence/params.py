@@ -143,6 +143,15 @@ class TurbulenceEvaluate(EvaluateSection):
     blowup_factor: float = Field(5.0, gt=1.0)
     """A rollout has blown up when a value is not finite or its kinetic energy leaves
     [truth min / factor, truth max * factor] over the window."""
+    small_scale_k_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    """The small-scale check's shells: k above this fraction of the Nyquist wavenumber (corner shells beyond the
+    Nyquist circle, up to sqrt(dim) x, included: a grid-scale checkerboard lives there)."""
+    small_scale_factor: float = Field(10.0, gt=1.0)
+    """A rollout is unstable (check "small-scale energy") from the first step at which a trajectory's energy in
+    those shells exceeds this factor times the truth's at the same step."""
+    small_scale_floor: float = Field(1e-3, ge=0.0)
+    """The truth's small-scale energy counts as at least this fraction of its total energy (a filtered truth has
+    next to none there; without a floor any round-off would be an infinite excess)."""
     solver_speed: bool = True
     """Time the fine-grid solver (synthetic source) for the speed ratio per predicted step."""
     gif: bool = True
