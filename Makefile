@@ -71,6 +71,7 @@ lint: setup
 	.venv/bin/ruff check .
 
 ui: setup
+	$(PY) -c "from tasks.tracking import relocate_store; relocate_store()"  # a copied project's store: its own artifacts
 	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 repro: setup

@@ -29,11 +29,19 @@ The model is packaged as an MLflow pyfunc around the project's own model folder
 into the artifact and its own sha256 onto the version (tag ``artifact.manifest.sha256``);
 :mod:`tasks.serving` checks both before a model is loaded. Services load it with
 ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@champion")``.
+
+What MLflow records (README, "MLflow"): the pyfunc carries a signature and an input example
+(:func:`tasks.serving.signature`, from the domain's ``input_example`` hook). It is logged as an
+MLflow 3 logged model of the register run, and the version is registered from it
+(source ``models:/<model_id>``); the chosen variant's metrics are metrics of the run and of
+that logged model (:func:`tasks.tracking.version_metrics` reads them back), not tags. Tags
+hold only strings: the gate's decision, the lineage, the digests.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -165,7 +173,8 @@ class IncomparableError(RuntimeError):
     """The champion cannot be scored on the candidate's test set (another preprocessing schema)."""
 
 
-def package(model_dir: Path, out: Path, expected_md5: str | None = None) -> tuple[Path, str]:
+def package(model_dir: Path, out: Path, expected_md5: str | None = None, signature=None,
+            input_example: Any = None) -> tuple[Path, str]:
     """Save the pyfunc model (the model folder as its data, no code) into ``out/model`` with a manifest.
 
     Args:
@@ -173,6 +182,8 @@ def package(model_dir: Path, out: Path, expected_md5: str | None = None) -> tupl
         out: An empty working folder.
         expected_md5: The folder's content hash as evaluate measured it; the packaged copy must match it
             (the folder could change between the check and the copy).
+        signature: The pyfunc's ``mlflow.models.ModelSignature`` (:func:`tasks.serving.signature`), or None.
+        input_example: The input example stored with it (in the manifest like every file), or None.
 
     Returns:
         The pyfunc folder, and the sha256 of its manifest (the version's tag ``artifact.manifest.sha256``).
@@ -186,7 +197,7 @@ def package(model_dir: Path, out: Path, expected_md5: str | None = None) -> tupl
     # loader_module: MLflow imports tasks.serving_entry from the installed package, so nothing in the
     # artifact is code that runs at load (no models-from-code file, no code_paths).
     mlflow.pyfunc.save_model(path=str(target), loader_module="tasks.serving_entry", data_path=str(staged),
-                             pip_requirements=PIP_REQUIREMENTS)
+                             pip_requirements=PIP_REQUIREMENTS, signature=signature, input_example=input_example)
     copied = store.content_hash(target / serving.MODEL_DIR)
     if expected_md5 is not None and copied != expected_md5:
         raise StaleMetricsError(f"{model_dir} changed while it was being registered (content {copied}, evaluated "
@@ -272,7 +283,7 @@ def compare_with_champion(domain: str, params: Params, name: str, processed_md5:
         return Comparison(None)
     p = params.section("register", domain)
     tags = mv.tags or {}
-    recorded = {k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")}
+    recorded = tracking.version_metrics(mv, c)
     value = recorded.get(p.primary_metric)
     finite = value is not None and math.isfinite(value)
     data = tags.get("data.processed.md5")
@@ -329,6 +340,27 @@ def rescore(domain: str, params: Params, ref: serving.VersionRef, work: Path) ->
     return out
 
 
+def log_model(client, run, domain: str, variant: str, folder: Path) -> str:
+    """Log the packaged pyfunc ``folder`` as an MLflow 3 logged model of ``run``. Returns its model id.
+
+    The logged model is the register run's output (the run's page lists it; the experiment's Models tab shows
+    it with its metrics). It ends READY, or FAILED when its files could not be stored.
+    """
+    from mlflow.entities import LoggedModelOutput  # lazy: mlflow is slow to import
+
+    lm = client.create_logged_model(run.experiment_id, name=re.sub(r"[^A-Za-z0-9_.-]", "-", f"{domain}-{variant}"),
+                                    source_run_id=run.run_id, model_type="formerflow",
+                                    tags={"formerflow.domain": domain, "compression.method": variant})
+    try:
+        client.log_model_artifacts(lm.model_id, str(folder))
+    except BaseException:
+        client.finalize_logged_model(lm.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(lm.model_id, "READY")
+    client.log_outputs(run.run_id, [LoggedModelOutput(lm.model_id, 0)])
+    return lm.model_id
+
+
 def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     """Register the evaluated model as ``candidate`` and move ``champion`` when the gate passes.
 
@@ -361,7 +393,7 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     processed_md5 = hashes[paths.processed.relative_to(paths.root).as_posix()]
     model_md5 = hashes[model_dir.relative_to(paths.root).as_posix()]
     cand = {k: v for k, v in evaluated[chosen].items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    if isinstance(evaluated[chosen].get("stable"), bool):  # as a number, so it is a tag and a metric like the rest
+    if isinstance(evaluated[chosen].get("stable"), bool):  # as a number, so it is a metric like the rest
         cand["stable"] = float(evaluated[chosen]["stable"])
     # The baselines scored on the candidate's test split (not the teacher or its variants): a candidate worse
     # than the best of them is not promoted unless register.<domain>.allow_below_baseline.
@@ -371,8 +403,12 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
         cand[p.primary_metric] < base[1] if p.higher_is_better else cand[p.primary_metric] > base[1])
     name = tracking.registered_model_name(domain)
     client = tracking.client()
+    served = serving.FormerflowModel(model_dir)
+    example = domains.get(domain).input_example(served.loaded)
+    signature = serving.signature(served, example) if example is not None else None
     with tempfile.TemporaryDirectory() as tmp:
-        target, digest = package(model_dir, Path(tmp) / "package", model_md5)
+        target, digest = package(model_dir, Path(tmp) / "package", model_md5, signature,
+                                 example.data if example is not None else None)
         champion = compare_with_champion(domain, params, name, processed_md5, Path(tmp) / "champion")
         promote, reason = gate(cand, champion.metrics, p.primary_metric, p.min_delta, p.latency_budget_ms,
                                p.higher_is_better, baselines=baselines, allow_below_baseline=p.allow_below_baseline,
@@ -381,7 +417,7 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
             promote, reason = False, champion.note
         elif champion.note:
             reason = f"{reason} ({champion.note})"
-        run.log_artifact(target, "model")
+        model_id = log_model(client, run, domain, chosen, target)
     # The teacher and the Pareto table stay with the run, whatever variant is served.
     run.log_artifact(paths.teacher / "config.json", "teacher")
     if (paths.reports / "compress.md").exists():
@@ -393,7 +429,10 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     lineage = {k: v for k, v in client.get_run(run.run_id).data.tags.items()
                if k.startswith(("git.", "input.", "prefect."))}
     champion_value = (champion.metrics or {}).get(p.primary_metric)
-    tags = {**{f"metric.{k}": str(v) for k, v in cand.items()}, "model": chosen, "compression.method": chosen,
+    # The chosen variant's metrics: of the run and of its logged model (sortable, chartable), before the version
+    # exists, so a version is never without them.
+    run.log_metrics(cand, model_id=model_id)
+    tags = {"model": chosen, "compression.method": chosen,
             "compression.choice": metrics.get("choice", {}).get("reason", "set by register.<domain>.model"),
             "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage,
             "data.processed.md5": processed_md5, "model.md5": model_md5, serving.DIGEST_TAG: digest}
@@ -405,11 +444,12 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     if champion.version is not None:
         tags.update({"gate.champion_version": champion.version, "gate.champion_rescored": str(champion.rescored),
                      "gate.champion_value": str(champion_value)})
-    mv = client.create_model_version(name, source=f"{run.artifact_uri}/model", run_id=run.run_id, tags=tags)
+    with tracking.project_uris():  # the registry resolves a models:/<model_id> source through MLflow's global client
+        mv = client.create_model_version(name, source=f"models:/{model_id}", run_id=run.run_id, tags=tags,
+                                         model_id=model_id)
     client.set_registered_model_alias(name, "candidate", mv.version)
     if promote:
         client.set_registered_model_alias(name, "champion", mv.version)
-    run.log_metrics({f"candidate.{k}": v for k, v in cand.items()})
     run.set_tags({"registered.version": mv.version, "gate.decision": tags["gate.decision"]})
     result = {
         "stage": "register", "domain": domain, "registered_model": name, "version": str(mv.version),
@@ -422,7 +462,7 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
         "baseline": None if base is None else {
             "name": base[0], "value": base[1], "candidate_below": below,
             "allowed": p.allow_below_baseline, "compared": sorted(baselines)},
-        "data_processed_md5": processed_md5, "artifact_manifest_sha256": digest,
+        "data_processed_md5": processed_md5, "artifact_manifest_sha256": digest, "logged_model_id": model_id,
     }
     store.atomic_write_json(paths.reports / "registry.json", result)
     return result

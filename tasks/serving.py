@@ -8,6 +8,12 @@ A service needs only ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@cha
 (with formerflow installed) and raw records: the wrapper applies the same preprocessing
 as training.
 
+Signature and input example: register logs each version with an MLflow signature and an
+input example (:func:`signature`), both from a few inputs of the project's data that the
+domain picks (its ``input_example`` hook): the input columns (or named arrays) it needs, and
+the output columns it returns on them. MLflow checks every ``predict`` input against the
+signature: missing columns are refused by name, extra columns are dropped.
+
 Integrity: register writes :data:`MANIFEST` into the artifact (the sha256 of every other
 file in it) and records the sha256 of the manifest itself on the model version (tag
 :data:`DIGEST_TAG`). :func:`verify_artifact` checks both before anything in the folder is
@@ -32,6 +38,7 @@ import polars as pl
 
 from tasks import domains, tracking
 from tasks.compress import load_any
+from tasks.domains import InputExample
 
 MANIFEST = "formerflow-manifest.json"
 """The file in a registered artifact that lists the sha256 of every other file in it."""
@@ -215,6 +222,38 @@ def load_registered(model_uri: str) -> tuple[Any, VersionRef | None]:
     return pyfunc, ref
 
 
+# ----------------------------------------------------------------------------- signature
+def signature(model: FormerflowModel, example: InputExample):
+    """The MLflow signature of a registered model: inferred from the domain's example inputs and what the model
+    returns on them.
+
+    Input columns the example lists as ``optional`` are not required; ``any_type`` columns accept numbers or text
+    (MLflow's ``Any``); array outputs have a variable size in ``variable_dims`` besides the batch.
+
+    Returns:
+        ``mlflow.models.ModelSignature``.
+    """
+    import mlflow.models  # lazy: mlflow is slow to import
+    from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec  # lazy: mlflow is slow to import
+
+    output = model.predict(example.data if example.local is None else example.local)
+    with warnings.catch_warnings():  # integer columns: the hint is about inferring from data with missing values
+        warnings.simplefilter("ignore", UserWarning)
+        inferred = mlflow.models.infer_signature(example.data, output)
+    inputs, outputs = inferred.inputs, inferred.outputs
+    if not inputs.is_tensor_spec():
+        named = {c.name for c in inputs.inputs}
+        cols = [ColSpec(AnyType() if c.name in example.any_type else c.type, c.name,
+                        required=c.name not in example.optional) for c in inputs.inputs]
+        cols += [ColSpec(AnyType() if n in example.any_type else "string", n, required=False)
+                 for n in example.optional if n not in named]
+        inputs = Schema(cols)
+    if outputs.is_tensor_spec() and example.variable_dims:
+        outputs = Schema([TensorSpec(t.type, tuple(-1 if i in example.variable_dims else d
+                                                   for i, d in enumerate(t.shape)), t.name) for t in outputs.inputs])
+    return mlflow.models.ModelSignature(inputs, outputs)
+
+
 # ----------------------------------------------------------------------------- the pyfunc
 class FormerflowModel:
     """A teacher or compressed model folder, loaded, scoring raw records of its domain.
@@ -236,8 +275,9 @@ class FormerflowModel:
     def predict(self, model_input, params=None):
         """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame.
 
-        Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C), "steps": [n]}``
-        and return the predicted trajectory ``(B, n, *grid, C)``.
+        Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C) float32, "steps":
+        int64 array [n]}`` and return the predicted trajectory ``(B, n, *grid, C)``. Through MLflow's
+        ``PyFuncModel.predict`` the input is checked against the version's signature first.
         """
         dom = domains.get(self.meta["schema"]["domain"])
         if dom.kind == "field":

@@ -41,6 +41,12 @@ DOMAIN_STAGES = ("ingest", "preprocess")
 """The stages each domain implements itself, as ``tasks.domains.<domain>.<stage>.<stage>(params, run)``."""
 
 
+DATASET_INPUTS = ("raw", "processed")
+"""The inputs of :func:`stage_inputs` that are data (the others are models and reports): logged as MLflow datasets."""
+DATASET_CONTEXT = {"train": "training", "evaluate": "evaluation"}
+"""MLflow's input context of a stage's datasets (the stage's name where not listed)."""
+
+
 class UnknownStageError(ValueError):
     pass
 
@@ -134,6 +140,9 @@ def run_stage(stage: str, domain: str, params: Params, *, parent_run_id: str | N
         inputs = {name: store.content_hash(path) for name, path in stage_inputs(stage, domain).items()}
         lineage = tracking.lineage_tags(inputs, (tags or {}).get("prefect.flow_run_id"))
         with tracking.start_run(domain, stage, parent_run_id=parent_run_id, tags={**lineage, **(tags or {})}) as run:
+            # The data a stage reads, as the run's dataset inputs (source path and the same content hash).
+            run.log_datasets({n: (path, inputs[n]) for n, path in stage_inputs(stage, domain).items()
+                              if n in DATASET_INPUTS}, context=DATASET_CONTEXT.get(stage, stage))
             manifest = store.redact(fn(domain, params, run))
             run.set_tags({f"output.{k}.md5": v for k, v in manifest.get("outputs", {}).items()})
             return manifest

@@ -7,6 +7,12 @@ Defaults: tracking store ``sqlite:///<project>/mlflow.db`` and artifacts in
 ``<project>/mlartifacts``. ``MLFLOW_TRACKING_URI`` points everything at a
 server instead, with no code change.
 
+The local store moves with the project: MLflow records absolute artifact locations (it
+resolves a relative one when it stores it), so when this project's ``mlflow.db`` was copied
+or moved here from another folder, :func:`relocate_store` rewrites the locations that point
+into the old project folder to this one before the store is used (:func:`client`). A copy
+then loads its own models and writes its own runs, never the original's.
+
 Run layout: one experiment per domain (``formerflow-<domain>``), one parent run
 per pipeline run and one child run per stage. A stage called on its own (by DVC
 through the CLI) opens a top-level run unless ``FORMERFLOW_PARENT_RUN_ID`` names
@@ -23,11 +29,15 @@ mlflow is imported inside the functions that use it (``# lazy``): importing it c
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import re
+import sqlite3
 import subprocess
+import sys
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,14 +80,18 @@ def client():
     stage CLI while a flow starts) fail with ``table _alembic_tmp_... already exists``. Under
     the lock the first process creates and migrates the store, the others wait and find it
     made. MLflow keeps the opened stores for the life of the process, so later calls skip it.
+    A project's own store that was copied or moved is relocated first (:func:`relocate_store`), under
+    the same lock, so two processes never rewrite it at once.
     """
     from mlflow.tracking import MlflowClient  # lazy: mlflow is slow to import
 
     uri = tracking_uri()
     db = _sqlite_file(uri)
     if db is None or uri in _opened:
+        relocate_store()  # a no-op for a server store, and once per process for the project's own
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     with lock(STORE_LOCK, what=f"open the MLflow store {db}", root=db.parent, timeout_s=STORE_LOCK_TIMEOUT_S):
+        relocate_store()
         c = MlflowClient(tracking_uri=uri, registry_uri=uri)  # opens (creates, migrates) the tracking store
         c.search_registered_models(max_results=1)  # and the registry's, which checks the same tables
         _opened.add(uri)
@@ -94,6 +108,81 @@ def _sqlite_file(uri: str) -> Path | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return Path(database).resolve()
+
+
+# ----------------------------------------------------------------------------- a store that moved
+LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                    ("model_versions", "source"))
+"""The columns of MLflow's sqlite schema that hold absolute artifact locations."""
+_relocated: set[tuple[str, str]] = set()
+
+
+def local_store_file() -> Path | None:
+    """The sqlite file of the tracking URI when it is this project's own store (``<project>/mlflow.db``), else None."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(urllib.parse.unquote(uri.removeprefix("sqlite:///")).split("?", 1)[0])
+    path = path.resolve()  # a relative sqlite path is relative to the working directory, as for SQLAlchemy
+    return path if path == project_root() / "mlflow.db" else None
+
+
+def _path_of(location: str) -> str:
+    """The local path of an artifact location (a ``file://`` URI or a plain absolute path)."""
+    if location.startswith("file:"):
+        return urllib.parse.unquote(urllib.parse.urlparse(location).path)
+    return location
+
+
+def relocate_store() -> dict[str, int]:
+    """Point the artifact locations of a copied or moved project store at this project folder.
+
+    MLflow stores each experiment's, run's, logged model's and model version's artifact location as an
+    absolute path (it resolves relative ones); a project folder copied elsewhere would load its models from
+    the original folder and write its new runs there. When this project's own store (``<project>/mlflow.db``
+    with artifacts in ``<project>/mlartifacts``, the default) holds a formerflow experiment whose location is
+    ``<other folder>/mlartifacts/<domain>``, the store was made in ``<other folder>``: every location under
+    that folder (``file://`` URI or plain path) is rewritten to the same place under this project, in one
+    sqlite transaction. A store elsewhere (a server, ``MLFLOW_TRACKING_URI`` naming another file) or artifacts
+    elsewhere (``FORMERFLOW_MLARTIFACTS``) are left as they are. Checked once per process and project.
+
+    Returns:
+        The old project folders found, each with the number of locations rewritten ({} when nothing moved).
+    """
+    db = local_store_file()
+    root = project_root()
+    key = (str(db), str(root))
+    if db is None or key in _relocated or not db.is_file() or os.environ.get("FORMERFLOW_MLARTIFACTS"):
+        return {}
+    moved: dict[str, int] = {}
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:  # a store MLflow has not created yet
+            return {}
+        old_roots = set()
+        for name, location in con.execute("SELECT name, artifact_location FROM experiments WHERE name LIKE 'formerflow-%'"):
+            parts = Path(_path_of(location or ""))
+            if parts.is_absolute() and parts.parent.name == "mlartifacts" and parts.name == name.removeprefix("formerflow-"):
+                old = parts.parent.parent
+                if old != root:
+                    old_roots.add(old)
+        with con:  # one transaction: a reader sees the store before or after, never half of it
+            for old in sorted(old_roots):
+                count = 0
+                for old_prefix, new_prefix in ((old.as_uri() + "/", root.as_uri() + "/"), (f"{old}/", f"{root}/")):
+                    for table, column in LOCATION_COLUMNS:
+                        if table in tables:
+                            count += con.execute(
+                                f"UPDATE {table} SET {column} = ? || substr({column}, ?) "  # noqa: S608 (names above)
+                                f"WHERE substr({column}, 1, ?) = ?",
+                                (new_prefix, len(old_prefix) + 1, len(old_prefix), old_prefix)).rowcount
+                moved[str(old)] = count
+    _relocated.add(key)
+    for old, count in moved.items():
+        print(f"{db}: this MLflow store was made in {old}; {count} artifact locations now point into {root}",
+              file=sys.stderr)
+    return moved
 
 
 def experiment_id(domain: str) -> str:
@@ -158,12 +247,14 @@ class StageRun:
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, model_id: str | None = None) -> None:
+        """Log the finite numbers of ``metrics`` (nested keys joined by ``.``); with ``model_id`` they are the
+        metrics of that logged model too (MLflow 3: shown, sorted and compared on the experiment's Models tab)."""
         from mlflow.entities import Metric  # lazy: mlflow is slow to import
 
         now = int(time.time() * 1000)
         items = [
-            Metric(metric_name(k), float(v), now, step or 0)
+            Metric(metric_name(k), float(v), now, step or 0, model_id=model_id)
             for k, v in _flatten(metrics).items()
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
         ]
@@ -183,6 +274,35 @@ class StageRun:
             self._client.log_artifacts(self.run_id, str(path), artifact_path)
         elif path.exists():
             self._client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_datasets(self, datasets: Mapping[str, tuple[Path, str]], context: str) -> None:
+        """Record data folders as the run's dataset inputs (``mlflow.log_input``; the run's Datasets column).
+
+        Args:
+            datasets: Input name (``processed``) -> (the folder, its content hash). The dataset is named
+                ``<domain>-<input name>``, its source is the folder's path relative to the project (portable
+                with the project; redacted) and its digest the hash lineage tags and DVC record.
+            context: What the run does with the data (``training``, ``evaluation``), MLflow's input context.
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag  # lazy: mlflow is slow to import
+
+        domain = self._client.get_run(self.run_id).data.tags.get("formerflow.domain", "formerflow")
+        root = project_root()
+        inputs = []
+        for name, (path, digest) in datasets.items():
+            path = Path(path)
+            try:
+                shown = path.resolve().relative_to(root).as_posix()
+            except ValueError:  # data outside the project: its own path
+                shown = str(path)
+            files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path] if path.is_file() else []
+            profile = {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}
+            ds = Dataset(name=f"{domain}-{name}", digest=digest[:36], source_type="local",
+                         source=json.dumps({"uri": redact(shown)}), profile=json.dumps(profile))
+            inputs.append(DatasetInput(ds, [InputTag("mlflow.data.context", context),
+                                            InputTag("formerflow.content_hash", digest)]))
+        if inputs:
+            self._client.log_inputs(self.run_id, datasets=inputs)
 
     @property
     def artifact_uri(self) -> str:
@@ -256,8 +376,59 @@ def get_alias(name: str, alias: str) -> VersionInfo | None:
         mv = c.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-    metrics = {k.removeprefix("metric."): float(v) for k, v in (mv.tags or {}).items() if k.startswith("metric.")}
-    return VersionInfo(name, str(mv.version), mv.run_id, metrics)
+    return VersionInfo(name, str(mv.version), mv.run_id, version_metrics(mv, c))
+
+
+def version_model_id(mv) -> str | None:
+    """The MLflow 3 logged model a model version was registered from (its source ``models:/<model_id>``), or None."""
+    model_id = getattr(mv, "model_id", None)  # the sqlite registry does not keep it; the source does
+    if model_id:
+        return model_id
+    m = re.fullmatch(r"models:/(m-[0-9a-f]+)", mv.source or "")
+    return m.group(1) if m else None
+
+
+def version_metrics(mv, c=None) -> dict[str, float]:
+    """A model version's metrics, as register logs them: the metrics of its logged model, each at its latest value.
+
+    The values are read from the version's run (the same metrics, logged once for both): MLflow's logged-model
+    metric table keeps a NaN as 0.0, which would read as a perfect error. Versions registered before formerflow
+    logged metrics kept them as ``metric.<name>`` tags; those are read when the version has no logged model.
+    """
+    model_id = version_model_id(mv)
+    if model_id is None:
+        return {k.removeprefix("metric."): float(v) for k, v in (mv.tags or {}).items() if k.startswith("metric.")}
+    c = c or client()
+    keys = {m.key for m in c.get_logged_model(model_id).metrics or []}
+    latest = c.get_run(mv.run_id).data.metrics
+    return {k: float(latest[k]) for k in sorted(keys) if k in latest}
+
+
+@contextlib.contextmanager
+def project_uris() -> Iterator[None]:
+    """Point MLflow's process-global tracking and registry URIs at this project's store, restoring them after.
+
+    For the few MLflow calls that resolve through global state instead of a client (loading a ``models:/``
+    URI, registering a ``models:/<model_id>`` source). ``set_tracking_uri`` / ``set_registry_uri`` also
+    export ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``, where this project reads its store from; the
+    variables are put back exactly as they were.
+    """
+    import mlflow  # lazy: mlflow is slow to import
+
+    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_registry_uri(tracking_uri())
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def load_pyfunc(model_uri: str):
@@ -267,7 +438,6 @@ def load_pyfunc(model_uri: str):
     tracking and registry URIs; setting them only for the duration of the load
     keeps two projects (or two tests) in one process from seeing each other.
     """
-    import mlflow  # lazy: mlflow is slow to import
     import mlflow.pyfunc  # lazy: mlflow is slow to import
 
     # A registry URI is resolved with this project's client to the version's artifact location first:
@@ -279,20 +449,5 @@ def load_pyfunc(model_uri: str):
         name, alias, version = m.groups()
         version = version or c.get_model_version_by_alias(name, alias).version
         model_uri = c.get_model_version_download_uri(name, str(version))
-    before = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    # set_tracking_uri / set_registry_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI;
-    # restoring the globals would leave the *previous* URIs in the environment, which is where
-    # this project reads its store from, so the variables are put back exactly as they were.
-    env_before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_registry_uri(tracking_uri())
-    try:
+    with project_uris():
         return mlflow.pyfunc.load_model(model_uri)
-    finally:
-        mlflow.set_tracking_uri(before[0])
-        mlflow.set_registry_uri(before[1])
-        for key, value in env_before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

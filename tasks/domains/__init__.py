@@ -27,6 +27,8 @@ Hooks every domain provides (:class:`Domain`)::
     build_model(params, schema) -> nn.Module        optional: default models.build(key, model_config)
     extra_train(params, out, run, baselines) -> dict   optional: more training beside the teacher
     save_assets(folder, schema) -> None             optional: files a model folder needs besides weights
+    input_example(loaded) -> InputExample           optional: a few pyfunc inputs from the project's data
+                                                    (the registered model's signature and input example)
 
 Classification domains add (:class:`ClassificationDomain`)::
 
@@ -115,6 +117,28 @@ class ScoringInput:
 
 
 @dataclass(frozen=True)
+class InputExample:
+    """A few inputs of the registered pyfunc, taken from the project's data: the model version's MLflow input
+    example, and what its signature is inferred from (the outputs are what the pyfunc returns on them).
+
+    Attributes:
+        data: The pyfunc input as stored with the model: a pandas DataFrame of records, or (field models) a
+            dict of numpy arrays. Portable: paths in it are relative to the project folder.
+        local: The same input as the register process can score it (absolute paths), when it differs.
+        optional: Input columns the pyfunc reads when present but does not need (netflow: the label).
+        any_type: Input columns the pyfunc takes as numbers or text alike (its reader parses them), so their type
+            is not checked (MLflow's ``Any``).
+        variable_dims: Dimensions of an array output whose size the input chooses (turbulence: the steps, 1).
+    """
+
+    data: Any
+    local: Any = None
+    optional: tuple[str, ...] = ()
+    any_type: tuple[str, ...] = ()
+    variable_dims: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     """A model folder loaded for evaluation or serving: the module, its ``config.json`` and the folder (which
     holds the domain's assets, e.g. finance's tokenizer)."""
@@ -146,6 +170,8 @@ class Domain(Protocol):
                     baselines: dict[str, Any]) -> dict[str, Any]: ...
 
     def save_assets(self, folder: Path, schema: dict[str, Any]) -> None: ...
+
+    def input_example(self, loaded: LoadedModel) -> InputExample | None: ...
 
 
 @runtime_checkable
@@ -217,6 +243,10 @@ class DomainDefaults:
 
     def save_assets(self, folder: Path, schema: dict[str, Any]) -> None:
         """A model folder needs nothing besides its weights and config."""
+
+    def input_example(self, loaded: LoadedModel) -> InputExample | None:
+        """No example: the registered model is logged without a signature (say which inputs it takes)."""
+        return None
 
 
 class ClassificationDefaults(DomainDefaults):

@@ -35,7 +35,7 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
     assert "git.commit" in champ.tags
     chosen = champ.tags["compression.method"]  # the variant evaluate picked (tasks/compress/choose.py)
     assert chosen in first["evaluate"]["summary"]
-    assert float(champ.tags["metric.balanced_accuracy"]) == pytest.approx(
+    assert tracking.version_metrics(champ)["balanced_accuracy"] == pytest.approx(
         first["evaluate"]["summary"][chosen]["balanced_accuracy"])
 
     runs = _runs("netflow")

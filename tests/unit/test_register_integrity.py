@@ -104,6 +104,20 @@ def set_tag(version: str, key: str, value: str) -> None:
     tracking.client().set_model_version_tag(f"formerflow-{D}", version, key, value)
 
 
+def set_metric(version: str, key: str, value: float) -> None:
+    """Record a later value of a version's metric (on its logged model, where register logs them)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    from tasks import tracking
+
+    c = tracking.client()
+    mv = c.get_model_version(f"formerflow-{D}", version)
+    c.log_batch(mv.run_id, metrics=[Metric(key, value, int(time.time() * 1000), 1,
+                                           model_id=tracking.version_model_id(mv))])
+
+
 def champion() -> str:
     from tasks import tracking
 
@@ -228,7 +242,7 @@ def test_champion_without_a_finite_metric_is_rescored_not_ignored(proj):
     """A champion whose recorded metric is NaN used to let any candidate through. Now it is re-scored on the
     test set: the same teacher scores the same, so a margin of 0.01 keeps it."""
     first = register()
-    set_tag("1", "metric.balanced_accuracy", "nan")
+    set_metric("1", "balanced_accuracy", float("nan"))
     second = register("register.netflow.min_delta=0.01")
     assert not second["promoted"] and champion() == "1"
     assert second["compared_with"] == {"version": "1", "value": first["candidate_value"], "rescored": True,
@@ -264,7 +278,7 @@ def test_champion_that_cannot_be_rescored_is_not_replaced(proj):
     """The processed data was refitted (another schema): the champion cannot score its tensors, so the two are
     not compared and the candidate is not promoted, with the reason; even over a champion on record at 0."""
     register()
-    set_tag("1", "metric.balanced_accuracy", "0.0")
+    set_metric("1", "balanced_accuracy", 0.0)
     schema_file = proj / "data" / "processed" / D / "schema.json"
     schema = json.loads(schema_file.read_text())
     schema["refit"] = "another preprocessing run"
@@ -360,7 +374,7 @@ def test_scoring_records_the_version_number_it_used(proj):
     from tasks.score import score
 
     register()
-    set_tag("1", "metric.balanced_accuracy", "0.0")  # v2 (the same teacher) then beats it
+    set_metric("1", "balanced_accuracy", 0.0)  # v2 (the same teacher) then beats it
     assert register()["promoted"] and champion() == "2"
     src = sorted((proj / "data" / "raw" / D / "source").glob("*.csv"))[-1]
     manifest = score(D, params(), str(src), proj / "preds.parquet")

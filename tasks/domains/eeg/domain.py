@@ -10,7 +10,7 @@ import polars as pl
 from safetensors.numpy import load_file
 
 from tasks import store
-from tasks.domains import ClassificationDefaults, LoadedModel, ScoringInput, TaskInfo
+from tasks.domains import ClassificationDefaults, InputExample, LoadedModel, ScoringInput, TaskInfo
 from tasks.domains.eeg import data, scoring
 from tasks.domains.eeg.params import EEGIngest
 from tasks.domains.eeg.runner import protocol_report, run_protocol, save_protocol
@@ -75,6 +75,9 @@ class EEGDomain(ClassificationDefaults):
 
     def score_frame(self, loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
         return scoring.score_frame(loaded, frame)
+
+    def input_example(self, loaded: LoadedModel) -> InputExample | None:
+        return scoring.input_example(loaded)
 
 
 DOMAIN = EEGDomain()

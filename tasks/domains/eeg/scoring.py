@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
-from tasks.domains import LoadedModel, ScoringInput
+from tasks import store
+from tasks.domains import InputExample, LoadedModel, ScoringInput
 from tasks.domains.eeg import protocol as eeg_protocol
-from tasks.domains.eeg.data import Trials
+from tasks.domains.eeg.data import NAME, Trials
 from tasks.domains.eeg.epochs import epoch_recording
 from tasks.domains.eeg.ingest import CONTINUOUS
 from tasks.domains.eeg.params import EEGIngest, EEGPreprocess, EEGSpec
@@ -79,3 +81,16 @@ def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
                                                         "onset_s": pl.Float64, "event": pl.String,
                                                         "predicted_class": pl.String, "prediction": pl.Int64})
     return pl.concat(out)
+
+
+def input_example(loaded: LoadedModel) -> InputExample | None:
+    """One continuous recording of the project's raw data (``data/raw/eeg/source/``), by its path relative to the
+    project folder (portable with the project; a service passes its own paths). None when the raw data holds only
+    epoched sources (MAT, ASCII), which the pyfunc does not score.
+    """
+    paths = store.domain_paths(NAME)
+    files = sorted(f for f in (paths.raw / "source").rglob("*") if f.is_file() and format_of(f) in CONTINUOUS)
+    if not files:
+        return None
+    return InputExample(pd.DataFrame({"path": [files[0].relative_to(paths.root).as_posix()]}),
+                        local=pd.DataFrame({"path": [str(files[0])]}))

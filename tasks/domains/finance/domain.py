@@ -10,7 +10,7 @@ import polars as pl
 from torch import nn
 
 import models
-from tasks.domains import ClassificationDefaults, LoadedModel, ScoringInput, TaskInfo
+from tasks.domains import ClassificationDefaults, InputExample, LoadedModel, ScoringInput, TaskInfo
 from tasks.domains.finance import baselines, data, encoder, report, scoring
 from tasks.domains.finance.edge_cases import EDGE_CASES
 from tasks.domains.finance.params import FinanceIngest
@@ -92,6 +92,9 @@ class FinanceDomain(ClassificationDefaults):
 
     def score_frame(self, loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
         return scoring.score_frame(loaded, frame)
+
+    def input_example(self, loaded: LoadedModel) -> InputExample:
+        return scoring.input_example(loaded)
 
     def score_summary(self, out: pl.DataFrame, notes: dict[str, Any],
                       output: Path) -> tuple[dict[str, Any], dict[str, bytes]]:

@@ -16,9 +16,9 @@ import polars as pl
 from torch import nn
 
 from tasks import store
-from tasks.domains import LoadedModel, ScoringInput
+from tasks.domains import InputExample, LoadedModel, ScoringInput
 from tasks.domains.finance import text
-from tasks.domains.finance.data import Sentences
+from tasks.domains.finance.data import NAME, Sentences
 from tasks.domains.finance.encoder import TOKENIZER_DIR, folder_tokenizer
 from tasks.domains.finance.params import FinanceIngest, FinancePreprocess
 from tasks.domains.finance.preprocess import tokenize
@@ -114,3 +114,12 @@ def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
     probs = sentence_probs(loaded.model, _tokenizer(str(loaded.folder)), frame["sentence"].to_list(),
                            int(loaded.meta["config"]["max_length"]))
     return pl.DataFrame({"p_ai": probs, "prediction": (probs >= 0.5).astype(np.int64)})
+
+
+def input_example(loaded: LoadedModel, rows: int = 4) -> InputExample:
+    """The first ``rows`` sentences of the test split (``data/processed/finance/test.parquet``)."""
+    path = store.domain_paths(NAME).processed / "test.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: the registered model's input example is read from it; "
+                                "run preprocess first (python -m tasks preprocess finance)")
+    return InputExample(pl.read_parquet(path, columns=["sentence"]).head(rows).to_pandas())

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from tasks.domains import ClassificationDefaults, LoadedModel, ScoringInput, TaskInfo
+from tasks.domains import ClassificationDefaults, InputExample, LoadedModel, ScoringInput, TaskInfo
 from tasks.domains.netflow import baselines, data, scoring
 from tasks.domains.netflow.params import NetflowIngest
 from tasks.domains.netflow.records import read_for_scoring
@@ -60,6 +60,9 @@ class NetflowDomain(ClassificationDefaults):
 
     def score_frame(self, loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
         return scoring.score_frame(loaded, frame)
+
+    def input_example(self, loaded: LoadedModel) -> InputExample:
+        return scoring.input_example(loaded)
 
 
 DOMAIN = NetflowDomain()

@@ -6,8 +6,9 @@ import numpy as np
 import polars as pl
 import torch
 
-from tasks.domains import LoadedModel
-from tasks.domains.netflow.data import FlowWindows
+from tasks import store
+from tasks.domains import InputExample, LoadedModel
+from tasks.domains.netflow.data import NAME, RAW_FILE, FlowWindows
 from tasks.domains.netflow.params import FlowDatasetSpec
 from tasks.domains.netflow.preprocess import transform_frame
 from tasks.domains.netflow.records import SchemaError, check_values, typed_frame
@@ -69,3 +70,23 @@ def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
         for j, c in enumerate(classes):
             out[f"p_{c}"] = probs[:, j]
     return pl.DataFrame(out)
+
+
+def input_example(loaded: LoadedModel) -> InputExample:
+    """The last ``window + 2`` records of ``data/raw/netflow/flows.parquet`` in the columns the model reads.
+
+    Columns are named as in the source the model was trained on (before ``renames``). Every column is read as
+    a number or as text alike (CSV read as text scores the same), so their type is not checked; the label
+    column is optional (scoring input need not be labelled).
+    """
+    schema = loaded.meta["schema"]
+    source = {canonical: src for src, canonical in schema.get("renames", {}).items()}
+    fields = [*schema["numeric_fields"], *schema["categorical_fields"]]
+    path = store.domain_paths(NAME).raw / RAW_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: the registered model's input example is read from it; "
+                                "run ingest first (python -m tasks ingest netflow)")
+    frame = pl.read_parquet(path, columns=fields).tail(int(schema["window"]) + 2)
+    frame = frame.rename({c: source.get(c, c) for c in fields})
+    label = source.get(schema["label_column"], schema["label_column"])
+    return InputExample(frame.to_pandas(), optional=(label,), any_type=(*frame.columns, label))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tasks.domains import FieldDefaults, LoadedModel, TaskInfo
+from tasks.domains import FieldDefaults, InputExample, LoadedModel, TaskInfo
 from tasks.domains.turbulence import data, evaluate, scoring
 from tasks.domains.turbulence.baselines import train_baselines
 from tasks.domains.turbulence.configs import model_config
@@ -54,6 +54,9 @@ class TurbulenceDomain(FieldDefaults):
 
     def predict_array(self, loaded: LoadedModel, model_input: Any) -> np.ndarray:
         return scoring.predict_array(loaded, model_input)
+
+    def input_example(self, loaded: LoadedModel) -> InputExample:
+        return scoring.input_example(loaded)
 
 
 DOMAIN = TurbulenceDomain()

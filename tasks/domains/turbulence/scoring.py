@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tasks import tracking
-from tasks.domains import LoadedModel
-from tasks.domains.turbulence.data import NAME
+from tasks.domains import InputExample, LoadedModel
+from tasks.domains.turbulence.data import NAME, load_fields
 from tasks.domains.turbulence.evaluate import rollout
 from tasks.domains.turbulence.layout import FieldError, Fields
 from tasks.domains.turbulence.readers import read_fields
@@ -81,3 +81,11 @@ def predict_array(loaded: LoadedModel, model_input: Any) -> np.ndarray:
     if initial.ndim != len(expected) + 1 or tuple(initial.shape[1:]) != expected:
         raise FieldError(f"model input of shape {tuple(initial.shape)}; expected (B, {', '.join(map(str, expected))})")
     return rollout(loaded.model, initial, steps)
+
+
+def input_example(loaded: LoadedModel, steps: int = 2) -> InputExample:
+    """The first window of the first test trajectory (physical units, float32), rolled out ``steps`` steps:
+    ``{"initial": (1, T_in, *grid, C), "steps": [steps]}``. The output's steps dimension is the input's choice."""
+    t_in = int(loaded.meta["config"]["t_in"])
+    initial = np.ascontiguousarray(load_fields("test")["fields"][:1, :t_in], dtype=np.float32)
+    return InputExample({"initial": initial, "steps": np.array([steps], dtype=np.int64)}, variable_dims=(1,))
