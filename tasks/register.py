@@ -432,6 +432,9 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     # The chosen variant's metrics: of the run and of its logged model (sortable, chartable), before the version
     # exists, so a version is never without them.
     run.log_metrics(cand, model_id=model_id)
+    # What the gate compared with, as metrics of the run too (a number in a tag can be neither sorted nor charted).
+    gate_values = {"gate.baseline_value": None if base is None else base[1], "gate.champion_value": champion_value}
+    run.log_metrics({k: v for k, v in gate_values.items() if v is not None and math.isfinite(float(v))})
     tags = {"model": chosen, "compression.method": chosen,
             "compression.choice": metrics.get("choice", {}).get("reason", "set by register.<domain>.model"),
             "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage,
@@ -439,11 +442,9 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     tags["gate.baseline"] = (f"{base[0]} {p.primary_metric} {base[1]}" if base is not None else
                              "none scored on the candidate's test split")
     if base is not None:
-        tags.update({"gate.baseline_name": base[0], "gate.baseline_value": str(base[1]),
-                     "gate.below_baseline": str(below)})
+        tags.update({"gate.baseline_name": base[0], "gate.below_baseline": str(below)})
     if champion.version is not None:
-        tags.update({"gate.champion_version": champion.version, "gate.champion_rescored": str(champion.rescored),
-                     "gate.champion_value": str(champion_value)})
+        tags.update({"gate.champion_version": champion.version, "gate.champion_rescored": str(champion.rescored)})
     with tracking.project_uris():  # the registry resolves a models:/<model_id> source through MLflow's global client
         mv = client.create_model_version(name, source=f"models:/{model_id}", run_id=run.run_id, tags=tags,
                                          model_id=model_id)
