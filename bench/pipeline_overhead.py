@@ -150,9 +150,9 @@ def work_flow(a: argparse.Namespace) -> dict[str, Any]:
     commit: dict[str, Any] = {}
     dvc_commit = fp.dvc_commit
 
-    def timed_commit(domains: list[str]) -> str:  # the flow's `dvc commit`, timed on its own
+    def timed_commit(domains: list[str], *args: Any) -> str:  # the flow's `dvc commit`, timed on its own
         t0 = time.perf_counter()
-        commit["message"] = dvc_commit(domains)
+        commit["message"] = dvc_commit(domains, *args)
         commit["seconds"] = time.perf_counter() - t0
         return commit["message"]
 

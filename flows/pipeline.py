@@ -15,9 +15,13 @@ Each stage function of :mod:`tasks.stages` is wrapped as one Prefect task:
   registry);
 * the domains fan out through the flow's task runner (threads by default).
 
-Each domain gets one MLflow parent run with a child run per stage, a Prefect
-markdown artifact with the metrics and compression tables, and, after the
-run, ``dvc commit`` so that ``dvc repro`` sees the same outputs as up to date.
+Each domain gets one MLflow parent run with a child run per stage (each run stores the resolved
+params as artifact ``params.resolved.yaml`` and their hash as tag ``params.hash``), a Prefect
+markdown artifact with the metrics and compression tables, and, after the run, ``dvc commit``
+so that ``dvc repro`` sees the same outputs as up to date. Only stages that ran on params.yaml's
+values are committed: dvc.lock records params.yaml, so a stage whose params a ``--set`` or a
+profile changed (and every later stage of its domain) is left out and ``dvc status`` reports it
+as changed (:func:`dvc_commit`).
 
 One pipeline run at a time per project: the flow holds the project's ``pipeline`` lock
 (:func:`tasks.store.lock`) for its whole run, and a second run (another ``python -m
@@ -55,8 +59,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from tasks import store, tracking
-from tasks.params import DOMAINS, STAGES, Params, load_params
+from tasks import lineage, store, tracking
+from tasks.params import DOMAINS, STAGES, Params, ParamsError, load_params
 from tasks.stages import run_stage, stage_code_hash, stage_outputs
 
 SOURCE_KEYS = ("source", "labels", "metadata")
@@ -113,16 +117,30 @@ def _output_hashes(stage: str, domain: str) -> dict[str, str]:
     return {str(p): store.content_hash(p) for p in stage_outputs(stage, domain)}
 
 
-def outputs_changed(stage: str, domain: str) -> bool:
-    """True when a stage's outputs on disk differ from what its last run wrote (deleted or edited).
+def _params_key(stage: str, domain: str, params: dict[str, Any]) -> str:
+    """Hash of the params sections a stage's outputs depend on (this and the earlier stages of the domain)."""
+    sections = {s: params.get(s, {}).get(domain) for s in STAGES[: STAGES.index(stage) + 1]}
+    return hashlib.sha256(json.dumps(sections, sort_keys=True, default=str).encode()).hexdigest()
 
-    The cache key cannot include the outputs themselves (they do not exist before
-    the first run), so a stale cache entry is bypassed with ``refresh_cache``.
+
+def outputs_changed(stage: str, domain: str, params: dict[str, Any] | None = None) -> bool:
+    """True when a stage's outputs on disk are not what its cached result describes.
+
+    That is when they differ from what its last run wrote (deleted or edited), or when that run had
+    other params than ``params``: after default -> ``--set train.netflow.epochs=1`` -> default, the
+    third run's cache key is the first run's, but the outputs on disk are the second run's. The cache
+    key cannot include the outputs themselves (they do not exist before the first run), so a stale
+    cache entry is bypassed with ``refresh_cache``.
     """
     record = _output_record(stage, domain)
     if not record.exists():
         return False
-    return store.read_json(record) != _output_hashes(stage, domain)
+    was = store.read_json(record)
+    if not isinstance(was, dict) or "outputs" not in was:  # written by an older version: run again
+        return True
+    if params is not None and was.get("params") != _params_key(stage, domain, params):
+        return True
+    return was["outputs"] != _output_hashes(stage, domain)
 
 
 def _transient(task_, task_run, state) -> bool:
@@ -143,7 +161,8 @@ def _run(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | N
     manifest = run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
                          tags={"prefect.flow_run_id": flow_run_id})
     if stage != "register":
-        store.atomic_write_json(_output_record(stage, domain), _output_hashes(stage, domain))
+        store.atomic_write_json(_output_record(stage, domain), {"params": _params_key(stage, domain, params),
+                                                                "outputs": _output_hashes(stage, domain)})
     return manifest
 
 
@@ -162,11 +181,11 @@ def register_task(stage: str, domain: str, params: dict[str, Any], parent_run_id
     return _run(stage, domain, params, parent_run_id)
 
 
-def _task_for(stage: str, domain: str, refresh: bool):
+def _task_for(stage: str, domain: str, refresh: bool, params: dict[str, Any] | None = None):
     if stage == "register":
         return register_task
     opts: dict[str, Any] = {"result_storage": Path(store.project_root() / ".prefect" / "results"),
-                            "refresh_cache": refresh or outputs_changed(stage, domain)}
+                            "refresh_cache": refresh or outputs_changed(stage, domain, params)}
     if stage == "ingest":
         opts.update(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
                     retry_condition_fn=_transient)
@@ -185,17 +204,42 @@ def _report_markdown(domain: str, manifests: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def dvc_commit(domains: list[str]) -> str:
-    """Record the outputs a Prefect run wrote in dvc.lock, so ``dvc repro`` finds them up to date."""
+def dvc_commit(domains: list[str], params: Params | None = None) -> str:
+    """Record the outputs a Prefect run wrote in dvc.lock, so ``dvc repro`` finds them up to date.
+
+    dvc.lock records the values of params.yaml for each stage it commits, so only the stages that ran on
+    those values are committed. A stage whose effective ``params`` differ from params.yaml's in a key
+    dvc.yaml lists for it (a ``--set``, a ``--profile`` or ``$FORMERFLOW_PROFILE``), and every later stage
+    of its domain (their inputs are its outputs), is left out: ``dvc status`` then reports it as changed
+    instead of "up to date" for outputs that other params produced (:func:`tasks.lineage.uncommitted_stages`).
+
+    Returns:
+        What was committed and what was not, and why (printed in the flow's summary).
+    """
     root = store.project_root()
     dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
     if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").exists() or not Path(dvc).exists():
         return "skipped (no DVC repository or dvc not installed)"
-    targets = [f"{s}@{d}" for d in domains for s in STAGES]
-    proc = subprocess.run([dvc, "commit", "--force", "--quiet", *targets], cwd=root, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return f"dvc commit failed: {proc.stderr.strip()[-500:]}"
-    return "committed " + ", ".join(targets)
+    skipped: dict[str, str] = {}
+    if params is not None:
+        try:
+            base = load_params(profiles=[], overrides=[]).model_dump(mode="json")
+        except ParamsError as exc:
+            return f"not committed: params.yaml alone does not load, so dvc.lock could not record it ({exc})"
+        skipped = lineage.uncommitted_stages(params.model_dump(mode="json"), base, domains, root)
+    targets = [f"{s}@{d}" for d in domains for s in STAGES if f"{s}@{d}" not in skipped]
+    message = ""
+    if targets:
+        proc = subprocess.run([dvc, "commit", "--force", "--quiet", *targets], cwd=root, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            return f"dvc commit failed: {proc.stderr.strip()[-500:]}"
+        message = "committed " + ", ".join(targets)
+    if skipped:
+        message += ("; " if message else "") + (
+            "NOT committed (dvc.lock would record params.yaml's values, not this run's; dvc status reports "
+            "them as changed): " + "; ".join(f"{t} ({why})" for t, why in skipped.items()))
+    return message
 
 
 def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str, dict[str, Any]]:
@@ -208,10 +252,11 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
         results: dict[str, dict[str, Any]] = {}
         for domain in domains:
             parents[domain].log_params({"stages": ",".join(STAGES)})
+            tracking.log_resolved_params(parents[domain], pdict)
             upstream = None
             for stage in STAGES:
-                upstream = _task_for(stage, domain, refresh).submit(stage, domain, pdict, parents[domain].run_id,
-                                                                    upstream)
+                upstream = _task_for(stage, domain, refresh, pdict).submit(stage, domain, pdict,
+                                                                           parents[domain].run_id, upstream)
                 futures[domain][stage] = upstream
             if not params.pipeline.parallel_domains:  # finish this domain before the next one starts
                 results[domain] = {s: f.result() for s, f in futures[domain].items()}
@@ -307,7 +352,7 @@ def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None
         summary.append(f"{domain}: {reg['registered_model']} v{reg['version']} is candidate; champion is "
                        f"v{reg['champion_version']} ({reg['reason']})")
     if params.pipeline.dvc_commit:
-        summary.append("dvc: " + dvc_commit(domains))
+        summary.append("dvc: " + dvc_commit(domains, params))
     for line in summary:
         print(line)  # plain stdout (log_prints is off): Prefect logs at WARNING in make run
     return results

@@ -1,4 +1,5 @@
-"""Command line: ``python -m tasks <stage> <domain>`` (what dvc.yaml calls), plus ``score`` and ``params``.
+"""Command line: ``python -m tasks <stage> <domain>`` (what dvc.yaml calls), plus ``score``, ``params``,
+``lineage`` and ``status``; also installed as the ``formerflow`` command.
 
 Examples::
 
@@ -6,17 +7,27 @@ Examples::
     python -m tasks train netflow --set train.netflow.epochs=2
     python -m tasks score netflow --input new_flows.csv --output preds.parquet
     python -m tasks params --profile paper          # print the merged, validated params
+    formerflow lineage netflow                      # champion -> run -> params -> data -> source -> git
+    formerflow lineage netflow@candidate            # or netflow/3: a version by number
+    formerflow status                               # per domain: stale DVC stages, champion, candidate
+
+Under ``dvc repro`` (``$DVC_STAGE`` set) a stage refuses to run with params that are not
+params.yaml's (``$FORMERFLOW_PROFILE``): dvc.lock would record params.yaml's values for outputs
+that other params produced.
 
 Exit status: 0 done, 2 a bad stage, domain or param, 1 a stage that failed with a clear error,
 including a stage refused because another stage of its domain holds the domain's lock (the
 message names the holder's pid and stage) and register refusing metrics measured on other
-files. URLs in what it prints are redacted (:func:`tasks.store.redact`).
+files, and ``lineage`` of a version that does not exist. URLs in what it prints are redacted
+(:func:`tasks.store.redact`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 
 import yaml
@@ -27,13 +38,15 @@ from tasks.params_base import STAGES
 from tasks.stages import UnknownStageError, run_stage, stage_function
 
 DOMAINS = domains.names()
+COMMANDS = ("score", "params", "lineage", "status")
 EPILOG = "stages: " + ", ".join(STAGES) + "; domains: " + ", ".join(DOMAINS)
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tasks", description="Run one formerflow stage.", epilog=EPILOG)
-    ap.add_argument("stage", help=f"one of {', '.join((*STAGES, 'score', 'params'))}")
-    ap.add_argument("domain", nargs="?", help=f"one of {', '.join(DOMAINS)}")
+    ap.add_argument("stage", help=f"one of {', '.join((*STAGES, *COMMANDS))}")
+    ap.add_argument("domain", nargs="?", help=f"one of {', '.join(DOMAINS)}; lineage: <domain>[@alias|/version] "
+                                             "(default @champion); status: a domain or none (all)")
     ap.add_argument("--params", default=None, help="params file (default: params.yaml in the project root)")
     ap.add_argument("--profile", action="append", default=None,
                     help="profile from profiles/<name>.yaml merged over params (repeatable; "
@@ -50,20 +63,34 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # lazy: the schema imports the model registry (torch); --help and a mistyped stage or domain answer without it
-    from tasks.params import ParamsError, load_params  # lazy: see above
+    from tasks.params import ParamsError, load_params, params_diff, tracked_params  # lazy: see above
 
-    valid = (*STAGES, "score", "params")
+    valid = (*STAGES, *COMMANDS)
     if args.stage not in valid:
         print(f"error: unknown stage {args.stage!r}; choose one of: {', '.join(valid)}", file=sys.stderr)
         return 2
-    if args.stage != "params" and args.domain not in DOMAINS:
-        print(f"error: unknown domain {args.domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
+    domain = (args.domain or "").split("@")[0].split("/")[0] if args.stage == "lineage" else args.domain
+    if (args.stage not in ("params", "status") or domain is not None) and domain not in DOMAINS:
+        print(f"error: unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
     try:
         params = load_params(args.params, args.profile, args.overrides)
         if args.stage == "params":
             print(store.redact(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)), end="")
             return 0
+        if args.stage in ("lineage", "status"):
+            return _report(args.stage, args.domain, params)
+        if args.stage in STAGES and os.environ.get("DVC_STAGE"):
+            # Under dvc repro, dvc.lock records params.yaml's values of what dvc.yaml lists for the stage; a
+            # $FORMERFLOW_PROFILE that changed them would make it describe outputs that other params produced.
+            base = load_params(args.params, [], []).model_dump(mode="json")
+            diff = params_diff(params.model_dump(mode="json"), base, tracked_params(args.stage, args.domain))
+            if diff:
+                raise ParamsError(
+                    f"dvc repro runs {args.stage}@{args.domain} but dvc.lock would record params.yaml's values, "
+                    f"not this run's ({'; '.join(diff[:5])}): unset FORMERFLOW_PROFILE, put the values in "
+                    "params.yaml (or dvc exp run --set-param), or run the Prefect flow, which does not dvc commit "
+                    "such stages")
         if args.stage == "score":
             if not args.input or not args.output:
                 print("error: score needs --input and --output", file=sys.stderr)
@@ -83,6 +110,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary = {k: v for k, v in manifest.items() if k not in ("table",)}
     print(store.redact(json.dumps(summary, indent=2, default=str)[:4000]))
+    return 0
+
+
+def _report(command: str, target: str | None, params) -> int:
+    """``lineage`` / ``status``: the logic is tasks.lineage's; this prints it."""
+    # Loaded by name, like a stage's module (tasks.stages): the process of a stage, whose code dvc.yaml lists
+    # as its deps (tests/unit/test_dvc_deps.py), never runs the reports.
+    lineage = importlib.import_module("tasks.lineage")
+
+    if command == "status":
+        print(lineage.format_status(lineage.status(params, [target] if target else None)))
+        return 0
+    domain = lineage.parse_target(target)[0]
+    try:
+        chain = lineage.lineage(target, params.section("register", domain).primary_metric)
+    except LookupError as exc:
+        print(store.redact(f"error: {exc}"), file=sys.stderr)
+        return 1
+    print(lineage.format_lineage(chain))
     return 0
 
 

@@ -206,3 +206,55 @@ def check_model_configs(params: Params, source: str = "params") -> None:
                 make_config(key, config)
             except (TypeError, ValueError) as exc:
                 raise ParamsError(f"{source}: {path}{'.config' if where == 'model' else ''}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- what dvc.lock records
+def tracked_params(stage: str, domain: str, root: Path | None = None) -> list[str]:
+    """The params.yaml keys dvc.yaml lists for ``stage@domain`` (``${item}`` replaced by the domain).
+
+    Without a dvc.yaml (or a stage in it), the stage's own section ``<stage>.<domain>``. dvc.lock
+    records params.yaml's values of these keys; a run on other values (a ``--set``, a profile) must not
+    be committed under them (:func:`tasks.lineage.uncommitted_stages`, ``python -m tasks`` under
+    ``dvc repro``).
+    """
+    path = (root or project_root()) / "dvc.yaml"
+    entries: list[Any] = []
+    if path.exists():
+        spec = (yaml.safe_load(path.read_text()) or {}).get("stages", {}).get(stage) or {}
+        entries = (spec.get("do") or spec).get("params") or []
+    keys: list[str] = []
+    for entry in entries:
+        if isinstance(entry, str):
+            keys.append(entry)
+        elif isinstance(entry, dict):  # {file: [keys]}: only params.yaml is what the flow's params come from
+            keys += [k for file, ks in entry.items() if file == "params.yaml" for k in (ks or [])]
+    keys = [k.replace("${item}", domain) for k in keys]
+    return keys or [f"{stage}.{domain}"]
+
+
+def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_leaves(v, f"{prefix}.{k}"))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def _get(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def params_diff(effective: dict[str, Any], base: dict[str, Any], keys: list[str]) -> list[str]:
+    """``key: params.yaml X, this run Y`` for each leaf under ``keys`` whose value differs."""
+    out = []
+    for key in keys:
+        now, was = _leaves(_get(effective, key), key), _leaves(_get(base, key), key)
+        for leaf in sorted(set(now) | set(was)):
+            if now.get(leaf) != was.get(leaf):
+                out.append(f"{leaf}: params.yaml {was.get(leaf)!r}, this run {now.get(leaf)!r}")
+    return out

@@ -23,6 +23,12 @@ What is checked before anything is registered (README, "Registry integrity"):
   preprocessing schema differs) the candidate is registered but not promoted, and the
   reason says why.
 
+Lineage tags of the version: ``data.processed.md5`` and ``data.raw.md5`` are the hashes DVC records in
+dvc.lock for those folders (:func:`tasks.tracking.dvc_md5`, DVC's own code), ``data.source`` (and
+``data.labels`` / ``data.metadata``) the ingest inputs with URLs redacted, ``params.hash`` the hash of the
+register run's resolved params (artifact ``params.resolved.yaml``), ``git.commit`` / ``git.dirty``;
+``formerflow lineage <domain>`` prints the chain (:mod:`tasks.lineage`).
+
 The model is packaged as an MLflow pyfunc around the project's own model folder
 (safetensors + config) with no code in it: the MLmodel file names the installed
 :mod:`tasks.serving_entry` as loader module. A manifest of the sha256 of every file goes
@@ -361,6 +367,18 @@ def log_model(client, run, domain: str, variant: str, folder: Path) -> str:
     return lm.model_id
 
 
+def data_sources(params: Params, domain: str) -> dict[str, str]:
+    """Tags ``data.<key>`` for the inputs the domain's ingest params name (``source``, ``labels``, ``metadata``),
+    URLs redacted (:func:`tasks.store.redact`)."""
+    ingest = params.section("ingest", domain).model_dump(mode="json")
+    out = {}
+    for key in ("source", "labels", "metadata"):
+        value = ingest.get(key)
+        if value not in (None, "", []):
+            out[f"data.{key}"] = store.redact(", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    return out
+
+
 def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     """Register the evaluated model as ``candidate`` and move ``champion`` when the gate passes.
 
@@ -370,6 +388,7 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     """
     if run is None:  # the model must be logged to a run: open one when called outside run_stage
         with tracking.start_run(domain, "register") as own:
+            tracking.log_resolved_params(own, params.model_dump(mode="json"))
             return register(domain, params, own)
 
     p = params.section("register", domain)
@@ -390,8 +409,10 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     if not (model_dir / "config.json").exists():
         raise FileNotFoundError(f"{model_dir} does not exist: {chosen!r} is not a model folder")
     hashes = check_measured(domain, metrics, metrics_file, model_dir)
-    processed_md5 = hashes[paths.processed.relative_to(paths.root).as_posix()]
     model_md5 = hashes[model_dir.relative_to(paths.root).as_posix()]
+    # The lineage tags hold DVC's hashes (the md5 of the output in dvc.lock), not measured_on's: checked to
+    # be the same folder just above, so DVC finds the exact data of the version.
+    processed_md5 = tracking.dvc_md5(paths.processed)
     cand = {k: v for k, v in evaluated[chosen].items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if isinstance(evaluated[chosen].get("stable"), bool):  # as a number, so it is a metric like the rest
         cand["stable"] = float(evaluated[chosen]["stable"])
@@ -427,7 +448,9 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     except MlflowException:
         client.create_registered_model(name, description=f"formerflow {domain} models (see reports/{domain})")
     lineage = {k: v for k, v in client.get_run(run.run_id).data.tags.items()
-               if k.startswith(("git.", "input.", "prefect."))}
+               if k.startswith(("git.", "input.", "prefect.", "params."))}
+    data = {"data.processed.md5": processed_md5, "data.raw.md5": tracking.dvc_md5(paths.raw),
+            **data_sources(params, domain)}
     champion_value = (champion.metrics or {}).get(p.primary_metric)
     # The chosen variant's metrics: of the run and of its logged model (sortable, chartable), before the version
     # exists, so a version is never without them.
@@ -437,8 +460,8 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
     run.log_metrics({k: v for k, v in gate_values.items() if v is not None and math.isfinite(float(v))})
     tags = {"model": chosen, "compression.method": chosen,
             "compression.choice": metrics.get("choice", {}).get("reason", "set by register.<domain>.model"),
-            "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage,
-            "data.processed.md5": processed_md5, "model.md5": model_md5, serving.DIGEST_TAG: digest}
+            "gate.decision": "promoted" if promote else "kept", "gate.reason": reason, **lineage, **data,
+            "model.md5": model_md5, serving.DIGEST_TAG: digest}
     tags["gate.baseline"] = (f"{base[0]} {p.primary_metric} {base[1]}" if base is not None else
                              "none scored on the candidate's test split")
     if base is not None:

@@ -137,14 +137,18 @@ def run_stage(stage: str, domain: str, params: Params, *, parent_run_id: str | N
             print(f"{stage} {domain}: recovered after an interrupted run: {action}")
         if not track:
             return store.redact(fn(domain, params, None))
-        inputs = {name: store.content_hash(path) for name, path in stage_inputs(stage, domain).items()}
+        # Lineage tags hold the hashes dvc.lock records (tracking.dvc_md5), so DVC finds the data of any run.
+        inputs = {name: tracking.dvc_md5(path) for name, path in stage_inputs(stage, domain).items()}
         lineage = tracking.lineage_tags(inputs, (tags or {}).get("prefect.flow_run_id"))
         with tracking.start_run(domain, stage, parent_run_id=parent_run_id, tags={**lineage, **(tags or {})}) as run:
-            # The data a stage reads, as the run's dataset inputs (source path and the same content hash).
+            # The data a stage reads, as the run's dataset inputs (source path and the DVC hash its input tag holds).
             run.log_datasets({n: (path, inputs[n]) for n, path in stage_inputs(stage, domain).items()
                               if n in DATASET_INPUTS}, context=DATASET_CONTEXT.get(stage, stage))
+            tracking.log_resolved_params(run, params.model_dump(mode="json"))
             manifest = store.redact(fn(domain, params, run))
-            run.set_tags({f"output.{k}.md5": v for k, v in manifest.get("outputs", {}).items()})
+            root = store.project_root()
+            run.set_tags({f"output.{out.relative_to(root).as_posix()}.md5": tracking.dvc_md5(out)
+                          for out in stage_outputs(stage, domain)})  # keyed by the path dvc.lock lists
             return manifest
 
 

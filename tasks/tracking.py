@@ -16,7 +16,9 @@ then loads its own models and writes its own runs, never the original's.
 Run layout: one experiment per domain (``formerflow-<domain>``), one parent run
 per pipeline run and one child run per stage. A stage called on its own (by DVC
 through the CLI) opens a top-level run unless ``FORMERFLOW_PARENT_RUN_ID`` names
-a parent. Every run carries the lineage tags of :func:`lineage_tags`.
+a parent. Every run carries the lineage tags of :func:`lineage_tags`; their data hashes are the
+ones DVC records in dvc.lock (:func:`dvc_md5`), and every run stores its resolved params as an
+artifact with their hash as a tag (:func:`log_resolved_params`).
 
 Every param and tag value is logged with its URLs redacted (:func:`tasks.store.redact`):
 credentials in a source URL (``user:password@``, ``?X-Amz-Signature=...``) never reach the
@@ -36,6 +38,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -43,6 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from tasks.params_base import params_hash
 from tasks.store import lock, project_root, redact
 
 PARENT_ENV = "FORMERFLOW_PARENT_RUN_ID"
@@ -221,14 +227,54 @@ def git_commit(root: Path | None = None) -> str:
 
 
 def lineage_tags(input_hashes: Mapping[str, str] | None = None, flow_run_id: str | None = None) -> dict[str, str]:
-    """Tags every run carries: git commit, content hashes of the inputs, Prefect flow-run id."""
+    """Tags every run carries: git commit and whether the tree was dirty, input hashes, Prefect flow-run id.
+
+    ``input_hashes`` should be :func:`dvc_md5` values, the hashes dvc.lock records.
+    """
+    commit = git_commit()
     tags = {
-        "git.commit": git_commit(),
+        "git.commit": commit,
+        "git.dirty": "unknown" if commit == "unknown" else str(commit.endswith("-dirty")).lower(),
         "prefect.flow_run_id": flow_run_id or os.environ.get(FLOW_RUN_ENV) or "none",
     }
     for name, value in (input_hashes or {}).items():
         tags[f"input.{name}.md5"] = value
     return tags
+
+
+def dvc_md5(path: str | Path) -> str:
+    """The hash DVC records in dvc.lock for ``path``, computed by DVC's own code (``dvc_data``), DVC not run.
+
+    A file's md5, or a folder's ``<md5>.dir`` (the md5 of DVC's JSON listing of the folder's files
+    and their md5s), with the project's ``.dvcignore`` applied as DVC applies it. This is the value
+    every lineage tag holds (``input.*.md5``, ``output.*.md5``, a version's ``data.processed.md5``
+    and ``data.raw.md5``), so ``dvc`` finds the exact data of a run or model version: it is the
+    ``md5`` of the output in dvc.lock and the name of the object in the DVC cache
+    (:func:`dvc_cache_path`). Returns ``"missing"`` when ``path`` does not exist.
+    """
+    path = Path(path).resolve()
+    if not path.exists():
+        return "missing"
+    from dvc.fs import LocalFileSystem  # lazy: DVC is slow to import
+    from dvc_data.hashfile.build import build  # lazy
+    from dvc_data.hashfile.db import HashFileDB  # lazy
+
+    root = project_root()
+    fs = LocalFileSystem()
+    ignore = None
+    if (root / ".dvc").is_dir() and path.is_relative_to(root):
+        from dvc.ignore import DvcIgnoreFilter  # lazy
+
+        ignore = DvcIgnoreFilter(fs, str(root))  # what Repo.dvcignore is for DVC's outputs
+    # dry_run: hash only; the odb is never written (it names the in-memory staging area DVC builds in).
+    odb = HashFileDB(fs, str(root / ".dvc" / "cache" / "files" / "md5"))
+    _, _, obj = build(odb, str(path), fs, "md5", ignore=ignore, dry_run=True)
+    return str(obj.hash_info.value)
+
+
+def dvc_cache_path(md5: str, root: Path | None = None) -> Path:
+    """Where DVC 3 keeps the object ``md5`` (a :func:`dvc_md5` value) in the project's local cache."""
+    return (root or project_root()) / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
 
 
 @dataclass
@@ -356,6 +402,29 @@ def start_run(
         c.set_terminated(run.info.run_id, status="FAILED")
         raise
     c.set_terminated(run.info.run_id, status="FINISHED")
+
+
+RESOLVED_PARAMS = "params.resolved.yaml"
+"""The artifact of every run holding its resolved params (params.yaml + profiles + ``--set``, validated)."""
+
+
+def log_resolved_params(run: StageRun, params: Mapping[str, Any]) -> str:
+    """Store the resolved params as the run's artifact :data:`RESOLVED_PARAMS` and their hash as tag ``params.hash``.
+
+    URLs are redacted first (:func:`tasks.store.redact`); the hash is of what the artifact holds
+    (:func:`tasks.params_base.params_hash` of it), so it can be checked against the artifact.
+
+    Returns:
+        The hash.
+    """
+    data = redact(dict(params))
+    digest = params_hash(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / RESOLVED_PARAMS
+        file.write_text(f"# params.hash {digest}\n" + yaml.safe_dump(data, sort_keys=True))
+        run.log_artifact(file)
+    run.set_tags({"params.hash": digest})
+    return digest
 
 
 # ----------------------------------------------------------------------------- registry

@@ -50,9 +50,9 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
     assert all(r.data.tags["prefect.flow_run_id"] == champ.tags["prefect.flow_run_id"] for r in children)
     from tasks import store
 
-    by_name = {r.info.run_name: r for r in children}
-    assert by_name["train"].data.tags["input.processed.md5"] == store.content_hash(project / "data/processed/netflow")
-    assert by_name["preprocess"].data.tags["input.raw.md5"] == store.content_hash(project / "data/raw/netflow")
+    by_name = {r.info.run_name: r for r in children}  # the input hashes are DVC's (what dvc.lock records)
+    assert by_name["train"].data.tags["input.processed.md5"] == tracking.dvc_md5(project / "data/processed/netflow")
+    assert by_name["preprocess"].data.tags["input.raw.md5"] == tracking.dvc_md5(project / "data/raw/netflow")
     assert champ.tags["input.metrics.md5"] == store.content_hash(project / "reports/netflow/metrics.json")
 
     assert (project / "reports/netflow/report.md").read_text().count("| teacher | transformer |") == 1

@@ -260,15 +260,15 @@ def test_champion_without_a_finite_metric_is_rescored_not_ignored(proj):
 def test_champion_on_other_processed_data_is_rescored_on_the_candidates_test_set(proj):
     """The champion was evaluated on other processed data (same schema): its recorded value is not compared;
     it is re-scored on the candidate's test set, with the evaluate stage's code."""
-    from tasks import store
+    from tasks import tracking
 
     first = register()
     old_md5 = version_tags("1")["data.processed.md5"]
-    assert old_md5 == store.content_hash(proj / "data" / "processed" / D)
+    assert old_md5 == tracking.dvc_md5(proj / "data" / "processed" / D)  # DVC's hash: the one dvc.lock records
     flip_test_labels(proj)
     evaluate()
     second = register()
-    new_md5 = store.content_hash(proj / "data" / "processed" / D)
+    new_md5 = tracking.dvc_md5(proj / "data" / "processed" / D)
     assert second["data_processed_md5"] == new_md5 != old_md5
     assert second["candidate_value"] != first["candidate_value"]
     # the champion (the same teacher) re-scored on the new test split scores exactly what the candidate does
