@@ -346,7 +346,7 @@ class StageRun:
             ds = Dataset(name=f"{domain}-{name}", digest=digest[:36], source_type="local",
                          source=json.dumps({"uri": redact(shown)}), profile=json.dumps(profile))
             inputs.append(DatasetInput(ds, [InputTag("mlflow.data.context", context),
-                                            InputTag("formerflow.content_hash", digest)]))
+                                            InputTag("formerflow.dvc_md5", digest)]))
         if inputs:
             self._client.log_inputs(self.run_id, datasets=inputs)
 

@@ -218,20 +218,20 @@ def test_metrics_recorded_as_tags_by_an_older_register_are_still_read():
 
 @pytest.mark.parametrize(("stage", "context"), [("train", "training"), ("evaluate", "evaluation")])
 def test_train_and_evaluate_runs_log_the_processed_data_as_a_dataset(tracked, stage, context):
-    from tasks import store
+    from tasks import tracking
 
     (run,) = _runs(stage)
     inputs = run.inputs.dataset_inputs
     assert len(inputs) == 1
     ds = inputs[0].dataset
-    digest = store.content_hash(tracked["root"] / "data" / "processed" / D)
+    digest = tracking.dvc_md5(tracked["root"] / "data" / "processed" / D)  # the hash dvc.lock records
     assert ds.name == f"{D}-processed" and ds.digest == digest[:36]
     assert run.data.tags["input.processed.md5"] == digest  # the same hash as the lineage tag
     assert json.loads(ds.source) == {"uri": f"data/processed/{D}"} and ds.source_type == "local"
     profile = json.loads(ds.profile)
     assert profile["files"] > 0 and profile["bytes"] > 0
     assert {t.key: t.value for t in inputs[0].tags} == {"mlflow.data.context": context,
-                                                       "formerflow.content_hash": digest}
+                                                       "formerflow.dvc_md5": digest}
 
 
 def test_preprocess_logs_the_raw_data_and_stages_on_models_log_no_dataset(tracked):
