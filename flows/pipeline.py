@@ -349,8 +349,9 @@ def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None
     summary = []
     for domain in domains:
         reg = results[domain]["register"]
+        champ = "none" if reg["champion_version"] is None else f"v{reg['champion_version']}"
         summary.append(f"{domain}: {reg['registered_model']} v{reg['version']} is candidate; champion is "
-                       f"v{reg['champion_version']} ({reg['reason']})")
+                       f"{champ} ({reg['reason']})")
     if params.pipeline.dvc_commit:
         summary.append("dvc: " + dvc_commit(domains, params))
     for line in summary:
