@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -160,9 +161,20 @@ class RegressionTrain(TrainSection):
 
 
 # ----------------------------------------------------------------------------- compress / evaluate
-COMPRESSION_METHODS = ("distill", "prune", "int8", "int8_eager")
+COMPRESSION_METHODS = ("distill", "prune", "lowrank", "nested", "int8", "int8_eager")
 """The compress stage's methods (tasks/compress/): chained with ``+``, a quantization last."""
 QUANTIZATIONS = ("int8", "int8_eager")
+NESTED_TOKEN = re.compile(r"^(nested-w(?P<width>[0-9.]+)|nested-mix(?P<mix>[0-9]+)|indep-w(?P<indep>[0-9.]+))$")
+"""Variant tokens of MatFormer (tasks/compress/nested.py): a uniform width ``nested-w0.5``, a Mix'n'Match pick
+``nested-mix1`` and a student distilled independently at a width ``indep-w0.5``; plain ``nested`` expands to all."""
+AFTER_ONLY = {"lowrank": ("distill", *QUANTIZATIONS), "nested": ("distill", *QUANTIZATIONS)}
+"""What may follow a method that restructures the FFN / the Linears: pruning cuts by the original layout."""
+
+
+def method_of(token: str) -> str:
+    """The method a chain token belongs to: ``nested-w0.5`` -> ``nested``; ``prune`` -> ``prune``."""
+    m = NESTED_TOKEN.match(token)
+    return "nested" if m else token
 
 
 class DistillSettings(Strict):
@@ -203,6 +215,48 @@ class PruneSettings(Strict):
     lr_factor: float = Field(0.5, gt=0.0)
 
 
+class LowRankSettings(Strict):
+    """Low-rank factorisation (tasks/compress/lowrank.py, Greenformers' LED with SVD init, then distillation)."""
+
+    fractions: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
+    """Ranks tried per layer, as fractions of its break-even rank in*out/(in+out), smallest (most compression) first."""
+    tolerance: float = Field(0.05, ge=0.0)
+    """Relative rise of the validation loss (after SVD, before fine-tuning) a layer's factorisation may cause."""
+    max_val_items: int = Field(500, ge=10)
+    """Validation items of the rank search (evenly spread): every trial is one pass over them."""
+    finetune_epochs: int = Field(1, ge=0)
+    """Epochs of distillation fine-tuning against the teacher after the factorisation (0: SVD only)."""
+    lr_factor: float = Field(0.5, gt=0.0)
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0.0 < f < 1.0 for f in value):
+            raise ValueError(f"fractions of the break-even rank must lie in (0, 1): {value}")
+        return sorted(value)
+
+
+class NestedSettings(Strict):
+    """Nested FFN widths (tasks/compress/nested.py, MatFormer): one fine-tune, every granularity extractable."""
+
+    granularities: list[int] = Field(default_factory=lambda: [1, 2, 4, 8])
+    """Factors f: a sub-model keeps the first n/f hidden units of every FFN (f = 1 is the full model)."""
+    epochs: int = Field(1, ge=1)
+    """Epochs of the MatFormer fine-tune (every granularity on every batch), and of each independent student."""
+    lr_factor: float = Field(0.5, gt=0.0)
+    mix: bool = True
+    """Mix'n'Match: also extract per-block mixes of neighbouring granularities (widths non-decreasing with depth)."""
+    compare_independent: bool = True
+    """Also distil a student independently at each width f > 1 (the paper's comparison: nested vs separate)."""
+
+    @field_validator("granularities")
+    @classmethod
+    def _granularities(cls, value: list[int]) -> list[int]:
+        if 1 not in value or any(f < 1 for f in value):
+            raise ValueError(f"granularities must be factors >= 1 and include 1 (the full model): {value}")
+        return sorted(set(value))
+
+
 class CompressSection(Strict):
     """The compress stage of one domain: the variants it makes, and how the evaluate stage picks one to serve."""
 
@@ -222,17 +276,28 @@ class CompressSection(Strict):
     per process and new shape (README, "Compression"). Off by default."""
     distill: DistillSettings = Field(default_factory=DistillSettings)
     prune: PruneSettings = Field(default_factory=PruneSettings)
+    lowrank: LowRankSettings = Field(default_factory=LowRankSettings)
+    nested: NestedSettings = Field(default_factory=NestedSettings)
 
     @field_validator("methods")
     @classmethod
     def _chains(cls, value: list[str]) -> list[str]:
         for variant in value:
-            chain = variant.split("+")
-            unknown = [m for m in chain if m not in COMPRESSION_METHODS]
+            chain = [method_of(t) for t in variant.split("+")]
+            unknown = [t for t, m in zip(variant.split("+"), chain, strict=True) if m not in COMPRESSION_METHODS]
             if unknown:
-                raise ValueError(f"{variant!r}: unknown method(s) {unknown}; methods: {', '.join(COMPRESSION_METHODS)}")
+                raise ValueError(f"{variant!r}: unknown method(s) {unknown}; methods: {', '.join(COMPRESSION_METHODS)} "
+                                 f"(nested also as nested-w<width>, nested-mix<k>, indep-w<width>)")
             if any(m in QUANTIZATIONS for m in chain[:-1]):
                 raise ValueError(f"{variant!r}: a quantization ({', '.join(QUANTIZATIONS)}) can only come last")
+            if "nested" in chain[1:]:
+                raise ValueError(f"{variant!r}: nested starts a chain (it fine-tunes the teacher itself)")
+            if chain[0] == "nested" and variant.split("+")[0] == "nested" and len(chain) > 1:
+                raise ValueError(f"{variant!r}: name the width a chain continues from (nested-w0.5+...)")
+            for i, m in enumerate(chain[:-1]):
+                if m in AFTER_ONLY and chain[i + 1] not in AFTER_ONLY[m]:
+                    raise ValueError(f"{variant!r}: {chain[i + 1]} cannot follow {m} (only "
+                                     f"{', '.join(AFTER_ONLY[m])}: {m} changes the layers it would cut)")
         if len(set(value)) != len(value):
             raise ValueError(f"a variant is listed twice: {value}")
         return value

@@ -5,6 +5,8 @@ Methods (one module each, the same interface):
 ==============  ==========================================================================
 ``distill``     :mod:`.distill`: a smaller student of the teacher's family, trained against it
 ``prune``       :mod:`.prune`: AxFormer's accuracy-driven search, parts physically removed
+``lowrank``     :mod:`.lowrank`: Greenformers' LED, SVD-initialised, ranks chosen on validation, distilled
+``nested``      :mod:`.nested`: MatFormer's nested FFN, one fine-tune, every width extracted (Mix'n'Match)
 ``int8``        :mod:`.quantize`: torchao int8 (dynamic activations, int8 weights; embeddings)
 ``int8_eager``  :mod:`.quantize_eager`: torch.ao's eager dynamic int8 (deprecated API, kept by name)
 ==============  ==========================================================================
@@ -13,6 +15,14 @@ Methods (one module each, the same interface):
 (``prune+distill+int8_eager``: prune, then distillation fine-tuning, then int8); a
 quantization can only come last. Chains share their prefixes: ``prune`` runs once for
 ``prune``, ``prune+int8_eager`` and ``prune+distill+int8_eager``.
+
+``nested`` makes many variants from one fine-tune: the plain entry expands
+(:func:`expand_methods`) to ``nested-w<width>`` for every granularity, ``nested-mix<k>``
+(Mix'n'Match) and ``indep-w<width>`` (a student distilled on its own at that width, for the
+paper's comparison); a chain names the width it continues from (``nested-w0.5+int8_eager``).
+The token ``nested-w0.5`` runs as the steps ``nested`` (the shared fine-tune) then
+``nested-w0.5`` (the extraction). Every nested variant's folder also holds ``elastic/``, the
+full nested model, so the served artifact can run any extracted width (:mod:`tasks.serving`).
 
 Each method module has ``NAME``, ``DESCRIPTION`` and ``step(model, record, context) -> model``;
 the quantizations also ``save(model, folder, meta)`` and ``load(float_model, folder, meta)``.
@@ -43,16 +53,21 @@ from torch import nn
 
 import models
 from tasks import domains, store
-from tasks.compress import distill, prune, quantize, quantize_eager
+from tasks.compress import distill, lowrank, nested, prune, quantize, quantize_eager
 from tasks.loop import Dataset, count_parameters, load_model
 from tasks.measure import latency_ms, size_on_disk
+from tasks.params_base import method_of
 
 if TYPE_CHECKING:
     from tasks.params import Params
     from tasks.tracking import StageRun
 
-METHODS: dict[str, ModuleType] = {m.NAME: m for m in (distill, prune, quantize, quantize_eager)}
+METHODS: dict[str, ModuleType] = {m.NAME: m for m in (distill, prune, lowrank, nested, quantize, quantize_eager)}
 QUANTIZERS = (quantize.NAME, quantize_eager.NAME)
+PLAN_OPS: dict[str, ModuleType] = {op: m for m in (lowrank,) for op in m.OPS}
+"""Plan ops owned by a method other than pruning (whose ops are the default)."""
+ELASTIC = "elastic"
+"""The sub-folder of a nested variant that holds the full nested model (any width can be sliced from it)."""
 MODEL_FILES = ("model.safetensors", "config.json", "metrics.json")
 """What every model folder holds; anything else in the teacher's folder is an asset (:func:`copy_assets`)."""
 
@@ -128,15 +143,48 @@ class CompressContext:
 
 
 # ============================================================================ variants on disk
+def method(token: str) -> ModuleType:
+    """The module of a chain token (``nested-w0.5`` -> :mod:`.nested`)."""
+    return METHODS[method_of(token)]
+
+
 def describe(chain: list[str]) -> str:
     """One line per chain: what each step did (a step after another may say so, e.g. distillation fine-tuning)."""
-    return " -> ".join(getattr(METHODS[m], "CHAINED_DESCRIPTION", METHODS[m].DESCRIPTION) if i else
-                       METHODS[m].DESCRIPTION for i, m in enumerate(chain))
+    parts = []
+    for i, token in enumerate(chain):
+        mod = method(token)
+        text = mod.describe(token) if hasattr(mod, "describe") else mod.DESCRIPTION
+        parts.append(getattr(mod, "CHAINED_DESCRIPTION", text) if i and mod is not nested else text)
+    return " -> ".join(dict.fromkeys(parts))
 
 
 def parse_chain(variant: str) -> list[str]:
-    """``"prune+distill+int8"`` -> ``["prune", "distill", "int8"]`` (validated by the params schema)."""
-    return variant.split("+")
+    """``"prune+distill+int8"`` -> ``["prune", "distill", "int8"]`` (validated by the params schema).
+
+    A nested width token runs after the shared fine-tune: ``nested-w0.5+int8`` -> ``["nested", "nested-w0.5",
+    "int8"]`` (``indep-w0.5`` starts from the teacher: it is a separate training).
+    """
+    out = []
+    for token in variant.split("+"):
+        if token.startswith("nested-"):
+            out.append(nested.NAME)
+        out.append(token)
+    return out
+
+
+def expand_methods(methods: list[str], teacher: nn.Module, settings: Any) -> list[str]:
+    """The configured variants with plain ``nested`` replaced by every variant it makes (:func:`nested.expand`)."""
+    out: list[str] = []
+    for variant in methods:
+        out.extend(nested.expand(teacher, settings.nested) if variant == nested.NAME else [variant])
+    return list(dict.fromkeys(out))
+
+
+def replay(model: nn.Module, plan: list[dict[str, Any]]) -> nn.Module:
+    """Replay a recorded plan (pruning cuts, nested extraction slices, low-rank factorisations) on a model."""
+    for op in plan:
+        PLAN_OPS.get(op.get("op"), prune).apply_op(model, op)
+    return model
 
 
 def save_variant(folder: Path, model: nn.Module, record: dict[str, Any]) -> None:
@@ -160,15 +208,31 @@ def load_any(folder: Path) -> tuple[nn.Module, dict[str, Any]]:
     meta = store.read_json(folder / "config.json")
     if "compression" not in meta:
         return load_model(folder)
-    unknown = [m for m in meta.get("chain", []) if m not in METHODS]
+    unknown = [m for m in meta.get("chain", []) if method_of(m) not in METHODS]
     if unknown:
         raise ValueError(f"{folder}: unknown compression method(s) {unknown} (known: {sorted(METHODS)})")
-    model = prune.apply_plan(models.build(meta["key"], meta["config"]), meta.get("plan", []))
+    model = replay(models.build(meta["key"], meta["config"]), meta.get("plan", []))
     if meta.get("quant"):
         model = METHODS[meta["quant"]].load(model, folder, meta)
     else:
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return model.eval(), meta
+
+
+def load_elastic(folder: Path) -> tuple[nn.Module, dict[str, Any]] | None:
+    """The full nested model kept beside a nested variant (``<folder>/elastic/``), float; None for other variants."""
+    folder = Path(folder)
+    return load_any(folder / ELASTIC) if (folder / ELASTIC / "config.json").exists() else None
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (else copy) a saved model folder: every nested variant holds the same elastic weights."""
+    dst.mkdir(parents=True)
+    for item in src.iterdir():
+        try:
+            (dst / item.name).hardlink_to(item)
+        except OSError:
+            shutil.copy2(item, dst / item.name)
 
 
 def copy_assets(teacher: Path, folder: Path) -> None:
@@ -204,8 +268,9 @@ def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[s
                                          "speedup": 1.0, "parameters": count_parameters(teacher), "seconds": 0.0}}
     teacher_record = {**meta, "plan": [], "quant": None, "chain": [], "student": False}
     done: dict[tuple[str, ...], tuple[nn.Module, dict[str, Any], float]] = {(): (teacher, teacher_record, 0.0)}
+    elastic: Path | None = None  # the full nested model, saved once, linked into every nested variant
     with store.atomic_dir(paths.compressed) as out:
-        for variant in p.methods:
+        for variant in expand_methods(p.methods, teacher, p):
             chain = parse_chain(variant)
             for i in range(1, len(chain) + 1):  # each prefix once, shared by the chains that start with it
                 prefix = tuple(chain[:i])
@@ -214,15 +279,24 @@ def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[s
                 model, record, seconds = done[prefix[:-1]]
                 record = {**record, "chain": list(prefix), "plan": list(record["plan"])}
                 t0 = time.perf_counter()
-                model = METHODS[prefix[-1]].step(model, record, ctx)
+                model = method(prefix[-1]).step(model, record, ctx) if prefix[-1] in METHODS else \
+                    method(prefix[-1]).token_step(prefix[-1], model, record, ctx)
                 done[prefix] = (model, record, seconds + time.perf_counter() - t0)
             model, record, seconds = done[tuple(chain)]
             folder = out / variant
-            record = {**record, "compression": variant, "compile": bool(p.compile and record.get("quant") == "int8"),
+            record = {**record, "chain": [t for t in chain if t != nested.NAME or chain == [nested.NAME]],
+                      "compression": variant, "compile": bool(p.compile and record.get("quant") == "int8"),
                       "description": describe(chain)}
             params_float = record.pop("_parameters", None) or count_parameters(model)
             save_variant(folder, model, record)
             copy_assets(paths.teacher, folder)
+            if chain[0] == nested.NAME:
+                if elastic is None:
+                    elastic = out / f".{ELASTIC}"
+                    full, full_record, _ = done[(nested.NAME,)]
+                    save_variant(elastic, full, {**full_record, "compression": nested.NAME, "chain": [nested.NAME],
+                                                 "description": nested.DESCRIPTION})
+                _link_tree(elastic, folder / ELASTIC)
             lat = latency_ms(model, inputs, p.latency_repeats)
             size = size_on_disk(folder / "model.safetensors")
             row = {"bytes": size, "latency_ms": lat["median_ms"], "size_ratio": size / base_size,
@@ -233,6 +307,8 @@ def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[s
             print(f"compress {domain}: {variant}: {size / 1024:,.0f} KB ({row['size_ratio']:.2f}x), "
                   f"{row['latency_ms']:.3f} ms at batch {p.latency_batch_size} ({row['speedup']:.2f}x), "
                   f"{seconds:.1f} s")
+        if elastic is not None:
+            shutil.rmtree(elastic)
     paths.reports.mkdir(parents=True, exist_ok=True)
     store.atomic_write_json(paths.reports / "compress.json", {"latency_batch_size": p.latency_batch_size,
                                                                "methods": table})
