@@ -1,7 +1,8 @@
 """Batch scoring flow: score new records with the registry's champion and write Parquet.
 
 Run it: ``python -m flows.scoring netflow new_flows.csv.gz predictions.parquet``
-(any fsspec URL or glob as input; ``--model-uri`` to pick another version).
+(any fsspec URL or glob as input; ``--model-uri`` to pick another version; ``--width 0.5`` runs a nested
+(MatFormer) version at another of its extracted widths).
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from tasks.score import score
 
 
 @task(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2), task_run_name="score-{domain}")
-def score_task(domain: str, input_url: str, output: str, model_uri: str | None, params: dict) -> dict[str, Any]:
-    return score(domain, Params.model_validate(params), input_url, output, model_uri)
+def score_task(domain: str, input_url: str, output: str, model_uri: str | None, params: dict,
+               width: float | None = None) -> dict[str, Any]:
+    return score(domain, Params.model_validate(params), input_url, output, model_uri, width=width)
 
 
 @flow(name="formerflow-score", log_prints=True)
 def score_flow(domain: str, input_url: str, output: str, model_uri: str | None = None,
-               profiles: list[str] | None = None) -> dict[str, Any]:
-    """Score ``input_url`` with ``models:/formerflow-<domain>@champion`` (or ``model_uri``).
+               profiles: list[str] | None = None, width: float | None = None) -> dict[str, Any]:
+    """Score ``input_url`` with ``models:/formerflow-<domain>@champion`` (or ``model_uri``; at FFN ``width`` for a
+    nested version).
 
     The manifest and the Prefect artifact name the version number that scored (``model_version``).
     """
     params = load_params(profiles=profiles)
-    manifest = score_task(domain, input_url, output, model_uri, params.model_dump(mode="json"))
+    manifest = score_task(domain, input_url, output, model_uri, params.model_dump(mode="json"), width)
     skipped = manifest.get("skipped", [])
     if "steps" in manifest:  # a field domain (turbulence): a predicted trajectory, not flagged records
         what = (f"rolled out {manifest['trajectories']:,} trajectory(ies) x {manifest['steps']} steps from "
@@ -64,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output", help="Parquet file to write")
     ap.add_argument("--model-uri", default=None)
     ap.add_argument("--profile", action="append", default=None)
+    ap.add_argument("--width", type=float, default=None,
+                    help="a nested (MatFormer) version's FFN width to run (1, 0.5, 0.25, ...; default: the registered)")
     args = ap.parse_args(argv)
-    print(json.dumps(score_flow(args.domain, args.input, args.output, args.model_uri, args.profile), indent=2))
+    print(json.dumps(score_flow(args.domain, args.input, args.output, args.model_uri, args.profile, args.width),
+                     indent=2))
     return 0
 
 

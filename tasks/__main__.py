@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--input", help="score: file, glob or fsspec URL of records to score")
     ap.add_argument("--output", help="score: Parquet file to write")
     ap.add_argument("--model-uri", help="score: MLflow model URI (default models:/formerflow-<domain>@champion)")
+    ap.add_argument("--width", type=float, default=None,
+                    help="score: run a nested (MatFormer) version at another extracted FFN width (1, 0.5, 0.25, ...)")
     return ap
 
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: score needs --input and --output", file=sys.stderr)
                 return 2
             score = stage_function("score", args.domain)  # loaded by name, like every stage (tasks.stages)
-            manifest = score(args.domain, params, args.input, args.output, args.model_uri)
+            manifest = score(args.domain, params, args.input, args.output, args.model_uri, width=args.width)
         else:
             manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
     except (ParamsError, UnknownStageError, UnknownDomainError) as exc:

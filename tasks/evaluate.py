@@ -40,7 +40,7 @@ from sklearn.metrics import (
 
 from tasks import domains, store
 from tasks.compress import load_any
-from tasks.compress.choose import choose, pareto_markdown, pareto_plots
+from tasks.compress.choose import choose, method_sections, nested_plot, pareto_markdown, pareto_plots
 from tasks.domains import ClassificationDomain, LoadedModel, TaskInfo
 from tasks.loop import count_parameters, predict, probabilities
 from tasks.measure import latency_ms, size_on_disk
@@ -277,7 +277,11 @@ def _choose_variant(domain: str, params: Params, result: dict[str, Any], plots_d
                     objective=cp.objective)
     result["choice"] = choice
     table = pareto_markdown(rows, choice, reg.primary_metric, reg.higher_is_better, compressed)
+    sections = method_sections(rows, reg.primary_metric, reg.higher_is_better, compressed)
+    if sections:
+        table = f"{table}\n\n{sections}"
     plots = pareto_plots(rows, choice, reg.primary_metric, reg.higher_is_better, plots_dir, domain)
+    plots += nested_plot(rows, compressed, reg.primary_metric, reg.higher_is_better, plots_dir, domain)
     images = "\n\n".join(f"![{Path(f).stem}](plots/{f})" for f in plots)
     store.atomic_write_text(paths.reports / "compress.md", f"# formerflow compression: {domain}\n\n{table}\n\n{images}\n")
     return f"## Compression: the Pareto table and the variant served\n\n{table}", plots

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from tasks.params import Params
 
 
-def score(domain: str, params: Params, input_url: str, output: str | Path, model_uri: str | None = None) -> dict[str, Any]:
+def score(domain: str, params: Params, input_url: str, output: str | Path, model_uri: str | None = None,
+          width: float | None = None) -> dict[str, Any]:
     """Score ``input_url`` and write predictions to ``output`` (Parquet).
 
     Args:
@@ -34,6 +35,8 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
         input_url: A file, glob or fsspec URL of new records.
         output: Local Parquet path for the predictions.
         model_uri: An MLflow model URI; defaults to ``score.<domain>.model_uri`` or the champion.
+        width: Run a nested (MatFormer) version at another of its extracted FFN widths (1, 0.5, ...); None: the
+            width it was registered at. A version that serves no such width is an error naming the ones it does.
 
     Returns:
         A manifest: model URI of the version used (``models:/<name>/<version>``), ``model_version``, the URI
@@ -52,9 +55,12 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
         if ref is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 serving.download_verified(ref, tmp)
-        manifest = dom.score_fields(params, ref.uri if ref else requested, input_url, output)
-        return {**manifest, **_version_fields(requested, ref)}
+        manifest = dom.score_fields(params, ref.uri if ref else requested, input_url, output, width=width)
+        return {**manifest, **_version_fields(requested, ref), **({"width": width} if width is not None else {})}
     model, ref = serving.load_registered(requested)
+    predict_params = {"width": float(width)} if width is not None else None
+    if width is not None:  # checked before any input is read: the error lists the widths the version serves
+        model.unwrap_python_model().at_width(width)
     if dom.score_input_expands_itself:
         urls = [input_url]  # the domain's reader takes folders, globs, URLs and archives (EEG, finance)
     else:
@@ -63,7 +69,7 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
     with tempfile.TemporaryDirectory() as cache:
         scoring = dom.read_scoring_input(urls, ip, Path(cache))
         frame = scoring.frame
-        preds = pl.from_pandas(model.predict(frame.to_pandas()))
+        preds = pl.from_pandas(model.predict(frame.to_pandas(), params=predict_params))
     if dom.score_per_input_row:
         keep = [c for c in dom.key_columns(ip) if c in frame.columns]
         out = pl.concat([frame.select(keep).with_row_index("row"), preds], how="horizontal")
@@ -81,7 +87,7 @@ def score(domain: str, params: Params, input_url: str, output: str | Path, model
             staged[name].write_bytes(data)
     return {"stage": "score", "domain": domain, **_version_fields(requested, ref), "input": input_url,
             "rows": out.height, "flagged": int((out["prediction"] != 0).sum()) if out.height else 0,
-            "output": str(output), **extra}
+            "output": str(output), **({"width": width} if width is not None else {}), **extra}
 
 
 def _version_fields(requested: str, ref: serving.VersionRef | None) -> dict[str, Any]:

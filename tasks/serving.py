@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from tasks import domains, tracking
-from tasks.compress import load_any
+from tasks.compress import METHODS, load_any, load_elastic, nested
 from tasks.domains import InputExample
 
 MANIFEST = "formerflow-manifest.json"
@@ -237,9 +237,12 @@ def signature(model: FormerflowModel, example: InputExample):
     from mlflow.types.schema import AnyType, ColSpec, Schema, TensorSpec  # lazy: mlflow is slow to import
 
     output = model.predict(example.data if example.local is None else example.local)
+    # A nested variant takes the width as a parameter (default: its own; a mix: the full width's slice is not it,
+    # so its default is no width at all, which MLflow cannot express: -1 stands for "the registered one").
+    params = {"width": float(model.width if model.width is not None else -1.0)} if model.widths else None
     with warnings.catch_warnings():  # integer columns: the hint is about inferring from data with missing values
         warnings.simplefilter("ignore", UserWarning)
-        inferred = mlflow.models.infer_signature(example.data, output)
+        inferred = mlflow.models.infer_signature(example.data, output, params=params)
     inputs, outputs = inferred.inputs, inferred.outputs
     if not inputs.is_tensor_spec():
         named = {c.name for c in inputs.inputs}
@@ -251,7 +254,7 @@ def signature(model: FormerflowModel, example: InputExample):
     if outputs.is_tensor_spec() and example.variable_dims:
         outputs = Schema([TensorSpec(t.type, tuple(-1 if i in example.variable_dims else d
                                                    for i, d in enumerate(t.shape)), t.name) for t in outputs.inputs])
-    return mlflow.models.ModelSignature(inputs, outputs)
+    return mlflow.models.ModelSignature(inputs, outputs, params=inferred.params)
 
 
 # ----------------------------------------------------------------------------- the pyfunc
@@ -266,11 +269,52 @@ class FormerflowModel:
         self.folder = Path(folder)
         self.model, self.meta = load_any(self.folder)
         self.loaded = domains.LoadedModel(self.model, self.meta, self.folder)
+        self._widths: dict[float, domains.LoadedModel] = {}
+        if self.width is not None:
+            self._widths[self.width] = self.loaded
 
     @property
     def python_model(self) -> FormerflowModel:
         """What ``PyFuncModel.unwrap_python_model()`` returns."""
         return self
+
+    # ------------------------------------------------------------------ one artifact, many widths (MatFormer)
+    @property
+    def widths(self) -> list[float]:
+        """The FFN widths this artifact can serve (a nested variant: every extracted granularity; else none)."""
+        return nested.available_widths(self.meta) if (self.folder / "elastic" / "config.json").exists() else []
+
+    @property
+    def width(self) -> float | None:
+        """The width the folder's own weights are (a uniform nested variant), None otherwise (a mix, other variants)."""
+        return (self.meta.get("nested") or {}).get("width")
+
+    def at_width(self, width: float | None) -> domains.LoadedModel:
+        """The model at ``width`` (None: the folder's own), sliced from the full nested model on first use.
+
+        A nested variant that was quantized (``nested-w0.5+int8``) quantizes the slice the same way. The slice is
+        kept for the next call.
+
+        Raises:
+            ValueError: ``width`` is not one this artifact serves (the message lists them).
+        """
+        if width is None:
+            return self.loaded
+        width = float(width)
+        if width in self._widths:
+            return self._widths[width]
+        available = self.widths
+        if width not in available:
+            listed = ", ".join(f"{w:g}" for w in available) if available else "none: not a nested (MatFormer) variant"
+            raise ValueError(f"width {width:g} is not served by {self.meta.get('compression', 'this model')} "
+                             f"(available widths: {listed})")
+        full, _ = load_elastic(self.folder)
+        model = nested.extract(full, width)
+        meta = {**self.meta, "nested": {**(self.meta.get("nested") or {}), "width": width}}
+        if self.meta.get("quant"):
+            model = METHODS[self.meta["quant"]].apply(model)
+        self._widths[width] = domains.LoadedModel(model.eval(), meta, self.folder)
+        return self._widths[width]
 
     def predict(self, model_input, params=None):
         """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame.
@@ -278,13 +322,20 @@ class FormerflowModel:
         Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C) float32, "steps":
         int64 array [n]}`` and return the predicted trajectory ``(B, n, *grid, C)``. Through MLflow's
         ``PyFuncModel.predict`` the input is checked against the version's signature first.
+
+        Args:
+            model_input: The records (or arrays).
+            params: ``{"width": w}`` runs a nested (MatFormer) variant at another of its extracted widths
+                (:attr:`widths`); without it, the width that was registered.
         """
+        width = (params or {}).get("width")
+        loaded = self.at_width(None if width is None or width == -1 else width)
         dom = domains.get(self.meta["schema"]["domain"])
         if dom.kind == "field":
             if not isinstance(model_input, dict | np.ndarray):
                 raise TypeError(f"the {dom.name} model predicts fields, not table rows: pass {{'initial': array, "
                                 f"'steps': [n]}} to the pyfunc, or score a field file with python -m flows.scoring "
                                 f"{dom.name} <file> <out>")
-            return dom.predict_array(self.loaded, model_input)
+            return dom.predict_array(loaded, model_input)
         frame = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
-        return dom.score_frame(self.loaded, frame).to_pandas()
+        return dom.score_frame(loaded, frame).to_pandas()

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tasks.params_base import NESTED_TOKEN
 from tasks.plotting import pyplot, save_png
 
 OBJECTIVES = {"latency": ("latency_ms", False), "throughput": ("throughput_per_s", True), "size": ("bytes", False)}
@@ -131,6 +132,110 @@ def pareto_markdown(rows: dict[str, dict[str, Any]], choice: dict[str, Any], pri
     if choice["rejected"]:
         lines += ["", "Not eligible: " + "; ".join(f"{n}: {why}" for n, why in choice["rejected"].items()) + "."]
     return "\n".join(lines)
+
+
+def _nested_pairs(rows: dict[str, dict[str, Any]]) -> list[tuple[float, str, str | None]]:
+    """``(width, nested variant, independent variant or None)`` for every uniform nested width, widest first."""
+    pairs = []
+    for name in rows:
+        m = NESTED_TOKEN.match(name)
+        if m and m.group("width"):
+            indep = f"indep-w{m.group('width')}"
+            pairs.append((float(m.group("width")), name, indep if indep in rows else None))
+    return sorted(pairs, reverse=True)
+
+
+def method_sections(rows: dict[str, dict[str, Any]], primary: str, higher_is_better: bool,
+                    compress_rows: dict[str, dict[str, Any]]) -> str:
+    """What the Pareto table cannot say on its own: MatFormer's nested sub-models beside students distilled
+    independently at the same widths (the paper's claim: one nested training matches or beats separate ones), and
+    low-rank factorisation before and after its distillation fine-tune (SVD alone loses at low rank)."""
+    out = []
+    pairs = _nested_pairs(rows)
+    if pairs:
+        sign = 1 if higher_is_better else -1
+        lines = ["### Nested widths (MatFormer) against independently distilled students", "",
+                 "One MatFormer fine-tune of the teacher gives every width (`nested-w*`, sliced from one set of "
+                 "weights); each `indep-w*` is the same slice of the teacher distilled on its own for as many epochs. "
+                 f"*nested better* = the nested sub-model's {primary} is at least the independent one's.", "",
+                 f"| FFN width | params | nested {primary} | independent {primary} | nested − independent | "
+                 "nested better | latency ms (nested) |", "|---:|---:|---:|---:|---:|---|---:|"]
+        wins = n = 0
+        for width, name, indep in pairs:
+            r, c = rows[name], compress_rows.get(name, {})
+            params = r.get("parameters") or c.get("parameters")
+            ind = rows[indep].get(primary) if indep else None
+            diff = r.get(primary) - ind if _finite(ind) and _finite(r.get(primary)) else float("nan")
+            better = "–" if not _finite(diff) else ("yes" if sign * diff >= -1e-12 else "no")
+            if _finite(diff):
+                n += 1
+                wins += better == "yes"
+            lines.append(f"| {width:g} | {_fmt(params, ',')} | {_fmt(r.get(primary), '.4f')} | {_fmt(ind, '.4f')} | "
+                         f"{_fmt(diff, '+.4f')} | {better} | {_fmt(r.get('latency_ms'), '.3f')} |")
+        mixes = [n_ for n_ in rows if (m := NESTED_TOKEN.match(n_)) and m.group("mix")]
+        for name in mixes:
+            r = rows[name]
+            blocks = (compress_rows.get(name, {}).get("nested_blocks") or "")
+            lines.append(f"| mix {blocks} | {_fmt(r.get('parameters') or compress_rows.get(name, {}).get('parameters'), ',')}"
+                         f" | {_fmt(r.get(primary), '.4f')} | – | – | – | {_fmt(r.get('latency_ms'), '.3f')} |")
+        if n:
+            lines += ["", f"Nested matches or beats the independent student at {wins} of {n} widths."]
+        out.append("\n".join(lines))
+    lowrank = [n_ for n_ in rows if n_.split("+")[0] == "lowrank" and "lowrank_val_loss" in compress_rows.get(n_, {})]
+    if lowrank:
+        lines = ["### Low-rank factorisation: before and after fine-tuning", "",
+                 "Validation loss of the teacher, of the SVD-factorised model (ranks chosen on validation) before "
+                 "any training, and after its distillation fine-tune.", "",
+                 "| variant | layers factorised | params before → after | val loss teacher | after SVD | "
+                 f"after fine-tune | test {primary} |", "|---|---|---|---:|---:|---:|---:|"]
+        for name in lowrank:
+            c = compress_rows[name]
+            losses = list(c.get("lowrank_val_loss") or []) + [float("nan")] * 3
+            layers = c.get("lowrank_layers")
+            layers = f"{layers[0]} of {layers[1]}" if isinstance(layers, list | tuple) and len(layers) == 2 else "–"
+            before_after = c.get("lowrank_params")
+            before_after = (f"{before_after[0]:,} → {before_after[1]:,}"
+                            if isinstance(before_after, list | tuple) and len(before_after) == 2 else "–")
+            lines.append(f"| {name} | {layers} | {before_after} | {_fmt(losses[0], '.4f')} | {_fmt(losses[1], '.4f')} | "
+                         f"{_fmt(losses[2], '.4f')} | {_fmt(rows[name].get(primary), '.4f')} |")
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def nested_plot(rows: dict[str, dict[str, Any]], compress_rows: dict[str, dict[str, Any]], primary: str,
+                higher_is_better: bool, plots_dir: Path, domain: str) -> list[str]:
+    """``compress_nested.png``: the metric against parameters, nested sub-models beside independent students."""
+    pairs = _nested_pairs(rows)
+    if not pairs:
+        return []
+
+    def point(name: str | None) -> tuple[float, float] | None:
+        if name is None:
+            return None
+        params = rows[name].get("parameters") or compress_rows.get(name, {}).get("parameters")
+        return (params, rows[name][primary]) if _finite(params) and _finite(rows[name].get(primary)) else None
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, idx, style in (("nested (one MatFormer fine-tune)", 1, "o-"), ("independent students", 2, "s--")):
+        pts = [p for p in (point(pair[idx]) for pair in pairs) if p is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label, alpha=0.85)
+    mixes = [point(n) for n in rows if (m := NESTED_TOKEN.match(n)) and m.group("mix")]
+    mixes = [p for p in mixes if p is not None]
+    if mixes:
+        ax.scatter([p[0] for p in mixes], [p[1] for p in mixes], marker="^", color="tab:green", label="Mix'n'Match",
+                   zorder=3)
+    if _finite(rows["teacher"].get(primary)):
+        ax.axhline(rows["teacher"][primary], color="grey", lw=1, ls=":", label="teacher")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel(primary + (" (higher is better)" if higher_is_better else " (lower is better)"))
+    ax.set_title(f"{domain}: nested widths vs independently distilled students", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, plots_dir / "compress_nested.png")
+    return ["compress_nested.png"]
 
 
 def pareto_plots(rows: dict[str, dict[str, Any]], choice: dict[str, Any], primary: str, higher_is_better: bool,

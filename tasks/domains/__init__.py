@@ -43,7 +43,7 @@ Classification domains add (:class:`ClassificationDomain`)::
 Field domains add (:class:`FieldDomain`)::
 
     evaluate_models(params, models, plots_dir) -> (result, markdown, plots)
-    score_fields(params, model_uri, input_url, output) -> manifest
+    score_fields(params, model_uri, input_url, output, width=None) -> manifest
     predict_array(loaded, model_input) -> array      the pyfunc's array input
 """
 
@@ -210,7 +210,8 @@ class FieldDomain(Domain, Protocol):
     def evaluate_models(self, params: Params, models: dict[str, LoadedModel],
                         plots_dir: Path) -> tuple[dict[str, Any], str, list[str]]: ...
 
-    def score_fields(self, params: Params, model_uri: str, input_url: str, output: str | Path) -> dict[str, Any]: ...
+    def score_fields(self, params: Params, model_uri: str, input_url: str, output: str | Path,
+                     width: float | None = None) -> dict[str, Any]: ...
 
     def predict_array(self, loaded: LoadedModel, model_input: Any) -> np.ndarray: ...
 

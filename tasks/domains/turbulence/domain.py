@@ -49,8 +49,9 @@ class TurbulenceDomain(FieldDefaults):
                         plots_dir: Path) -> tuple[dict[str, Any], str, list[str]]:
         return evaluate.evaluate_models(params, models, plots_dir)
 
-    def score_fields(self, params: Params, model_uri: str, input_url: str, output: str | Path) -> dict[str, Any]:
-        return scoring.score_fields(params, model_uri, input_url, output)
+    def score_fields(self, params: Params, model_uri: str, input_url: str, output: str | Path,
+                     width: float | None = None) -> dict[str, Any]:
+        return scoring.score_fields(params, model_uri, input_url, output, width=width)
 
     def predict_array(self, loaded: LoadedModel, model_input: Any) -> np.ndarray:
         return scoring.predict_array(loaded, model_input)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from tasks.params import Params
 
 
-def score_fields(params: Params, model_uri: str, input_url: str, output: str | Path) -> dict[str, Any]:
+def score_fields(params: Params, model_uri: str, input_url: str, output: str | Path,
+                 width: float | None = None) -> dict[str, Any]:
     """Roll the registered model out from the last window of every trajectory of a field file.
 
     The input is read with ``ingest.turbulence.spec`` (the same validation as ingest); the
@@ -33,8 +34,8 @@ def score_fields(params: Params, model_uri: str, input_url: str, output: str | P
     """
     ip, sp = params.ingest.turbulence, params.score.turbulence
     pyfunc = tracking.load_pyfunc(model_uri)
-    wrapper = pyfunc.unwrap_python_model()
-    model, meta = wrapper.model, wrapper.meta
+    loaded = pyfunc.unwrap_python_model().at_width(width)  # a nested version: any of its widths
+    model, meta = loaded.model, loaded.meta
     with tempfile.TemporaryDirectory() as cache:
         fields = read_fields(input_url, ip.spec.to_layout(), cache=Path(cache), format=ip.format,
                              retries=ip.retries, delay_s=ip.retry_delay_s)
