@@ -164,7 +164,8 @@ class RegressionTrain(TrainSection):
 COMPRESSION_METHODS = ("distill", "prune", "lowrank", "nested", "int8", "int8_eager")
 """The compress stage's methods (tasks/compress/): chained with ``+``, a quantization last."""
 QUANTIZATIONS = ("int8", "int8_eager")
-NESTED_TOKEN = re.compile(r"^(nested-w(?P<width>[0-9.]+)|nested-mix(?P<mix>[0-9]+)|indep-w(?P<indep>[0-9.]+))$")
+NESTED_TOKEN = re.compile(r"^(nested-w(?P<width>[0-9]+(?:\.[0-9]+)?)|nested-mix(?P<mix>[0-9]+)"
+                          r"|indep-w(?P<indep>[0-9]+(?:\.[0-9]+)?))$")
 """Variant tokens of MatFormer (tasks/compress/nested.py): a uniform width ``nested-w0.5``, a Mix'n'Match pick
 ``nested-mix1`` and a student distilled independently at a width ``indep-w0.5``; plain ``nested`` expands to all."""
 AFTER_ONLY = {"lowrank": ("distill", *QUANTIZATIONS), "nested": ("distill", *QUANTIZATIONS)}
@@ -243,11 +244,17 @@ class NestedSettings(Strict):
     """Factors f: a sub-model keeps the first n/f hidden units of every FFN (f = 1 is the full model)."""
     epochs: int = Field(1, ge=1)
     """Epochs of the MatFormer fine-tune (every granularity on every batch), and of each independent student."""
+    steps_per_epoch: int | None = Field(None, ge=1)
+    """Batches per epoch of the fine-tune and of each independent student; None = the domain's train loop's
+    (a step of the fine-tune costs about one forward-backward per granularity)."""
     lr_factor: float = Field(0.5, gt=0.0)
     mix: bool = True
     """Mix'n'Match: also extract per-block mixes of neighbouring granularities (widths non-decreasing with depth)."""
     compare_independent: bool = True
     """Also distil a student independently at each width f > 1 (the paper's comparison: nested vs separate)."""
+    importance_items: int = Field(256, ge=0)
+    """Training items whose mean |activation| x ||W_out column|| orders each FFN's hidden units before the
+    fine-tune (most important first, so prefixes keep them); 0: weight norms only."""
 
     @field_validator("granularities")
     @classmethod
