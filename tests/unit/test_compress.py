@@ -12,14 +12,18 @@ import pytest
 import torch
 
 from tasks.compress import METHODS, load_any
+from tasks.params_base import method_of
 from tests.conftest import setup_project
 
-METHODS_RUN = ["distill", "prune", "int8", "int8_eager", "prune+distill+int8_eager"]
+METHODS_RUN = ["distill", "prune", "int8", "int8_eager", "prune+distill+int8_eager", "nested-w0.5",
+               "nested-w0.25+int8_eager"]
 TINY_E2E = {
     "train": {"netflow": {"epochs": 2, "steps_per_epoch": 4, "batch_size": 32, "baselines": ["logreg"],
                           "baseline_max_rows": 500}},
     "compress": {"netflow": {"latency_repeats": 3, "methods": METHODS_RUN, "budget": 0.05,
-                             "distill": {"epochs": 2, "finetune_epochs": 1}, "prune": {"max_val_items": 100, "tolerance": 0.05}}},
+                             "distill": {"epochs": 2, "finetune_epochs": 1}, "prune": {"max_val_items": 100, "tolerance": 0.05},
+                             "nested": {"granularities": [1, 2, 4], "steps_per_epoch": 4, "importance_items": 64,
+                                        "mix": False, "compare_independent": False}}},
     "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 16}},
 }
 
@@ -77,7 +81,7 @@ def test_load_any_rebuilds_each_variant_from_its_files(pipeline, variant):
     with torch.inference_mode():
         out_a, out_b = a(*inputs), b(*inputs)
     assert torch.equal(out_a, out_b) and out_a.shape == (16, 1) and torch.isfinite(out_a).all()
-    assert set(meta["chain"]) <= set(METHODS)
+    assert {method_of(t) for t in meta["chain"]} <= set(METHODS)
 
 
 def test_evaluate_measures_every_variant_and_picks_one_within_the_budget(pipeline):
@@ -124,3 +128,75 @@ def test_the_registered_pyfunc_serves_the_chosen_variant(pipeline):
     assert np.allclose(got["p_attack"].to_numpy(), expected["p_attack"].to_numpy(), atol=0, rtol=0)
     version = tracking.client().get_model_version(reg["registered_model"], reg["version"])
     assert version.tags["compression.method"] == choice
+
+
+def _raw_flows(root, meta, n=64):
+    import polars as pl
+
+    frame = pd.read_parquet(root / "data" / "raw" / "netflow" / "flows.parquet").head(n)
+    return pl.from_pandas(frame).rename({"label": meta["schema"]["label_column"]}).drop("is_attack").to_pandas()
+
+
+def test_one_nested_artifact_serves_every_width(pipeline, tmp_path):
+    """The packaged pyfunc of nested-w0.5 runs at its own width by default, at any other extracted width on
+    request (different outputs), and names the widths it serves when asked for another."""
+    from tasks import domains, serving, tracking
+    from tasks.register import package
+
+    root = pipeline["root"]
+    compressed = root / "artifacts" / "netflow" / "compressed"
+    folder = compressed / "nested-w0.5"
+    assert (folder / "elastic" / "model.safetensors").exists()  # the full nested model travels with the variant
+    served = serving.FormerflowModel(folder)
+    assert served.widths == [1.0, 0.5, 0.25] and served.width == 0.5
+    example = domains.get("netflow").input_example(served.loaded)
+    signature = serving.signature(served, example)
+    assert [(p.name, p.default) for p in signature.params.params] == [("width", 0.5)]
+    target, _ = package(folder, tmp_path / "pkg", None, signature, example.data)
+    pyfunc = tracking.load_pyfunc(str(target))
+    raw = _raw_flows(root, served.meta)
+    own, half = pyfunc.predict(raw), pyfunc.predict(raw, params={"width": 0.5})
+    quarter, full = pyfunc.predict(raw, params={"width": 0.25}), pyfunc.predict(raw, params={"width": 1.0})
+    assert np.array_equal(own["p_attack"], half["p_attack"])
+    assert not np.allclose(half["p_attack"], quarter["p_attack"]) and not np.allclose(half["p_attack"], full["p_attack"])
+    # width 1 is the full nested model itself
+    full_model, full_meta = load_any(folder / "elastic")
+    import polars as pl
+
+    from tasks.domains import LoadedModel
+    from tasks.domains.netflow.scoring import score_frame
+
+    expected = score_frame(LoadedModel(full_model, full_meta, folder), pl.from_pandas(raw)).to_pandas()
+    assert np.allclose(full["p_attack"], expected["p_attack"], atol=1e-6)
+    with pytest.raises(Exception, match=r"width 0.3 is not served .*available widths: 1, 0.5, 0.25"):
+        pyfunc.predict(raw, params={"width": 0.3})
+
+
+def test_a_quantized_nested_variant_quantizes_the_widths_it_serves(pipeline):
+    from tasks import serving
+
+    compressed = pipeline["root"] / "artifacts" / "netflow" / "compressed"
+    q = serving.FormerflowModel(compressed / "nested-w0.25+int8_eager")
+    other = q.at_width(0.5).model
+    assert not any(type(m) is torch.nn.Linear for m in other.modules())  # every Linear became a dynamic int8 one
+    f = serving.FormerflowModel(compressed / "nested-w0.5").at_width(0.5).model
+    inputs = f.example_inputs(32, seed=3)
+    with torch.inference_mode():
+        assert torch.allclose(torch.sigmoid(other(*inputs)), torch.sigmoid(f(*inputs)), atol=0.05)
+    with pytest.raises(ValueError, match="none: not a nested"):
+        serving.FormerflowModel(compressed / "distill").at_width(0.5)
+
+
+def test_score_cli_width_error_names_the_served_widths(pipeline, tmp_path, capsys):
+    """``formerflow score --width`` on a version that is not nested: one clean line, no output written."""
+    from tasks.__main__ import main
+
+    root = pipeline["root"]
+    reg = pipeline["manifests"]["register"]
+    out = tmp_path / "preds.parquet"
+    code = main(["score", "netflow", "--input", str(root / "data" / "raw" / "netflow" / "flows.parquet"),
+                 "--output", str(out), "--width", "0.3", "--model-uri",
+                 f"models:/{reg['registered_model']}/{reg['version']}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "width 0.3 is not served" in err and "available widths" in err
+    assert not out.exists()
