@@ -227,6 +227,8 @@ class LowRankSettings(Strict):
     """Validation items of the rank search (evenly spread): every trial is one pass over them."""
     finetune_epochs: int = Field(1, ge=0)
     """Epochs of distillation fine-tuning against the teacher after the factorisation (0: SVD only)."""
+    steps_per_epoch: int | None = Field(None, ge=1)
+    """Batches per fine-tuning epoch; None = the domain's train loop's (a cap keeps ``make run`` in its budget)."""
     lr_factor: float = Field(0.5, gt=0.0)
 
     @field_validator("fractions")
