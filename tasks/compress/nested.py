@@ -471,7 +471,7 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
                             hidden_weight=d.hidden_weight)
     after = val_losses(full, val, context.task, s.granularities, context.loop.eval_batch_size)
     blocks = [spec.name for spec in nested_specs(full)]
-    picks = mix_widths(blocks, s.granularities) if s.mix else []
+    picks = mix_widths(blocks, s.granularities)  # recorded even when not expanded (``mix``): a server's menu
     record["nested"] = {
         "granularities": list(s.granularities), "widths": [fmt_width(width_of(f)) for f in s.granularities],
         "units": units(full), "importance": "activation" if data is not None else "weight",
@@ -507,7 +507,8 @@ def token_step(token: str, model: nn.Module, record: dict[str, Any], context: An
     record["plan"] = [*record["plan"], *plan]
     # A new dict: the nested step's record (shared by every variant of the fine-tune) stays as it is.
     record["nested"] = {**record["nested"], "width": width, "blocks": widths}
-    record["stats"] = {**record.get("stats", {}), "nested_width": width}
+    record["stats"] = {**record.get("stats", {}), "nested_width": width,
+                       "nested_blocks": ",".join(fmt_width(widths.get(b, 1.0)) for b in blocks)}  # report's mix rows
     return sub
 
 
