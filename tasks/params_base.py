@@ -222,7 +222,8 @@ class LowRankSettings(Strict):
     fractions: list[float] = Field(default_factory=lambda: [0.25, 0.5, 0.75])
     """Ranks tried per layer, as fractions of its break-even rank in*out/(in+out), smallest (most compression) first."""
     tolerance: float = Field(0.05, ge=0.0)
-    """Relative rise of the validation loss (after SVD, before fine-tuning) a layer's factorisation may cause."""
+    """Relative rise of the validation loss (after SVD, before fine-tuning) a layer's factorisation may cause,
+    against the loss with the layers already factorised: the rises compound (netflow, 11 layers: +14 %)."""
     max_val_items: int = Field(500, ge=10)
     """Validation items of the rank search (evenly spread): every trial is one pass over them."""
     finetune_epochs: int = Field(1, ge=0)

@@ -283,10 +283,12 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
     """Search the ranks on validation items (SVD only), factorise, then fine-tune by distillation from the teacher.
 
     ``record["stats"]`` gains ``lowrank_layers`` ``[factorised, candidates]``, ``lowrank_no_saving`` (eligible
-    Linears too small to gain from any rank tried), ``lowrank_ranks`` (per candidate
-    in model order, 0 = dense), ``lowrank_params`` ``[before, after]``, ``lowrank_val_loss`` ``[before, after
-    SVD, after fine-tuning]`` (mean loss on the search items; "before" is the teacher's when the chain starts
-    with ``lowrank``), ``lowrank_trials``, ``lowrank_search_seconds`` and ``lowrank_finetune_epochs``.
+    Linears too small to gain from any rank tried), ``lowrank_ranks`` (per candidate in model order, 0 = dense),
+    ``lowrank_params`` ``[before, after]``, ``lowrank_val_loss`` ``[before, after SVD, after fine-tuning]`` (mean
+    loss on the search items; "before" is the teacher's when the chain starts with ``lowrank``),
+    ``lowrank_trials``, ``lowrank_search_seconds`` and ``lowrank_finetune_epochs``. The search items are the
+    validation split (capped at ``lowrank.max_val_items``), or, without one (EEG), the held-out end of the
+    training split, which the fine-tuning then also trains on.
     """
     s = context.settings.lowrank
     val = _val_items(context, s.max_val_items)
