@@ -349,7 +349,7 @@ def tune_domain(domain: str, opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("compile"):
         # INC's advice for its QDQ graph; the teacher is compiled too, so the pair is like for like. Not with
         # Inductor's freezing (the X86 recipe): on torch 2.13 / torchao 0.18 that fails in torchao's qlinear
-        # post-op fusion pass (AssertionError) on these models.
+        # post-op fusion pass (AssertionError) on the netflow model.
         for name, model in (("teacher", teacher), ("INC autotune", qmodel)):
             t0 = time.perf_counter()
             compiled = torch.compile(plain(model))
