@@ -14,8 +14,8 @@ project root, or reads an existing project (``--root``). Then, in one worker pro
   (1 - loss)`` is then ``result >= baseline - budget``). ``eval_fn`` is that primary metric on the
   validation items of formerflow's pruning search (``CompressContext.val_items``: the validation
   split, at most ``compress.<domain>.prune.max_val_items``); static calibration runs on
-  ``--calib-items`` training items (default 256, evenly spread: a cap that keeps INC's calibration of
-  the text encoder to seconds; the whole finance training split is 450 sentences).
+  ``--calib-items`` training items (default 256, evenly spread: a cap that keeps a static trial of the
+  text encoder to seconds; the whole finance training split is 450 sentences).
 * the tuned model, the teacher and the variant formerflow's evaluate chose
   (``reports/<domain>/metrics.json`` ``choice``) are measured in that same process: primary metric
   on the test split (and on the validation items), size on disk, batch-1 latency with
