@@ -14,7 +14,8 @@ project root, or reads an existing project (``--root``). Then, in one worker pro
   (1 - loss)`` is then ``result >= baseline - budget``). ``eval_fn`` is that primary metric on the
   validation items of formerflow's pruning search (``CompressContext.val_items``: the validation
   split, at most ``compress.<domain>.prune.max_val_items``); static calibration runs on
-  ``--calib-items`` training items.
+  ``--calib-items`` training items (default 256, evenly spread: a cap that keeps a static trial of the
+  text encoder to seconds; the whole finance training split is 450 sentences).
 * the tuned model, the teacher and the variant formerflow's evaluate chose
   (``reports/<domain>/metrics.json`` ``choice``) are measured in that same process: primary metric
   on the test split (and on the validation items), size on disk, batch-1 latency with
@@ -24,7 +25,7 @@ project root, or reads an existing project (``--root``). Then, in one worker pro
 One Markdown table; JSON (every trial INC ran) in ``bench/results/external_inc.json``.
 
     .venv/bin/python -m pip install -e '.[bench]'                 # INC is a benchmark dependency only
-    .venv/bin/python bench/external_inc.py                         # finance and netflow, about 8 minutes here
+    .venv/bin/python bench/external_inc.py                         # finance and netflow: stages, then INC
     .venv/bin/python bench/external_inc.py --domain netflow --root .   # an existing project's artifacts
 
 INC's PT2E path returns a graph in "QDQ" form (fake quantization: quantize/dequantize nodes around
@@ -349,7 +350,7 @@ def tune_domain(domain: str, opts: dict[str, Any]) -> dict[str, Any]:
     if opts.get("compile"):
         # INC's advice for its QDQ graph; the teacher is compiled too, so the pair is like for like. Not with
         # Inductor's freezing (the X86 recipe): on torch 2.13 / torchao 0.18 that fails in torchao's qlinear
-        # post-op fusion pass (AssertionError) on these models.
+        # post-op fusion pass (AssertionError) on the netflow model.
         for name, model in (("teacher", teacher), ("INC autotune", qmodel)):
             t0 = time.perf_counter()
             compiled = torch.compile(plain(model))
