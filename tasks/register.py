@@ -354,7 +354,7 @@ def log_model(client, run, domain: str, variant: str, folder: Path) -> str:
     """
     from mlflow.entities import LoggedModelOutput  # lazy: mlflow is slow to import
 
-    lm = client.create_logged_model(run.experiment_id, name=re.sub(r"[^A-Za-z0-9_.-]", "-", f"{domain}-{variant}"),
+    lm = client.create_logged_model(run.experiment_id, name=re.sub(r"[^A-Za-z0-9_-]", "-", f"{domain}-{variant}"),
                                     source_run_id=run.run_id, model_type="formerflow",
                                     tags={"formerflow.domain": domain, "compression.method": variant})
     try:
