@@ -124,10 +124,11 @@ class CompressContext:
             search = val
         return {"train": train, "val": val, "search": search}
 
-    def val_items(self) -> Dataset:
-        """The validation items of the pruning search, at most ``prune.max_val_items`` (evenly spread)."""
+    def val_items(self, cap: int | None = None) -> Dataset:
+        """The validation items of a search (pruning's, low-rank's), at most ``cap`` (default
+        ``prune.max_val_items``), evenly spread."""
         val = self.splits["search"]
-        cap = self.settings.prune.max_val_items
+        cap = self.settings.prune.max_val_items if cap is None else cap
         if len(val) <= cap:
             return val
         return Subset(val, np.linspace(0, len(val) - 1, cap).round().astype(np.int64))

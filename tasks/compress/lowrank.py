@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -269,16 +268,6 @@ def rank_search(model: nn.Module, val: Dataset, task: str, *, fractions: list[fl
 
 
 # ============================================================================ the step
-def _val_items(context: Any, cap: int) -> Dataset:
-    """The compress context's search items (validation split, else a held-out slice of train), at most ``cap``."""
-    from tasks.compress import Subset  # the package imports this module: import at call time
-
-    val = context.splits["search"]
-    if len(val) <= cap:
-        return val
-    return Subset(val, np.linspace(0, len(val) - 1, cap).round().astype(np.int64))
-
-
 def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
     """Search the ranks on validation items (SVD only), factorise, then fine-tune by distillation from the teacher.
 
@@ -291,7 +280,7 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
     training split, which the fine-tuning then also trains on.
     """
     s = context.settings.lowrank
-    val = _val_items(context, s.max_val_items)
+    val = context.val_items(s.max_val_items)
     batch = context.loop.eval_batch_size
     result = rank_search(model, val, context.task, fractions=s.fractions, tolerance=s.tolerance, batch_size=batch)
     record["plan"] = [*record["plan"], *result.plan]
