@@ -31,14 +31,12 @@ help:
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make repro  - dvc repro (the same stages through DVC)"
 
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml tools/install.py
 	@mkdir -p $(TMPDIR)
 	@test -x $(PY) || python3 -m venv .venv
-	@# A current pip resolves and installs the ~200 packages in half the time of the venv's bundled one.
-	$(PY) -m pip install -q -U pip
-	@# --no-compile: pip would byte-compile every installed file (torch, mlflow, prefect, ...), two thirds of
-	@# the install time; Python compiles the modules actually imported on first use instead.
-	$(PY) -m pip install -q --no-compile -e '.[dev]'
+	@# uv with pip's own settings (about 15 s; pip about 2 min), pip where uv fails: tools/install.py. Neither
+	@# byte-compiles; Python compiles the modules actually imported on first use.
+	$(PY) tools/install.py '.[dev]'
 	@touch $@
 
 .dvc/config.local:
@@ -58,7 +56,7 @@ test: setup
 
 # The benchmarks' own dependencies (pyproject's `bench` extra: Intel Neural Compressor), installed here only.
 .venv/.bench-installed: .venv/.installed pyproject.toml
-	$(PY) -m pip install -q --no-compile -e '.[dev,bench]'
+	$(PY) tools/install.py '.[dev,bench]'
 	@touch $@
 
 bench: setup .venv/.bench-installed

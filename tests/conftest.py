@@ -78,6 +78,30 @@ def setup_project(root: Path, mp: pytest.MonkeyPatch, extra: dict | None = None)
     return root
 
 
+
+# One netflow project small enough to run every stage in seconds, for the MLflow/registry tests that need a
+# trained, evaluated model (test_mlflow_records, test_register_integrity, test_register_baseline,
+# test_relocatable_store): the teacher is registered, so champion and candidate are the same folder.
+TINY_NETFLOW = {
+    "ingest": {"netflow": {"synthetic": {"n_flows": 1500}}},
+    "train": {"netflow": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "baselines": ["logreg"],
+                          "baseline_max_rows": 500}},
+    "compress": {"netflow": {"methods": ["int8"], "latency_repeats": 3}},
+    "evaluate": {"netflow": {"latency_repeats": 3, "throughput_batch_size": 16}},
+    "register": {"netflow": {"model": "teacher"}},
+}
+
+
+def enter_copy(src: Path, dst: Path, mp: pytest.MonkeyPatch) -> Path:
+    """Copy the project ``src`` to ``dst`` and enter the copy (its own MLflow store and artifacts)."""
+    shutil.copytree(src, dst)
+    mp.setenv("FORMERFLOW_ROOT", str(dst))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{dst / 'mlflow.db'}")
+    mp.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
+    mp.delenv("FORMERFLOW_MLARTIFACTS", raising=False)
+    mp.chdir(dst)
+    return dst
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A project root in a temp folder: tiny params.yaml, profiles/, own MLflow sqlite + artifacts."""

@@ -31,13 +31,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from tasks.compress import distill
+from tasks.compress import distill, prune
 from tasks.compress.prune import get_module, set_module
 from tasks.loop import Dataset, count_parameters, fit, pick_device, sample_losses
 
@@ -200,22 +201,15 @@ def _called(model: nn.Module, paths: list[str]) -> set[str]:
 
 
 # ============================================================================ the rank search
-@dataclass
-class SearchResult:
-    """What :func:`rank_search` did: the factorised copy, its plan, the losses, every trial."""
+@dataclass(kw_only=True)
+class SearchResult(prune.SearchResult):
+    """What :func:`rank_search` did: pruning's record (copy, plan, losses, trials) plus the rank of every layer."""
 
-    model: nn.Module
-    plan: list[dict[str, Any]]
-    base_loss: float
-    final_loss: float
     candidates: list[str]
     ranks: list[int]
     """Per candidate (model order): the rank kept, 0 where the layer stayed dense."""
-    trials: int
-    seconds: float
     no_saving: int
     """Eligible Linears left out because every rank tried would be at or above their break-even rank."""
-    log: list[dict[str, Any]] = field(default_factory=list)
 
 
 def rank_search(model: nn.Module, val: Dataset, task: str, *, fractions: list[float], tolerance: float = 0.05,
@@ -248,7 +242,9 @@ def rank_search(model: nn.Module, val: Dataset, task: str, *, fractions: list[fl
     kept = dict.fromkeys(paths, 0)
     plan: list[dict[str, Any]] = []
     log: list[dict[str, Any]] = []
-    for path in reversed(paths):
+    # One step per layer: the search is the slow part on the text encoder (36 layers, a forward per trial);
+    # tqdm shows it on a terminal only (disable=None), like the training bar.
+    for path in tqdm(list(reversed(paths)), desc="lowrank search", unit="layer", disable=None, leave=False):
         linear = get_module(work, path)
         bound = break_even(linear)
         svd = weight_svd(linear.weight)  # once per layer, truncated per trial
@@ -263,8 +259,9 @@ def rank_search(model: nn.Module, val: Dataset, task: str, *, fractions: list[fl
                 break
         else:
             set_module(work, path, linear)  # nothing passed: the layer stays dense
-    return SearchResult(work.eval(), plan, base, current, paths, [kept[p] for p in paths], len(log),
-                        time.perf_counter() - t0, len(tries) - len(paths), log)
+    return SearchResult(model=work.eval(), plan=plan, base_loss=base, final_loss=current, trials=len(log),
+                        seconds=time.perf_counter() - t0, log=log, candidates=paths,
+                        ranks=[kept[p] for p in paths], no_saving=len(tries) - len(paths))
 
 
 # ============================================================================ the step

@@ -392,7 +392,7 @@ def joint_finetune(model: nn.Module, teacher: nn.Module, train: Dataset, val: Da
     try:
         loss = joint_loss(copy.deepcopy(teacher), task, granularities, temperature=temperature, alpha=alpha,
                           hidden_weight=hidden_weight)
-        return fit(model, train, val, cfg, task=task, loss_fn=loss, progress=False)
+        return fit(model, train, val, cfg, task=task, loss_fn=loss)  # a bar on a terminal, as every fit
     finally:
         unnest(model)
 

@@ -49,6 +49,7 @@ Field domains add (:class:`FieldDomain`)::
 
 from __future__ import annotations
 
+import abc
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,8 +218,12 @@ class FieldDomain(Domain, Protocol):
 
 
 # ============================================================================ defaults of the optional hooks
-class DomainDefaults:
-    """Defaults of the optional hooks every domain may override (the one place they live)."""
+class DomainDefaults(abc.ABC):
+    """Defaults of the optional hooks every domain may override (the one place they live).
+
+    Abstract: a subclass that forgets :meth:`model_config` (the one hook without a default) fails at
+    construction, naming it, rather than at training time.
+    """
 
     name: str
     kind: ClassVar[Kind]
@@ -227,8 +232,9 @@ class DomainDefaults:
         """What preprocess fitted and recorded: ``data/processed/<domain>/schema.json``."""
         return store.read_json(store.domain_paths(self.name).processed / "schema.json")
 
+    @abc.abstractmethod
     def model_config(self, params: Params, schema: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError  # required: the Protocol's; here only so build_model can call it
+        """The teacher's architecture config from the params and the fitted schema (required)."""
 
     def build_model(self, params: Params, schema: dict[str, Any]) -> nn.Module:
         """The teacher, untrained: ``models.build("<domain>/<arch>", model_config(...))``."""
@@ -244,6 +250,7 @@ class DomainDefaults:
 
     def save_assets(self, folder: Path, schema: dict[str, Any]) -> None:
         """A model folder needs nothing besides its weights and config."""
+        return  # deliberately nothing (an optional hook, not an abstract one)
 
     def input_example(self, loaded: LoadedModel) -> InputExample | None:
         """No example: the registered model is logged without a signature (say which inputs it takes)."""
@@ -262,6 +269,7 @@ class ClassificationDefaults(DomainDefaults):
         return {}
 
     def baseline_features(self, split: Dataset) -> np.ndarray:
+        """The scikit-learn baselines' features; needed only by a domain whose ``fit_baselines`` fits some."""
         raise NotImplementedError(f"domain {self.name!r} fits baselines but has no baseline_features")
 
     def extra_evaluate(self, params: Params, result: dict[str, Any], plots_dir: Path,

@@ -14,17 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import setup_project
+from tests.conftest import TINY_NETFLOW, setup_project
 
 D = "netflow"
-TINY = {
-    "ingest": {D: {"synthetic": {"n_flows": 1500}}},
-    "train": {D: {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "baselines": ["logreg"],
-                  "baseline_max_rows": 500}},
-    "compress": {D: {"methods": ["int8"], "latency_repeats": 3}},
-    "evaluate": {D: {"latency_repeats": 3, "throughput_batch_size": 16}},
-    "register": {D: {"model": "teacher"}},
-}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def made(tmp_path_factory) -> Path:
     from tasks.stages import run_stage
 
     with pytest.MonkeyPatch.context() as mp:
-        root = setup_project(tmp_path_factory.mktemp("made") / "proj", mp, TINY)
+        root = setup_project(tmp_path_factory.mktemp("made") / "proj", mp, TINY_NETFLOW)
         mp.delenv("FORMERFLOW_MLARTIFACTS", raising=False)
         params = load_params()
         for stage in ("ingest", "preprocess", "train", "compress", "evaluate", "register"):

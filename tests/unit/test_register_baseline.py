@@ -9,7 +9,6 @@ reason names the baseline and both values, and is in ``registry.json`` and the v
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,18 +17,11 @@ from mlflow.exceptions import MlflowException
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from tests.conftest import setup_project
+from tests.conftest import TINY_NETFLOW, deep_merge, enter_copy, setup_project
 
 D = "netflow"
 NAME = f"formerflow-{D}"
-TINY = {
-    "ingest": {D: {"synthetic": {"n_flows": 1500}}},
-    "train": {D: {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "baselines": ["logreg"],
-                  "baseline_max_rows": 500}},
-    "compress": {D: {"methods": ["int8"], "latency_repeats": 3}},
-    "evaluate": {D: {"latency_repeats": 3, "throughput_batch_size": 16}},
-    "register": {D: {"model": "teacher", "allow_below_baseline": False}},
-}
+TINY = deep_merge(TINY_NETFLOW, {"register": {D: {"allow_below_baseline": False}}})
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +46,7 @@ def below(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def proj(below, tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "proj"
-    shutil.copytree(below, root)
-    monkeypatch.setenv("FORMERFLOW_ROOT", str(root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    monkeypatch.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
-    monkeypatch.delenv("FORMERFLOW_MLARTIFACTS", raising=False)
-    monkeypatch.chdir(root)
-    return root
+    return enter_copy(below, tmp_path / "proj", monkeypatch)
 
 
 def register(*overrides: str) -> dict:

@@ -26,18 +26,9 @@ import yaml
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from tests.conftest import REPO, setup_project
+from tests.conftest import REPO, TINY_NETFLOW, enter_copy, setup_project
 
 D = "netflow"
-TINY_REG = {
-    "ingest": {D: {"synthetic": {"n_flows": 1500}}},
-    "train": {D: {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "baselines": ["logreg"],
-                  "baseline_max_rows": 500}},
-    "compress": {D: {"methods": ["int8"], "latency_repeats": 3}},
-    "evaluate": {D: {"latency_repeats": 3, "throughput_batch_size": 16}},
-    # The teacher is registered: champion and candidate are then the same folder, scored the same way.
-    "register": {D: {"model": "teacher"}},
-}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def trained(tmp_path_factory) -> Path:
     from tasks.stages import run_stage
 
     with pytest.MonkeyPatch.context() as mp:
-        root = setup_project(tmp_path_factory.mktemp("integrity") / "proj", mp, TINY_REG)
+        root = setup_project(tmp_path_factory.mktemp("integrity") / "proj", mp, TINY_NETFLOW)
         params = load_params()
         for stage in ("ingest", "preprocess", "train", "compress", "evaluate"):
             run_stage(stage, D, params, track=False)
@@ -58,14 +49,7 @@ def trained(tmp_path_factory) -> Path:
 @pytest.fixture
 def proj(trained, tmp_path, monkeypatch) -> Path:
     """A copy of the trained project, entered (its own MLflow store and artifacts)."""
-    root = tmp_path / "proj"
-    shutil.copytree(trained, root)
-    monkeypatch.setenv("FORMERFLOW_ROOT", str(root))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    monkeypatch.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
-    monkeypatch.delenv("FORMERFLOW_MLARTIFACTS", raising=False)
-    monkeypatch.chdir(root)
-    return root
+    return enter_copy(trained, tmp_path / "proj", monkeypatch)
 
 
 def params(*overrides: str):
