@@ -38,6 +38,13 @@ Run it: ``python -m flows.pipeline`` (all domains of ``pipeline.domains``),
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # Run as a program: Prefect's API server boots in its own process while the imports below take their
+    # ~15 s (flows/_boot.py); main() waits for it before the flow starts.
+    from flows import _boot
+
+    _boot.start()
+
 import argparse
 import contextlib
 import functools
@@ -378,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"formerflow: {exc}", file=sys.stderr)
         return LOCKED_EXIT
     _finished.clear()
+    if __name__ == "__main__":
+        _boot.wait()
     try:
         results = pipeline(domains=args.domain, profiles=args.profile, overrides=args.overrides,
                            refresh_cache=args.refresh_cache)
