@@ -141,16 +141,22 @@ def ranks_to_try(linear: nn.Linear, fractions: list[float]) -> list[int]:
 def apply_op(model: nn.Module, op: dict[str, Any]) -> None:
     """One recorded factorisation ``{"op": "lowrank", "path": <dotted Linear path>, "rank": r}``, in place.
 
-    The new factors hold the truncated SVD of whatever weights the Linear holds: the trained ones during the
-    search, a fresh init when a plan is replayed on a model built from its config (whose weights are then
-    overwritten by the saved factors).
+    Replaying a plan builds the layout only: the factors get a plain Linear init, since a plan is replayed
+    on a model built from its config whose weights the saved factors then overwrite (an SVD of the fresh
+    init here cost about a second per layer at BERT-base size and was thrown away). The search factorises
+    trained layers with :meth:`LowRankLinear.from_linear`.
     """
     if op.get("op") != "lowrank":
         raise ValueError(f"not a low-rank op: {op!r}")
     linear = get_module(model, op["path"])
     if type(linear) is not nn.Linear:
         raise ValueError(f"{op['path']} is a {type(linear).__name__}, not an nn.Linear: cannot factorise it")
-    set_module(model, op["path"], LowRankLinear.from_linear(linear, int(op["rank"])))
+    rank = int(op["rank"])
+    if not 1 <= rank <= min(linear.in_features, linear.out_features):
+        raise ValueError(f"{op['path']}: rank {rank} outside [1, {min(linear.in_features, linear.out_features)}]")
+    layer = LowRankLinear(linear.in_features, linear.out_features, rank, bias=linear.bias is not None)
+    set_module(model, op["path"], layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
+               .train(linear.training))
 
 
 # ============================================================================ which layers

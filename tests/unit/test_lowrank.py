@@ -15,6 +15,7 @@ from torch import nn
 import models
 from models.base import BlockSpec
 from tasks.compress import CompressContext, load_any, lowrank, quantize, quantize_eager, save_variant
+from tasks.compress.prune import set_module
 from tasks.loop import count_parameters
 from tests.unit.test_prune import CASES
 
@@ -48,8 +49,23 @@ def factorise_all(model: nn.Module, fraction: float | None) -> tuple[nn.Module, 
         linear = out.get_submodule(path)
         rank = min(linear.weight.shape) if fraction is None else lowrank.rank_for(linear, fraction)
         plan.append({"op": "lowrank", "path": path, "rank": rank})
-        lowrank.apply_op(out, plan[-1])
+        set_module(out, path, lowrank.LowRankLinear.from_linear(linear, rank))  # the search's SVD init
     return out, plan
+
+
+def test_replaying_a_plan_builds_the_layout_without_an_svd():
+    """apply_op (what load replays before the saved factors overwrite the weights) makes the factor shapes
+    of the plan, and does not factorise the weights it finds: a replayed layer is not the SVD of its input."""
+    linear = nn.Linear(48, 32)
+    model = nn.Sequential(linear)
+    lowrank.apply_op(model, {"op": "lowrank", "path": "0", "rank": 5})
+    layer = model[0]
+    assert isinstance(layer, lowrank.LowRankLinear)
+    assert (layer.first.weight.shape, layer.second.weight.shape) == ((5, 48), (32, 5))
+    svd = lowrank.LowRankLinear.from_linear(linear, 5)
+    assert not torch.allclose(layer.first.weight, svd.first.weight)
+    with pytest.raises(ValueError, match="rank 40 outside"):
+        lowrank.apply_op(nn.Sequential(nn.Linear(48, 32)), {"op": "lowrank", "path": "0", "rank": 40})
 
 
 def variant_record(model: nn.Module, key: str, plan: list[dict], chain: list[str], quant: str | None) -> dict:
