@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -72,6 +74,7 @@ def generate(
     seed: int = 0,
     progress: bool | None = None,
     threads: int | None = 1,
+    workers: int | None = None,
 ) -> dict:
     """Simulate, filter and coarsen turbulent trajectories and write them as one HDF5 file.
 
@@ -119,6 +122,8 @@ def generate(
         progress: tqdm bar over the intervals (``None``: only on a terminal).
         threads: Torch intra-op threads while simulating (restored afterwards; see
             :func:`torch_threads`); ``None`` keeps the current setting.
+        workers: Trajectories simulated at once, each in its own Python thread (``None``: one per
+            core, at most two; the arrays do not depend on it).
 
     Returns:
         A manifest: ``path``, ``shape``, ``layout``, ``attrs``, ``energy`` (mean fine-grid
@@ -146,21 +151,26 @@ def generate(
     bar = tqdm(
         total=n_trajectories, desc="trajectories", disable=(None if progress is None else not progress)
     )
-    with torch_threads(threads):
-        for i in range(n_trajectories):
-            run = solver.run(
-                solver.random_initial([seed, i]),
-                n_snapshots=n_snapshots,
-                dt_snapshot=dt_snapshot,
-                spinup=spinup,
-                progress=progress,
-            )
-            # Filter in float64 whatever the solver's precision: the filter is not what float32 is for.
-            filt = spectral_filter(
-                run.velocity.double(), filter_kind, filter_width, n_coarse=coarse_n, ndim=dim
-            )
-            coarse = coarsen(filt, coarse_n, ndim=dim)  # (S, C, nc, nc[, nc])
-            velocity[i] = coarse.movedim(1, -1).numpy().astype(np.float32)  # (S, nc, nc[, nc], C)
+    def simulate(i: int):
+        run = solver.run(
+            solver.random_initial([seed, i]),
+            n_snapshots=n_snapshots,
+            dt_snapshot=dt_snapshot,
+            spinup=spinup,
+            progress=progress if workers == 1 else False,  # one bar per trajectory only when sequential
+        )
+        # Filter in float64 whatever the solver's precision: the filter is not what float32 is for.
+        filt = spectral_filter(run.velocity.double(), filter_kind, filter_width, n_coarse=coarse_n, ndim=dim)
+        coarse = coarsen(filt, coarse_n, ndim=dim)  # (S, C, nc, nc[, nc])
+        return run, coarse.movedim(1, -1).numpy().astype(np.float32)  # (S, nc, nc[, nc], C)
+
+    # Trajectories are independent (own seed, own adaptive steps) and each runs on one intra-op thread, so
+    # ``workers`` Python threads simulate them side by side on as many cores with the same arrays as one
+    # after the other (torch's kernels release the GIL); the results are gathered in trajectory order.
+    workers = max(1, min(workers or min(2, os.cpu_count() or 1), n_trajectories))
+    with torch_threads(threads), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="solver") as pool:
+        for i, (run, coarse) in enumerate(pool.map(simulate, range(n_trajectories))):
+            velocity[i] = coarse
             energies.append(float(run.energy.mean()))
             dts += run.dts
             steps += run.n_steps
