@@ -322,8 +322,8 @@ def test_generate_writes_the_documented_file(tmp_path):
 
 
 def test_generate_is_deterministic_and_trajectories_are_independent(tmp_path):
-    a = generate(tmp_path / "a.h5", seed=5, **TINY)
-    b = generate(tmp_path / "b.h5", seed=5, **TINY)
+    a = generate(tmp_path / "a.h5", seed=5, workers=2, **TINY)  # two trajectories side by side
+    b = generate(tmp_path / "b.h5", seed=5, workers=1, **TINY)  # one after the other
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
     one = generate(tmp_path / "one.h5", seed=5, **(TINY | {"n_trajectories": 1}))
     other = generate(tmp_path / "c.h5", seed=6, **TINY)
