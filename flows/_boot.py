@@ -23,11 +23,11 @@ _server: Any = None  # Prefect's SubprocessASGIServer, once this module launched
 
 def _boot() -> None:
     try:
-        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+        from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED  # lazy: boot thread
 
         if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
             return  # a configured server, or no ephemeral one: nothing to boot
-        from prefect.server.api.server import SubprocessASGIServer
+        from prefect.server.api.server import SubprocessASGIServer  # lazy: only when booting
 
         global _server
         _server = SubprocessASGIServer()
