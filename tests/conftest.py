@@ -71,13 +71,17 @@ def setup_project(root: Path, mp: pytest.MonkeyPatch, extra: dict | None = None)
     root.mkdir(parents=True, exist_ok=True)
     write_params(root, extra)
     shutil.copytree(REPO / "profiles", root / "profiles")
+    mp.delenv("FORMERFLOW_PROFILE", raising=False)
+    return enter(root, mp)
+
+
+def enter(root: Path, mp: pytest.MonkeyPatch) -> Path:
+    """Work in the project ``root``: its folder, its MLflow sqlite store, no parent run of another project."""
     mp.setenv("FORMERFLOW_ROOT", str(root))
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    mp.delenv("FORMERFLOW_PROFILE", raising=False)
     mp.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
     mp.chdir(root)
     return root
-
 
 
 # One netflow project small enough to run every stage in seconds, for the MLflow/registry tests that need a
@@ -96,12 +100,9 @@ TINY_NETFLOW = {
 def enter_copy(src: Path, dst: Path, mp: pytest.MonkeyPatch) -> Path:
     """Copy the project ``src`` to ``dst`` and enter the copy (its own MLflow store and artifacts)."""
     shutil.copytree(src, dst)
-    mp.setenv("FORMERFLOW_ROOT", str(dst))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{dst / 'mlflow.db'}")
-    mp.delenv("FORMERFLOW_PARENT_RUN_ID", raising=False)
-    mp.delenv("FORMERFLOW_MLARTIFACTS", raising=False)
-    mp.chdir(dst)
-    return dst
+    mp.delenv("FORMERFLOW_MLARTIFACTS", raising=False)  # the copy's artifacts live in the copy
+    return enter(dst, mp)
+
 
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:

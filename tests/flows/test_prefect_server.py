@@ -34,6 +34,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server or worker process, killing it if it does not exit in 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def prefect(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 180) -> str:
     """Run the ``prefect`` CLI; fail with its output when it fails."""
     proc = subprocess.run([PREFECT, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
@@ -76,11 +86,7 @@ def server(tmp_path_factory):
         prefect(["--no-prompt", "deploy", "--all"], env, root)
         yield root, env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 
@@ -122,18 +128,16 @@ asyncio.run(main())
 
 def test_a_worker_runs_a_domain_deployment_to_completion(server):
     root, env = server
+    log = open(root / "worker.log", "w")  # noqa: SIM115 - closed below; a file, so a chatty run never blocks a pipe
     worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "formerflow", "--type", "process"],
-                              env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              env=env, cwd=root, stdout=log, stderr=subprocess.STDOUT)
     try:
         out = prefect(["deployment", "run", "formerflow-domain/netflow", "--watch", "--watch-timeout", "420"],
                       env, root, timeout=480)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    assert "Completed" in out, out[-3000:]
+        stop(worker)
+        log.close()
+    assert "Completed" in out, out[-3000:] + (root / "worker.log").read_text()[-3000:]
     # The run wrote the tiny project's outputs and registered the model in its MLflow store.
     assert (root / "reports" / "netflow" / "registry.json").exists()
     assert (root / "artifacts" / "netflow" / "teacher" / "model.safetensors").exists()
