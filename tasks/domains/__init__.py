@@ -264,13 +264,24 @@ class ClassificationDefaults(DomainDefaults):
     score_per_input_row: bool = True
     score_input_expands_itself: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The two baseline hooks come as a pair: a domain that fits baselines must say what they read, checked
+        # when the domain class is defined rather than when its first baseline is scored.
+        super().__init_subclass__(**kwargs)
+        if (cls.fit_baselines is not ClassificationDefaults.fit_baselines
+                and cls.baseline_features is ClassificationDefaults.baseline_features):
+            raise TypeError(f"{cls.__name__} overrides fit_baselines but not baseline_features: the fitted "
+                            "baselines need the features they read (one row per item of a split)")
+
     def fit_baselines(self, params: Params, train: Dataset) -> dict[str, Any]:
         """No scikit-learn baselines."""
         return {}
 
     def baseline_features(self, split: Dataset) -> np.ndarray:
-        """The scikit-learn baselines' features; needed only by a domain whose ``fit_baselines`` fits some."""
-        raise NotImplementedError(f"domain {self.name!r} fits baselines but has no baseline_features")
+        """No baselines, no features: ``(len(split), 0)`` (a domain that fits baselines overrides this)."""
+        import numpy as np  # lazy: this module stays import-light (params loading imports it)
+
+        return np.empty((len(split), 0), dtype=np.float32)
 
     def extra_evaluate(self, params: Params, result: dict[str, Any], plots_dir: Path,
                        scores: dict[str, tuple[np.ndarray, np.ndarray]],

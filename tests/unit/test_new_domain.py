@@ -223,3 +223,25 @@ def test_a_fifth_domain_needs_only_its_package_a_model_and_params(tmp_path):
                              capture_output=True, text=True, timeout=300)
     assert {f"{s}@toy" for s in ("ingest", "preprocess", "train", "compress", "evaluate", "register")} <= set(
         dvc.stdout.split()), dvc.stdout + dvc.stderr
+
+
+def test_baseline_hooks_come_as_a_pair():
+    """A domain that fits baselines but forgets their features fails where it is defined, naming itself;
+    one without baselines gets an empty feature matrix."""
+    import numpy as np
+
+    from tasks.domains import ClassificationDefaults
+
+    with pytest.raises(TypeError, match="HalfDomain overrides fit_baselines but not baseline_features"):
+        class HalfDomain(ClassificationDefaults):  # noqa: F841 - defining it is the test
+            def fit_baselines(self, params, train):
+                return {"b": object()}
+
+    class Plain(ClassificationDefaults):
+        name = "plain"
+
+        def model_config(self, params, schema):
+            return {}
+
+    feats = Plain().baseline_features(np.zeros((5, 3)))
+    assert feats.shape == (5, 0)
