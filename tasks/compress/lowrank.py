@@ -91,20 +91,29 @@ class LowRankLinear(nn.Module):
             rank: ``r``, from 1 to ``min(in, out)``.
             svd: ``weight_svd(linear.weight)`` when already computed (the search tries several ranks per layer).
         """
-        w = linear.weight
-        if not 1 <= rank <= min(w.shape):
-            raise ValueError(f"rank must lie in [1, {min(w.shape)}] for a {w.shape[1]} -> {w.shape[0]} Linear, "
-                             f"got {rank}")
-        u, s, vh = svd if svd is not None else weight_svd(w)
-        layer = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None)
-        layer.to(device=w.device, dtype=w.dtype)
+        layer = cls.shaped_like(linear, rank)
+        u, s, vh = svd if svd is not None else weight_svd(linear.weight)
         with torch.no_grad():
             # W = U S Vh, i.e. W^T = Vh^T S U^T: models.md's (U S)^T is S Vh here, its V is U.
             layer.first.weight.copy_(s[:rank, None] * vh[:rank])  # (r, in)
             layer.second.weight.copy_(u[:, :rank])  # (out, r)
             if linear.bias is not None:
                 layer.second.bias.copy_(linear.bias)
-        return layer.train(linear.training)
+        return layer
+
+    @classmethod
+    def shaped_like(cls, linear: nn.Linear, rank: int) -> LowRankLinear:
+        """Factors of rank ``rank`` for ``linear`` (its widths, bias, device, dtype and mode), plainly initialised.
+
+        Raises:
+            ValueError: ``rank`` outside ``[1, min(in, out)]``.
+        """
+        w = linear.weight
+        if not 1 <= rank <= min(w.shape):
+            raise ValueError(f"rank must lie in [1, {min(w.shape)}] for a {w.shape[1]} -> {w.shape[0]} Linear, "
+                             f"got {rank}")
+        layer = cls(linear.in_features, linear.out_features, rank, bias=linear.bias is not None)
+        return layer.to(device=w.device, dtype=w.dtype).train(linear.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.second(self.first(x))  # (..., in) -> (..., r) -> (..., out)
@@ -151,12 +160,11 @@ def apply_op(model: nn.Module, op: dict[str, Any]) -> None:
     linear = get_module(model, op["path"])
     if type(linear) is not nn.Linear:
         raise ValueError(f"{op['path']} is a {type(linear).__name__}, not an nn.Linear: cannot factorise it")
-    rank = int(op["rank"])
-    if not 1 <= rank <= min(linear.in_features, linear.out_features):
-        raise ValueError(f"{op['path']}: rank {rank} outside [1, {min(linear.in_features, linear.out_features)}]")
-    layer = LowRankLinear(linear.in_features, linear.out_features, rank, bias=linear.bias is not None)
-    set_module(model, op["path"], layer.to(device=linear.weight.device, dtype=linear.weight.dtype)
-               .train(linear.training))
+    try:
+        layer = LowRankLinear.shaped_like(linear, int(op["rank"]))
+    except ValueError as exc:
+        raise ValueError(f"{op['path']}: {exc}") from None
+    set_module(model, op["path"], layer)
 
 
 # ============================================================================ which layers
