@@ -50,7 +50,10 @@ def dvc_repo(tmp_path, monkeypatch) -> Path:
 
 def _dvc(root: Path, *args: str) -> str:
     dvc = str(Path(sys.executable).with_name("dvc"))
-    proc = subprocess.run([dvc, *args], cwd=root, capture_output=True, text=True, timeout=600)
+    # A hang guard, not a speed target: `dvc repro` runs 24 stages, each a new process importing torch, MLflow
+    # and Prefect, while the other xdist worker runs its own end-to-end tests (the Prefect server and worker
+    # among them); on a clean clone it once took over 600 s that way.
+    proc = subprocess.run([dvc, *args], cwd=root, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
 
