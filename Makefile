@@ -51,7 +51,12 @@ setup: .venv/.installed .dvc/config.local
 run: setup
 	$(PY) -m flows.pipeline
 
-test: setup
+# The scale-out extra (Dask, Optuna, PostgreSQL driver, S3: pyproject's `scale`): the tests start those engines.
+.venv/.scale-installed: .venv/.installed pyproject.toml
+	$(PY) tools/install.py '.[dev,scale]'
+	@touch $@
+
+test: setup .venv/.scale-installed
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
 # The benchmarks' own dependencies (pyproject's `bench` extra: Intel Neural Compressor), installed here only.
