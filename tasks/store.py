@@ -508,7 +508,17 @@ def expand_urls(url: str) -> list[str]:
 
     Raises:
         FileNotFoundError: Nothing matches (the message names the pattern, redacted).
+        PermissionError: The store refused the credentials (:func:`access_refused`).
+        ValueError: Credentials written into an object-store URL (:func:`check_url_credentials`).
     """
+    check_url_credentials(url)
+    try:
+        return _expand_urls(url)
+    except PermissionError as exc:
+        raise access_refused(url, exc) from None
+
+
+def _expand_urls(url: str) -> list[str]:
     import fsspec  # lazy: fsspec loads its filesystem registry; most stages never fetch
     from fsspec.core import url_to_fs  # lazy: see above
 
@@ -556,11 +566,14 @@ def fetch_to_cache(url: str | Path, cache: str | Path, *, name: str | None = Non
 
     Raises:
         FileNotFoundError: No such file (named).
+        PermissionError: The store refused the credentials (:func:`access_refused`).
+        ValueError: Credentials written into an object-store URL (:func:`check_url_credentials`).
         OSError: The transfer failed after ``retries`` retries (names the URL and the cause).
     """
     import fsspec  # lazy: fsspec pulls in its registry of filesystems; most stages never fetch
 
     url = str(url)
+    check_url_credentials(url)
     base = Path(url.split("::")[-1].split("?")[0].rstrip("/")).name or "source"
     unzip = gunzip and base.endswith(".gz")
     if not is_remote(url) and not unzip:
@@ -577,12 +590,15 @@ def fetch_to_cache(url: str | Path, cache: str | Path, *, name: str | None = Non
 
     def fetch() -> Path:
         fs, _, paths = fsspec.get_fs_token_paths(url)
-        with atomic_path(out) as tmp:
-            if not unzip and fs.isdir(paths[0]):
-                fs.get(paths[0].rstrip("/") + "/", str(tmp), recursive=True)
-            else:
-                with fs.open(paths[0], "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(gzip.GzipFile(fileobj=src) if unzip else src, dst, length=1 << 22)
+        try:
+            with atomic_path(out) as tmp:
+                if not unzip and fs.isdir(paths[0]):
+                    fs.get(paths[0].rstrip("/") + "/", str(tmp), recursive=True)
+                else:
+                    with fs.open(paths[0], "rb") as src, open(tmp, "wb") as dst:
+                        shutil.copyfileobj(gzip.GzipFile(fileobj=src) if unzip else src, dst, length=1 << 22)
+        except PermissionError as exc:
+            raise access_refused(url, exc) from None
         return out
 
     return retry(fetch, retries=retries, delay_s=delay_s, what=f"reading {redact_url(url)}")
@@ -641,6 +657,15 @@ _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _URL_PARTS = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#]*)(?P<path>[^?#]*)")
 
 
+# Object stores whose URLs carry no user-info (a bucket name holds neither ``@`` nor ``:``): credentials
+# written there would be a secret in params.yaml, in dvc.lock, in MLflow or in a shell's history. Not
+# abfs/az, whose ``container@account`` is no credential. The values say where the credentials come from.
+_AWS_ENV = ("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or the machine's role); "
+            "AWS_ENDPOINT_URL for an S3-compatible store")
+_GCP_ENV = "GOOGLE_APPLICATION_CREDENTIALS (or the machine's service account)"
+_ENV_CREDENTIALS = {"s3": _AWS_ENV, "s3a": _AWS_ENV, "gs": _GCP_ENV, "gcs": _GCP_ENV}
+
+
 def redact_url(url: str) -> str:
     """``url`` as it may be logged or written down: without user-info, query string and fragment.
 
@@ -648,6 +673,8 @@ def redact_url(url: str) -> str:
     password, a token or a presigned signature never reaches MLflow, a manifest, dvc-tracked
     data or a log. Chained fsspec URLs (``zip://x::https://...``) are redacted part by part. A
     plain path (no ``scheme://``) is returned as it is: a ``?`` there is a glob character.
+    ``s3://KEY:SECRET@bucket/a.csv`` becomes ``s3://bucket/a.csv`` also when the secret holds
+    a ``/`` (AWS secrets do), which would otherwise end the host part early.
     """
     parts = []
     for part in str(url).split("::"):
@@ -655,9 +682,58 @@ def redact_url(url: str) -> str:
         if m is None:
             parts.append(part)
             continue
+        if _object_store_userinfo(m):
+            # s3://KEY:SECRET@bucket/...: an AWS secret may hold "/", which ends the authority early
+            # (a bucket name holds neither ":" nor "@", and the secret no "@": drop all up to the first "@")
+            part = m["scheme"] + part[len(m["scheme"]):].split("@", 1)[1]
+            m = _URL_PARTS.match(part)
         host = m["authority"].rsplit("@", 1)[-1]  # user:password@host -> host
         parts.append(f"{m['scheme']}{host}{m['path']}")
     return "::".join(parts)
+
+
+def _object_store_userinfo(m: re.Match) -> bool:
+    """True when the matched URL part is an object-store URL (s3, gs) with user-info in it."""
+    if m["scheme"][:-3].lower() not in _ENV_CREDENTIALS:
+        return False
+    return "@" in m["authority"] or (":" in m["authority"] and "@" in m.string[len(m["scheme"]):])
+
+
+def _scheme(url: str) -> str:
+    m = _URL_PARTS.match(str(url).split("::")[-1])
+    return m["scheme"][:-3].lower() if m else ""
+
+
+def check_url_credentials(url: str) -> None:
+    """Refuse credentials written into an object-store URL (``s3://KEY:SECRET@bucket/...``).
+
+    Credentials of S3 and GCS come from the environment only (or the tools' own profile
+    files), never from params: a URL is written into params.yaml, dvc.lock, MLflow and
+    shell histories. An HTTP URL's ``user:password@`` is left to :func:`redact_url`.
+
+    Raises:
+        ValueError: Names the URL without its user-info and where the credentials belong.
+    """
+    for part in str(url).split("::"):
+        m = _URL_PARTS.match(part)
+        if m is not None and _object_store_userinfo(m):
+            scheme = m["scheme"][:-3].lower()
+            raise ValueError(f"{redact_url(part)}: credentials written into the URL are refused (a URL is "
+                             f"written into params, dvc.lock and MLflow); {scheme}:// reads them from the "
+                             f"environment: {_ENV_CREDENTIALS[scheme]}")
+
+
+def access_refused(url: str, exc: BaseException) -> PermissionError:
+    """A :class:`PermissionError` for ``url`` that the store refused, saying where credentials come from.
+
+    s3fs reports refused credentials (a wrong key, a bad signature, no policy) as a bare
+    ``PermissionError('Forbidden')`` that names no object; this names the URL (redacted)
+    and the environment variables read, never their values.
+    """
+    scheme = _scheme(url)
+    where = (f"; credentials for {scheme}:// come from the environment: {_ENV_CREDENTIALS[scheme]}"
+             if scheme in _ENV_CREDENTIALS else "")
+    return PermissionError(redact(f"{redact_url(url)}: access refused ({_root_cause(exc)}){where}"))
 
 
 def _redact_match(m: re.Match) -> str:
