@@ -4,8 +4,12 @@ The fluent ``mlflow.start_run`` API keeps the active run in thread-local state,
 which is unsafe across Prefect's worker threads; every call here names its run.
 
 Defaults: tracking store ``sqlite:///<project>/mlflow.db`` and artifacts in
-``<project>/mlartifacts``. ``MLFLOW_TRACKING_URI`` points everything at a
-server instead, with no code change.
+``<project>/mlartifacts`` (``FORMERFLOW_MLARTIFACTS`` moves them). ``MLFLOW_TRACKING_URI`` points everything
+at a server instead, with no code change: with ``http://<host>:<port>`` (``tools/mlflow_server.py``: PostgreSQL
+behind ``mlflow server --serve-artifacts``) the server places every artifact (``mlflow-artifacts:/`` locations,
+stored where its ``--artifacts-destination`` says, an S3 bucket for instance) and this process reads and writes
+them over HTTP; it needs no database driver and no object-store credentials. A database URI without a server
+(``postgresql+psycopg://...``) keeps the artifacts in ``<project>/mlartifacts`` like the sqlite default.
 
 The local store moves with the project: MLflow records absolute artifact locations (it
 resolves a relative one when it stores it), so when this project's ``mlflow.db`` was copied
@@ -191,16 +195,31 @@ def relocate_store() -> dict[str, int]:
     return moved
 
 
+def server_store(uri: str | None = None) -> bool:
+    """Whether the tracking URI (default :func:`tracking_uri`) is a tracking server, which places artifacts itself.
+
+    An ``http(s)://`` server (``mlflow server``, ``tools/mlflow_server.py``) or a Databricks workspace decides
+    where a new experiment's artifacts go (``mlflow-artifacts:/<id>`` when it serves them), and clients
+    read and write them through it. Any other store is a database the client opens itself (sqlite, or
+    ``postgresql+psycopg://...`` without a server), whose artifacts the client writes where the experiment says.
+    """
+    scheme = urllib.parse.urlparse(uri or tracking_uri()).scheme.lower()
+    return scheme in ("http", "https") or scheme.startswith("databricks")
+
+
 def experiment_id(domain: str) -> str:
-    """Get or create the domain's experiment, with artifacts under :func:`artifact_root` for local stores."""
+    """Get or create the domain's experiment.
+
+    For a store the client writes itself (sqlite, a database URI), its artifacts go to
+    ``<artifact_root>/<domain>`` (MLflow's own default would be ``./mlruns`` in whatever folder the process
+    runs in); a tracking server (:func:`server_store`) chooses their location.
+    """
     c = client()
     name = experiment_name(domain)
     exp = c.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = None
-    if tracking_uri().startswith(("sqlite:", "file:")) or "://" not in tracking_uri():
-        location = (artifact_root() / domain).resolve().as_uri()
+    location = None if server_store() else (artifact_root() / domain).resolve().as_uri()
     try:
         return c.create_experiment(name, artifact_location=location)
     except Exception:  # created concurrently by another stage
