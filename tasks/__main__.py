@@ -7,6 +7,7 @@ Examples::
     python -m tasks train netflow --set train.netflow.epochs=2
     python -m tasks score netflow --input new_flows.csv --output preds.parquet
     python -m tasks params --profile paper          # print the merged, validated params
+    torchrun --standalone --nproc_per_node 2 -m tasks train netflow   # data-parallel (DDP) training
     formerflow lineage netflow                      # champion -> run -> params -> data -> source -> git
     formerflow lineage netflow@candidate            # or netflow/3: a version by number
     formerflow status                               # per domain: stale DVC stages, champion, candidate
@@ -14,6 +15,10 @@ Examples::
 Under ``dvc repro`` (``$DVC_STAGE`` set) a stage refuses to run with params that are not
 params.yaml's (``$FORMERFLOW_PROFILE``): dvc.lock would record params.yaml's values for outputs
 that other params produced.
+
+Under ``torchrun`` (``$WORLD_SIZE`` > 1) ``train`` trains data-parallel, one process group for the
+stage (:mod:`tasks.distributed`; rank 0 alone writes and prints); ``--distributed`` insists on it
+and refuses to train in one process. The other stages and commands refuse to run under torchrun.
 
 Exit status: 0 done, 2 a bad stage, domain or param, 1 a stage that failed with a clear error,
 including a stage refused because another stage of its domain holds the domain's lock (the
@@ -32,7 +37,7 @@ import sys
 
 import yaml
 
-from tasks import domains, store
+from tasks import distributed, domains, store
 from tasks.domains import UnknownDomainError
 from tasks.params_base import STAGES
 from tasks.stages import UnknownStageError, run_stage, stage_function
@@ -54,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override one param, e.g. --set train.netflow.epochs=2 (repeatable)")
     ap.add_argument("--no-track", action="store_true", help="do not log to MLflow (register always logs)")
+    ap.add_argument("--distributed", action="store_true",
+                    help="train: data-parallel over torchrun's processes; refused when torchrun did not start "
+                         "this one (under torchrun train is data-parallel with or without it)")
     ap.add_argument("--input", help="score: file, glob or fsspec URL of records to score")
     ap.add_argument("--output", help="score: Parquet file to write")
     ap.add_argument("--model-uri", help="score: MLflow model URI (default models:/formerflow-<domain>@champion)")
@@ -74,6 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     domain = (args.domain or "").split("@")[0].split("/")[0] if args.stage == "lineage" else args.domain
     if (args.stage not in ("params", "status") or domain is not None) and domain not in DOMAINS:
         print(f"error: unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
+        return 2
+    try:
+        launched = distributed.is_launched()
+        if args.distributed and args.stage != "train":
+            raise distributed.DistributedError(f"--distributed is a train option, not {args.stage}'s")
+        if launched and args.stage != "train":
+            # Every rank would run it: N copies of one stage fighting over its outputs.
+            raise distributed.DistributedError(f"{args.stage} does not run under torchrun; only train does "
+                                               "(data-parallel): run it as a plain command")
+        if args.distributed:
+            distributed.require_launch(f"train {args.domain} --distributed")
+    except distributed.DistributedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         params = load_params(args.params, args.profile, args.overrides)
@@ -99,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             score = stage_function("score", args.domain)  # loaded by name, like every stage (tasks.stages)
             manifest = score(args.domain, params, args.input, args.output, args.model_uri, width=args.width)
+        elif launched:
+            # One process group for the stage, left also when it fails (tasks.distributed.session).
+            with distributed.session(params.section("train", args.domain).device):
+                manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
+                if not distributed.is_main():
+                    return 0  # rank 0 prints the stage's summary
         else:
             manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
     except (ParamsError, UnknownStageError, UnknownDomainError) as exc:

@@ -22,6 +22,16 @@ lowest validation relative L2.
 Deliberate difference from the FlowTransformer reference: its early stopping
 watches the *training batch loss*; ours watches validation balanced accuracy
 (falling back to training loss when there is no validation split).
+
+Data-parallel (``fit(..., distributed=True)`` inside :func:`tasks.distributed.session`, under
+``torchrun``): every rank draws the same global batches a single process draws and trains on its
+strided shard of each (:func:`tasks.distributed.shard`), the model wrapped in
+``DistributedDataParallel``, which averages the gradients; the loss of a shard is weighted by its
+share of the batch, so the averaged gradient is the gradient of the whole batch's mean loss, as in
+one process. Rank 0 alone validates, writes checkpoints and calls ``on_epoch``; it broadcasts the
+epoch's metrics, and every rank takes the same best-epoch / early-stopping decision from them, so
+all stop together. The result: the single process's run up to float rounding (dropout aside: each
+rank draws its own masks).
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from tqdm.auto import tqdm
 
 import models
+from tasks import distributed as dist
 from tasks import store
 from tasks.params_base import RegressionTrain, TrainLoopParams
 
@@ -228,6 +239,7 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
     loss_fn: Callable[[Any, tuple, Any], Any] | None = None,
+    distributed: bool = False,
 ) -> FitResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
@@ -244,11 +256,29 @@ def fit(
         progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY).
         loss_fn: ``(model, inputs, targets) -> loss`` replacing the task's training loss (distillation
             against a teacher); validation and the best epoch still use the task's metric.
+        distributed: Train data-parallel over the process group of :func:`tasks.distributed.session`
+            (every rank calls ``fit`` with the same arguments); False (the default) trains in this process
+            alone, also on rank 0 of a group (a domain's extra fits there).
 
     Returns:
-        What happened: best epoch and metric, history, whether it stopped early or resumed.
+        What happened: best epoch and metric, history, whether it stopped early or resumed (the same on
+        every rank; the model holds the same weights on every rank).
+
+    Raises:
+        ValueError: ``distributed`` with a batch smaller than the number of processes.
+        tasks.distributed.DistributedError: ``distributed`` outside a process group.
     """
-    device = pick_device(cfg.device)
+    ddp = distributed and dist.active()
+    if distributed and not ddp:
+        dist.require_launch("fit(distributed=True)")
+        raise dist.DistributedError("fit(distributed=True) outside tasks.distributed.session(): no process group")
+    # A plain fit is a single process's, also on rank 0 of a group (a domain's extra fits run there alone).
+    rank, world = (dist.rank(), dist.world_size()) if ddp else (0, 1)
+    if ddp and cfg.batch_size < world:
+        raise ValueError(f"train batch_size {cfg.batch_size} is smaller than the {world} processes: "
+                         "every rank needs a part of each batch")
+    main = rank == 0  # the only rank that writes, logs and validates
+    device = dist.device(cfg.device) if ddp else pick_device(cfg.device)
     seed_everything(cfg.seed)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -266,29 +296,42 @@ def fit(
     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     resumed_from = None
     ckpt = checkpoint_dir / "last.pt" if checkpoint_dir else None
-    if ckpt is not None and cfg.resume and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    # Rank 0 reads the checkpoint and sends it: the other ranks may run on machines without its folder.
+    saved = (torch.load(ckpt, map_location="cpu", weights_only=True)
+             if main and ckpt is not None and cfg.resume and ckpt.exists() else None)
+    if ddp:
+        saved = dist.broadcast(saved)
+    if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         best_state = saved["best_model"]
         state = {k: saved.get(k, state[k]) for k in state}  # best_loss is absent from older checkpoints
         state["history"] = [dict(h) for h in saved["history"]]
         resumed_from = int(state["epoch"])
+    net = model
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel  # lazy: a single process never needs it
+
+        # Built after the resume: DDP starts every rank from rank 0's weights.
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda")
+                                      else None)
     t_start = time.perf_counter()
     stopped = state["bad_epochs"] >= cfg.patience
     bar = tqdm(total=cfg.epochs * steps, initial=state["epoch"] * steps, desc="train", unit="step",
-               disable=None if progress else True, mininterval=1.0, leave=False)
+               disable=None if progress and main else True, mininterval=1.0, leave=False)
     try:
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             if stopped:
                 break
             # Per-epoch generators derived from (seed, epoch): a resumed run draws the same batches.
             rng = np.random.default_rng([cfg.seed, epoch])
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            # Each rank its own dropout masks (rank 0's stream is the single process's).
+            torch.manual_seed(cfg.seed * 100_003 + epoch + rank * 1_000_003)
             batches = (balanced_batches(train.labels, cfg.batch_size, steps, rng) if cfg.balanced_batches
                        else shuffled_batches(len(train), cfg.batch_size, steps, rng))
             model.train()
             losses = []
+            shard_sums = []  # distributed: this rank's loss x its share of each batch (summed over the ranks below)
             if cfg.lr_schedule == "step":
                 # torch's StepLR from the epoch number alone, so a resumed run continues on the same curve.
                 for group in opt.param_groups:
@@ -300,29 +343,43 @@ def fit(
                     step = (epoch - 1) * steps + i
                     for group in opt.param_groups:
                         group["lr"] = cfg.lr * max(0.0, 1.0 - step / total_steps)
+                share = 1.0
+                if ddp:
+                    part = dist.shard(idx, rank, world)
+                    share = len(part) / len(idx)
+                    idx = part
                 inputs, y = train.batch(idx)
                 with _autocast(device):
                     if loss_fn is not None:
-                        loss = loss_fn(model, tuple(t.to(device) for t in inputs), y.to(device))
+                        loss = loss_fn(net, tuple(t.to(device) for t in inputs), y.to(device))
                     elif regression:
-                        loss = regression_loss(model, inputs[0].to(device), y.to(device), pushforward)
+                        loss = regression_loss(net, inputs[0].to(device), y.to(device), pushforward)
                     else:
-                        logits = model(*[t.to(device) for t in inputs])
+                        logits = net(*[t.to(device) for t in inputs])
                 if loss_fn is None and not regression:
                     loss = criterion(logits, y.to(device))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if ddp:
+                    # DDP averages the ranks' gradients; weighting each shard's mean loss by world x its share
+                    # makes that average the gradient of the whole batch's mean loss (x 1.0 for equal shards).
+                    (loss * (world * share)).backward()
+                    shard_sums.append(float(loss.detach()) * share)
+                else:
+                    loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 losses.append(float(loss.detach()))
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.4f}")
+            if ddp:
+                losses = dist.all_sum(shard_sums)  # the loss of each whole batch, as one process logs it
             metrics = {"train_loss": float(np.mean(losses)), "lr": float(opt.param_groups[0]["lr"])}
-            if val is not None and len(val) > 0 and regression:
+            if not main:
+                pass  # rank 0 validates; its metrics arrive below
+            elif val is not None and len(val) > 0 and regression:
                 metrics["val_rel_l2"] = validate_regression(model, val, cfg.eval_batch_size, device)
                 metrics["val_loss"] = metrics["val_rel_l2"]
-                score = -metrics["val_rel_l2"]
             elif val is not None and len(val) > 0:
                 logits = predict(model, val, cfg.eval_batch_size, device)
                 yv = val.labels
@@ -333,6 +390,12 @@ def fit(
                 n_cls = 2 if task == "binary" else logits.shape[1]
                 metrics["val_f1"] = float(f1_score(yv, pred, pos_label=n_cls - 1, zero_division=0,
                                                    average="binary" if n_cls == 2 else "macro"))
+            if ddp:
+                # Every rank decides from rank 0's numbers by the same code below: same best epoch, same stop.
+                metrics = dist.broadcast(metrics)
+            if "val_rel_l2" in metrics and regression:
+                score = -metrics["val_rel_l2"]
+            elif "val_balanced_accuracy" in metrics:
                 score = sign * metrics[f"val_{cfg.select_metric}"]
             else:
                 score = -metrics["train_loss"]
@@ -348,13 +411,13 @@ def fit(
                 state["bad_epochs"] += 1
             state["epoch"] = epoch
             stopped = state["bad_epochs"] >= cfg.patience
-            if ckpt is not None:
+            if ckpt is not None and main:
                 payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), "best_model": best_state,
                            **{k: state[k] for k in state}}
                 with store.atomic_path(ckpt) as tmp:  # a unique temp name: two writers never share one
                     torch.save(payload, tmp)
                     store.fault_point("checkpoint")  # test hook (tests/flows/test_fault_injection.py)
-            if on_epoch is not None:
+            if on_epoch is not None and main:
                 on_epoch(epoch, metrics)
             bar.set_postfix(epoch=epoch, **{k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch"})
     finally:
