@@ -53,6 +53,7 @@ import inspect
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
+from flows import runners
 from tasks import lineage, store, tracking
 from tasks.params import DOMAINS, STAGES, Params, ParamsError, load_params
 from tasks.stages import run_stage, stage_code_hash, stage_outputs
@@ -165,8 +167,9 @@ def _transient(task_, task_run, state) -> bool:
 
 def _run(stage: str, domain: str, params: dict[str, Any], parent_run_id: str | None) -> dict[str, Any]:
     flow_run_id = str(flow_run.id) if flow_run.id else "none"
+    # worker: the machine and process that ran the stage (the flow's own, or a Dask worker's: pipeline.task_runner)
     manifest = run_stage(stage, domain, Params.model_validate(params), parent_run_id=parent_run_id,
-                         tags={"prefect.flow_run_id": flow_run_id})
+                         tags={"prefect.flow_run_id": flow_run_id, "worker": f"{socket.gethostname()}:{os.getpid()}"})
     if stage != "register":
         store.atomic_write_json(_output_record(stage, domain), {"params": _params_key(stage, domain, params),
                                                                 "outputs": _output_hashes(stage, domain)})
@@ -270,7 +273,9 @@ def _run_domains(domains: list[str], params: Params, refresh: bool) -> dict[str,
                 upstream = _task_for(stage, domain, refresh, pdict).submit(stage, domain, pdict,
                                                                            parents[domain].run_id, upstream)
                 futures[domain][stage] = upstream
-            if not params.pipeline.parallel_domains:  # finish this domain before the next one starts
+            # On threads, one domain after the other unless asked (they would share torch's generator and thread
+            # pool); on a cluster each stage is a process of its own, so the domains always fan out.
+            if not params.pipeline.parallel_domains and params.pipeline.task_runner == "threads":
                 results[domain] = {s: f.result() for s, f in futures[domain].items()}
         results.update({d: {s: f.result() for s, f in fs.items()} for d, fs in futures.items() if d not in results})
         for domain, run in parents.items():
@@ -349,6 +354,12 @@ def torch_threads_per_domain(n_domains: int):
         torch.set_num_threads(before)
 
 
+@flow(name="formerflow-stages", log_prints=False)
+def stages_flow(domains: list[str], params: dict[str, Any], refresh_cache: bool = False) -> dict[str, Any]:
+    """Every stage of ``domains`` on the task runner it is given (``pipeline.task_runner`` other than threads)."""
+    return _run_domains(domains, Params.model_validate(params), refresh_cache)
+
+
 @flow(name="formerflow-pipeline", log_prints=False, task_runner=ThreadPoolTaskRunner(max_workers=MAX_WORKERS))
 @one_run_at_a_time
 def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None,
@@ -356,8 +367,12 @@ def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None
     """Every stage of every domain in ``domains`` (default: ``pipeline.domains`` of the params)."""
     params = load_params(profiles=profiles, overrides=overrides or [])
     domains = domains or list(params.pipeline.domains)
-    with torch_threads_per_domain(len(domains) if params.pipeline.parallel_domains else 1):
-        results = _run_domains(domains, params, refresh_cache)
+    if params.pipeline.task_runner == "threads":
+        with torch_threads_per_domain(len(domains) if params.pipeline.parallel_domains else 1):
+            results = _run_domains(domains, params, refresh_cache)
+    else:  # the stages as tasks of a cluster: a sub-flow run on that task runner (flows/runners.py)
+        runner = runners.task_runner(params.pipeline, MAX_WORKERS)
+        results = stages_flow.with_options(task_runner=runner)(domains, params.model_dump(mode="json"), refresh_cache)
     summary = []
     for domain in domains:
         reg = results[domain]["register"]

@@ -17,7 +17,7 @@ params.yaml's (``$FORMERFLOW_PROFILE``): dvc.lock would record params.yaml's val
 that other params produced.
 
 Under ``torchrun`` (``$WORLD_SIZE`` > 1) ``train`` trains data-parallel, one process group for the
-stage (:mod:`tasks.distributed`; rank 0 alone writes and prints); ``--distributed`` insists on it
+stage (:mod:`tasks.ddp`; rank 0 alone writes and prints); ``--distributed`` insists on it
 and refuses to train in one process. The other stages and commands refuse to run under torchrun.
 
 Exit status: 0 done, 2 a bad stage, domain or param, 1 a stage that failed with a clear error,
@@ -37,7 +37,7 @@ import sys
 
 import yaml
 
-from tasks import distributed, domains, store
+from tasks import ddp, domains, store
 from tasks.domains import UnknownDomainError
 from tasks.params_base import STAGES
 from tasks.stages import UnknownStageError, run_stage, stage_function
@@ -84,16 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
         return 2
     try:
-        launched = distributed.is_launched()
+        launched = ddp.is_launched()
         if args.distributed and args.stage != "train":
-            raise distributed.DistributedError(f"--distributed is a train option, not {args.stage}'s")
+            raise ddp.DistributedError(f"--distributed is a train option, not {args.stage}'s")
         if launched and args.stage != "train":
             # Every rank would run it: N copies of one stage fighting over its outputs.
-            raise distributed.DistributedError(f"{args.stage} does not run under torchrun; only train does "
+            raise ddp.DistributedError(f"{args.stage} does not run under torchrun; only train does "
                                                "(data-parallel): run it as a plain command")
         if args.distributed:
-            distributed.require_launch(f"train {args.domain} --distributed")
-    except distributed.DistributedError as exc:
+            ddp.require_launch(f"train {args.domain} --distributed")
+    except ddp.DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -121,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             score = stage_function("score", args.domain)  # loaded by name, like every stage (tasks.stages)
             manifest = score(args.domain, params, args.input, args.output, args.model_uri, width=args.width)
         elif launched:
-            # One process group for the stage, left also when it fails (tasks.distributed.session).
-            with distributed.session(params.section("train", args.domain).device):
+            # One process group for the stage, left also when it fails (tasks.ddp.session).
+            with ddp.session(params.section("train", args.domain).device):
                 manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
-                if not distributed.is_main():
+                if not ddp.is_main():
                     return 0  # rank 0 prints the stage's summary
         else:
             manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)

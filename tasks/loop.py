@@ -23,9 +23,9 @@ Deliberate difference from the FlowTransformer reference: its early stopping
 watches the *training batch loss*; ours watches validation balanced accuracy
 (falling back to training loss when there is no validation split).
 
-Data-parallel (``fit(..., distributed=True)`` inside :func:`tasks.distributed.session`, under
+Data-parallel (``fit(..., distributed=True)`` inside :func:`tasks.ddp.session`, under
 ``torchrun``): every rank draws the same global batches a single process draws and trains on its
-strided shard of each (:func:`tasks.distributed.shard`), the model wrapped in
+strided shard of each (:func:`tasks.ddp.shard`), the model wrapped in
 ``DistributedDataParallel``, which averages the gradients; the loss of a shard is weighted by its
 share of the batch, so the averaged gradient is the gradient of the whole batch's mean loss, as in
 one process. Rank 0 alone validates, writes checkpoints and calls ``on_epoch``; it broadcasts the
@@ -54,7 +54,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from tqdm.auto import tqdm
 
 import models
-from tasks import distributed as dist
+from tasks import ddp as dist
 from tasks import store
 from tasks.params_base import RegressionTrain, TrainLoopParams
 
@@ -256,7 +256,7 @@ def fit(
         progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY).
         loss_fn: ``(model, inputs, targets) -> loss`` replacing the task's training loss (distillation
             against a teacher); validation and the best epoch still use the task's metric.
-        distributed: Train data-parallel over the process group of :func:`tasks.distributed.session`
+        distributed: Train data-parallel over the process group of :func:`tasks.ddp.session`
             (every rank calls ``fit`` with the same arguments); False (the default) trains in this process
             alone, also on rank 0 of a group (a domain's extra fits there).
 
@@ -266,12 +266,12 @@ def fit(
 
     Raises:
         ValueError: ``distributed`` with a batch smaller than the number of processes.
-        tasks.distributed.DistributedError: ``distributed`` outside a process group.
+        tasks.ddp.DistributedError: ``distributed`` outside a process group.
     """
     ddp = distributed and dist.active()
     if distributed and not ddp:
         dist.require_launch("fit(distributed=True)")
-        raise dist.DistributedError("fit(distributed=True) outside tasks.distributed.session(): no process group")
+        raise dist.DistributedError("fit(distributed=True) outside tasks.ddp.session(): no process group")
     # A plain fit is a single process's, also on rank 0 of a group (a domain's extra fits run there alone).
     rank, world = (dist.rank(), dist.world_size()) if ddp else (0, 1)
     if ddp and cfg.batch_size < world:

@@ -55,6 +55,17 @@ class PipelineParams(Strict):
     """Run the domains' chains at the same time on the flow's thread pool. Faster on a machine with cores to
     spare, but the domains then share torch's global random generator and thread pool in one process, so the
     numbers are no longer bit-for-bit repeatable; off by default (one domain after another)."""
+    task_runner: Literal["threads", "dask"] = "threads"
+    """Where the flow's tasks run (README "Scale out"). ``threads``: this process (the default: no cluster).
+    ``dask``: a Dask cluster through prefect-dask (the ``scale`` extra): the domains' stages as Dask tasks, and
+    inside a stage the independent fits (the EEG protocol's models x seeds x folds, the compression variants)
+    as Dask tasks of the same cluster. Each task runs the same stage or fit function as with threads."""
+    address: str | None = None
+    """``dask``: the scheduler of a running cluster to join (``tcp://host:8786``); None starts a local cluster
+    of :attr:`workers` processes for the run and stops it after."""
+    workers: int = Field(2, ge=1)
+    """``dask`` without an address: worker processes of the local cluster (one task at a time each; torch
+    threads per worker = cores // workers)."""
 
 
 class ParamsRoot(Strict):
@@ -77,6 +88,9 @@ def _stage_schema(stage: str) -> type[Strict]:
 # "register" is also ABCMeta.register on the class; instances read the field, so the warning is noise.
 warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
 _stages = {stage: _stage_schema(stage) for stage in SECTIONS}
+# Named in the module, so pickle finds the generated classes by name: params travel to Dask workers (the
+# fan-out of pipeline.task_runner: dask) and to spawned processes as they are.
+globals().update({schema.__name__: schema for schema in _stages.values()})
 Params = create_model(
     "Params", __base__=ParamsRoot,
     pipeline=(PipelineParams, Field(default_factory=PipelineParams)),

@@ -12,7 +12,7 @@ same files, for Prefect's cache key.
 :func:`run_stage` holds the domain's lock (:func:`tasks.store.lock`) while a stage runs, so
 two stages never write one domain's outputs at once (a second one is refused with the
 holder's pid and stage), and first puts right what a killed stage left behind
-(:func:`tasks.store.recover`). Under ``torchrun`` (:mod:`tasks.distributed`) that is rank 0's
+(:func:`tasks.store.recover`). Under ``torchrun`` (:mod:`tasks.ddp`) that is rank 0's
 part: the other ranks run the stage function only, with no lock, no recovery and no MLflow run.
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks import distributed, domains, store, tracking
+from tasks import ddp, domains, store, tracking
 from tasks.params_base import STAGES
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def run_stage(stage: str, domain: str, params: Params, *, parent_run_id: str | N
         raise UnknownStageError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     domains.check(domain)  # validates the domain name before anything is opened
     fn = stage_function(stage, domain)
-    if not distributed.is_main():
+    if not ddp.is_main():
         # A data-parallel rank other than 0 computes and writes nothing: the lock, the recovery of a killed
         # run's leftovers, the MLflow run and the outputs are rank 0's (which holds the lock meanwhile).
         return store.redact(fn(domain, params, None))

@@ -6,7 +6,7 @@ per-epoch metrics to MLflow and a resumable checkpoint, fits the domain's scikit
 baselines (scored on the test split here, so no estimator is pickled) and runs the
 domain's extra training (EEG: its evaluation protocol; turbulence: its neural baselines).
 
-Under ``torchrun`` (:mod:`tasks.distributed`) every rank runs this function: the teacher trains
+Under ``torchrun`` (:mod:`tasks.ddp`) every rank runs this function: the teacher trains
 data-parallel on all of them, and rank 0 alone writes (checkpoints, MLflow, the outputs below),
 fits the baselines and runs the domain's extra training, in this process. The other ranks return
 the training summary and write nothing.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from tasks import distributed, domains, store
+from tasks import ddp, domains, store
 from tasks.loop import Dataset, count_parameters, fit, save_model, seed_everything
 from tasks.params_base import params_hash
 
@@ -70,7 +70,7 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
             run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
     result = fit(model, splits["train"], splits.get("val"), p, task=p.task,
-                 checkpoint_dir=paths.checkpoints / ckpt_key, on_epoch=log_epoch, distributed=distributed.active())
+                 checkpoint_dir=paths.checkpoints / ckpt_key, on_epoch=log_epoch, distributed=ddp.active())
     summary = {
         "key": key, "parameters": count_parameters(model), "best_epoch": result.best_epoch,
         # Without a validation split the loop watches -train_loss; report that as what it is.
@@ -80,10 +80,10 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
         "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from,
         "train_seconds": round(result.seconds, 3),
         # Data-parallel runs say so (absent from a single process's summary, which stays as it was).
-        **({"processes": distributed.world_size()} if distributed.active() else {}),
+        **({"processes": ddp.world_size()} if ddp.active() else {}),
     }
-    if not distributed.is_main():
-        return {"stage": "train", "domain": domain, "rank": distributed.rank(), **summary, "outputs": {}}
+    if not ddp.is_main():
+        return {"stage": "train", "domain": domain, "rank": ddp.rank(), **summary, "outputs": {}}
 
     with store.atomic_dir(paths.teacher) as tdir, store.atomic_dir(paths.baselines) as bdir:
         save_model(tdir, model, key, {**dataclasses.asdict(info), "schema": schema})

@@ -54,6 +54,7 @@ from torch import nn
 import models
 from tasks import domains, store
 from tasks.compress import distill, lowrank, nested, prune, quantize, quantize_eager
+from tasks.fanout import fan_out
 from tasks.loop import Dataset, count_parameters, load_model
 from tasks.measure import latency_ms, size_on_disk
 from tasks.params_base import method_of
@@ -249,6 +250,36 @@ def copy_assets(teacher: Path, folder: Path) -> None:
 
 
 # ============================================================================ the stage
+QUANT = ("int8", "int8_eager")
+"""Chain tokens that convert rather than train (seconds each)."""
+
+
+def _make(chains: list[list[str]], done: dict[tuple[str, ...], tuple[nn.Module, dict[str, Any], float]],
+          ctx: CompressContext) -> None:
+    """Make every prefix of ``chains`` not yet in ``done`` (model, record, seconds from the teacher), in order."""
+    for chain in chains:
+        for i in range(1, len(chain) + 1):  # each prefix once, shared by the chains that start with it
+            prefix = tuple(chain[:i])
+            if prefix in done:
+                continue
+            model, record, seconds = done[prefix[:-1]]
+            record = {**record, "chain": list(prefix), "plan": list(record["plan"])}
+            t0 = time.perf_counter()
+            model = method(prefix[-1]).step(model, record, ctx) if prefix[-1] in METHODS else \
+                method(prefix[-1]).token_step(prefix[-1], model, record, ctx)
+            done[prefix] = (model, record, seconds + time.perf_counter() - t0)
+
+
+def make_chains(chains: list[list[str]], teacher_record: dict[str, Any], ctx: CompressContext
+                ) -> dict[tuple[str, ...], tuple[nn.Module, dict[str, Any], float]]:
+    """Every prefix of ``chains`` made from ``ctx.teacher``: one fan-out task of :func:`compress` (a Dask worker
+    reads the domain's splits from the project folder, so a remote cluster needs it at the same path)."""
+    done: dict[tuple[str, ...], tuple[nn.Module, dict[str, Any], float]] = {(): (ctx.teacher, teacher_record, 0.0)}
+    _make(chains, done, ctx)
+    del done[()]
+    return done
+
+
 def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[str, Any]:
     """Make every configured variant of the teacher; measure its size and batch-1 latency against the teacher.
 
@@ -270,19 +301,24 @@ def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[s
     teacher_record = {**meta, "plan": [], "quant": None, "chain": [], "student": False}
     done: dict[tuple[str, ...], tuple[nn.Module, dict[str, Any], float]] = {(): (teacher, teacher_record, 0.0)}
     elastic: Path | None = None  # the full nested model, saved once, linked into every nested variant
-    with store.atomic_dir(paths.compressed) as out:
-        for variant in expand_methods(p.methods, teacher, p):
+    variants = expand_methods(p.methods, teacher, p)
+    if params.pipeline.task_runner != "threads":
+        # The trainings of different chain roots are independent: on the cluster, one task per root (each
+        # prefix still made once). The int8 conversions take seconds and stay here, as does every latency
+        # measurement below (one at a time, so no variant is timed while another trains).
+        groups: dict[str, list[list[str]]] = {}
+        for variant in variants:
             chain = parse_chain(variant)
-            for i in range(1, len(chain) + 1):  # each prefix once, shared by the chains that start with it
-                prefix = tuple(chain[:i])
-                if prefix in done:
-                    continue
-                model, record, seconds = done[prefix[:-1]]
-                record = {**record, "chain": list(prefix), "plan": list(record["plan"])}
-                t0 = time.perf_counter()
-                model = method(prefix[-1]).step(model, record, ctx) if prefix[-1] in METHODS else \
-                    method(prefix[-1]).token_step(prefix[-1], model, record, ctx)
-                done[prefix] = (model, record, seconds + time.perf_counter() - t0)
+            trained = chain[:max((i + 1 for i, t in enumerate(chain) if t not in QUANT), default=0)]
+            if trained:
+                groups.setdefault(trained[0], []).append(trained)
+        for made in fan_out(make_chains, [(chains, teacher_record, ctx) for chains in groups.values()],
+                            params.pipeline, what=f"compress {domain}"):
+            done.update(made)
+    with store.atomic_dir(paths.compressed) as out:
+        for variant in variants:
+            chain = parse_chain(variant)
+            _make([chain], done, ctx)
             model, record, seconds = done[tuple(chain)]
             folder = out / variant
             record = {**record, "chain": [t for t in chain if t != nested.NAME or chain == [nested.NAME]],

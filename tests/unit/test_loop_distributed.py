@@ -1,4 +1,4 @@
-"""The data-parallel parts of the loop (tasks.distributed, fit(distributed=True)) and the CLI's refusals.
+"""The data-parallel parts of the loop (tasks.ddp, fit(distributed=True)) and the CLI's refusals.
 
 The end-to-end run under a real torchrun is tests/flows/test_ddp.py; here a 2-process gloo group made
 with torch.multiprocessing checks the part that run does not reach: early stopping decided on rank 0
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import distributed
+from tasks import ddp
 from tasks.__main__ import main
 from tasks.loop import fit
 from tasks.params_base import TrainLoopParams
@@ -34,18 +34,18 @@ def _no_torchrun(monkeypatch):
 def test_shards_partition_every_batch():
     idx = np.arange(100, 133)  # 33 items on 2 and on 4 ranks: unequal shards too
     for world in (1, 2, 4):
-        parts = [distributed.shard(idx, r, world) for r in range(world)]
+        parts = [ddp.shard(idx, r, world) for r in range(world)]
         assert sorted(np.concatenate(parts).tolist()) == idx.tolist()
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
 def test_a_plain_process_has_no_group(monkeypatch):
-    assert distributed.launched() == distributed.World()
-    assert not distributed.is_launched() and not distributed.active()
-    assert distributed.is_main() and distributed.rank() == 0 and distributed.world_size() == 1
-    assert distributed.broadcast({"a": 1}) == {"a": 1} and distributed.all_sum([1.0, 2.0]) == [1.0, 2.0]
-    with distributed.session("cpu") as world:
-        assert world.size == 1 and not distributed.active()
+    assert ddp.launched() == ddp.World()
+    assert not ddp.is_launched() and not ddp.active()
+    assert ddp.is_main() and ddp.rank() == 0 and ddp.world_size() == 1
+    assert ddp.broadcast({"a": 1}) == {"a": 1} and ddp.all_sum([1.0, 2.0]) == [1.0, 2.0]
+    with ddp.session("cpu") as world:
+        assert world.size == 1 and not ddp.active()
 
 
 @pytest.mark.parametrize(("env", "named"), [({"WORLD_SIZE": "two"}, "$WORLD_SIZE"),
@@ -53,12 +53,12 @@ def test_a_plain_process_has_no_group(monkeypatch):
 def test_a_malformed_launch_is_named(monkeypatch, env, named):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    with pytest.raises(distributed.DistributedError, match=named.replace("$", r"\$")):
-        distributed.launched()
+    with pytest.raises(ddp.DistributedError, match=named.replace("$", r"\$")):
+        ddp.launched()
 
 
 def test_distributed_fit_outside_torchrun_is_refused():
-    with pytest.raises(distributed.DistributedError, match="torchrun"):
+    with pytest.raises(ddp.DistributedError, match="torchrun"):
         fit(None, None, None, TrainLoopParams(), task="binary", distributed=True)
 
 
@@ -103,7 +103,7 @@ def _fit_once(checkpoint_dir: Path | None = None, on_epoch=None) -> dict:
     train = Noisy(400, 1)
     result = fit(model, train, Noisy(120, 2), TrainLoopParams(**CFG), task="binary",
                  checkpoint_dir=checkpoint_dir, on_epoch=on_epoch, progress=False,
-                 distributed=distributed.active())
+                 distributed=ddp.active())
     return {"epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "best_epoch": result.best_epoch,
             "history": result.history, "weights": [float(v.sum()) for v in model.state_dict().values()],
             "batches": train.seen}
@@ -114,7 +114,7 @@ def _rank_main(rank: int, port: int, out: str) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     calls = []
-    with distributed.session("cpu"):
+    with ddp.session("cpu"):
         res = _fit_once(Path(out) / f"ckpt{rank}", on_epoch=lambda e, m: calls.append(e))
     res["on_epoch_calls"] = calls
     res["wrote_checkpoint"] = (Path(out) / f"ckpt{rank}" / "last.pt").exists()

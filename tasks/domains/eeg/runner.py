@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 import models
 from tasks import store
 from tasks.domains.eeg import protocol as eeg_protocol
 from tasks.domains.eeg.data import NAME, Trials, load_schema, model_config
+from tasks.fanout import fan_out
 from tasks.loop import fit, predict, probabilities
 
 if TYPE_CHECKING:
@@ -80,44 +80,35 @@ def run_protocol(params: Params, x: np.ndarray, subjects: np.ndarray, labels: np
                                 "keep": "last"})
     variants = protocol_variants(params)
     n_classes = len(schema["classes"])
+    aligned = {ea: [align_fold(x, subjects, f, pr.name, ea) for f in folds] for ea in {v[2] for v in variants}}
+    jobs, keys = [], []
+    for name, arch, ea in variants:
+        over = {k: (int(v) if k in ("epochs", "batch_size") else v) for k, v in pr.loops.get(arch, {}).items()}
+        cfg = model_config(params, schema, arch, pr.configs.get(arch, {}))
+        for seed in pr.seeds:
+            for fold, (xtr, xte) in zip(folds, aligned[ea], strict=True):
+                jobs.append((arch, cfg, loop.model_copy(update={"seed": seed, **over}), seed, xtr,
+                             labels[fold.train], xte, p.eval_batch_size))
+                keys.append((name, seed, fold))
+    # Every fit is independent (own seed, own fold): on pipeline.task_runner's engine (tasks.fanout).
+    fitted = fan_out(fit_protocol_fold, jobs, params.pipeline, what=f"eeg protocol {pr.name}", progress=progress)
     parts: list[dict[str, np.ndarray]] = []
     attention: dict[str, dict[str, list]] = {}
     seconds: dict[str, float] = {}
-    bar = tqdm(total=len(variants) * len(pr.seeds) * len(folds), desc=f"eeg protocol {pr.name}", unit="fit",
-               disable=None if progress else True, leave=False)
-    aligned = {ea: [align_fold(x, subjects, f, pr.name, ea) for f in folds] for ea in {v[2] for v in variants}}
-    for name, arch, ea in variants:
-        t0 = time.perf_counter()
-        over = {k: (int(v) if k in ("epochs", "batch_size") else v) for k, v in pr.loops.get(arch, {}).items()}
-        for seed in pr.seeds:
-            for fold, (xtr, xte) in zip(folds, aligned[ea], strict=True):
-                cfg = model_config(params, schema, arch, pr.configs.get(arch, {}))
-                torch.manual_seed(seed)
-                model = models.build(f"{NAME}/{arch}", cfg)
-                fit(model, Trials(xtr, labels[fold.train]), None, loop.model_copy(update={"seed": seed, **over}),
-                    task="multiclass", progress=False)
-                probs = probabilities(predict(model, Trials(xte, labels[fold.test]), p.eval_batch_size),
-                                      "multiclass")
-                n = len(fold.test)
-                cols = {"model": np.full(n, name, dtype=object), "seed": np.full(n, seed),
-                        "fold": np.full(n, fold.name, dtype=object), "subject": subjects[fold.test].astype(object),
-                        "index": fold.test, "y": labels[fold.test]}
-                cols.update({f"p{k}": probs[:, k] for k in range(n_classes)})
-                parts.append(cols)
-                if arch == "dbconformer":
-                    model.eval()
-                    with torch.inference_mode():
-                        model(torch.as_tensor(xte))
-                    w = model.last_channel_weights.numpy()  # (n_test, C)
-                    yt = labels[fold.test]
-                    a = attention.setdefault(name, {"mean": [], "by_class": []})
-                    a["mean"].append(w.mean(0))
-                    if all((yt == k).any() for k in range(n_classes)):
-                        a["by_class"].append(np.stack([w[yt == k].mean(0) for k in range(n_classes)]))
-                bar.update(1)
-                bar.set_postfix(model=name, seed=seed, fold=fold.name)
-        seconds[name] = round(time.perf_counter() - t0, 2)
-    bar.close()
+    for (name, seed, fold), (probs, weights, took) in zip(keys, fitted, strict=True):
+        seconds[name] = round(seconds.get(name, 0.0) + took, 2)
+        n = len(fold.test)
+        cols = {"model": np.full(n, name, dtype=object), "seed": np.full(n, seed),
+                "fold": np.full(n, fold.name, dtype=object), "subject": subjects[fold.test].astype(object),
+                "index": fold.test, "y": labels[fold.test]}
+        cols.update({f"p{k}": probs[:, k] for k in range(n_classes)})
+        parts.append(cols)
+        if weights is not None:
+            yt = labels[fold.test]
+            a = attention.setdefault(name, {"mean": [], "by_class": []})
+            a["mean"].append(weights.mean(0))
+            if all((yt == k).any() for k in range(n_classes)):
+                a["by_class"].append(np.stack([weights[yt == k].mean(0) for k in range(n_classes)]))
     columns = {k: np.concatenate([c[k] for c in parts]) for k in parts[0]}
     info = {"protocol": pr.model_dump(mode="json"), "folds": [f.name for f in folds],
             "variants": [{"name": n, "arch": a, "ea": e} for n, a, e in variants],
@@ -129,6 +120,32 @@ def run_protocol(params: Params, x: np.ndarray, subjects: np.ndarray, labels: np
                               "by_class": np.mean(a["by_class"], axis=0).tolist() if a["by_class"] else None}
                           for v, a in attention.items()}}
     return columns, info
+
+
+def fit_protocol_fold(arch: str, cfg: Any, loop: Any, seed: int, xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray,
+                      eval_batch_size: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """One protocol fit: build ``arch`` from ``cfg`` seeded with ``seed``, train on ``(xtr, ytr)`` with ``loop``
+    (no validation split, the last epoch kept) and predict ``xte`` (N, C, T).
+
+    Self-contained (arrays and configs in, arrays out), so it runs in this process or on a Dask worker alike.
+
+    Returns:
+        ``(probs, weights, seconds)``: class probabilities (N, K); DBConformer's channel-attention weights on the
+        test trials (N, C), None for other architectures; the fit's wall time.
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    model = models.build(f"{NAME}/{arch}", cfg)
+    fit(model, Trials(xtr, ytr), None, loop, task="multiclass", progress=False)
+    probs = probabilities(predict(model, Trials(xte, np.zeros(len(xte), dtype=ytr.dtype)), eval_batch_size),
+                          "multiclass")
+    weights = None
+    if arch == "dbconformer":
+        model.eval()
+        with torch.inference_mode():
+            model(torch.as_tensor(xte))
+        weights = model.last_channel_weights.numpy()  # (n_test, C)
+    return probs, weights, time.perf_counter() - t0
 
 
 def save_protocol(columns: dict[str, np.ndarray], info: dict[str, Any], out: Path) -> None:
