@@ -30,6 +30,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make ui     - MLflow UI on http://127.0.0.1:5000"
 	@echo "make repro  - dvc repro (the same stages through DVC)"
+	@echo "make mlflow-server - MLflow tracking server on PostgreSQL with served artifacts (Ctrl-C stops it)"
 
 .venv/.installed: pyproject.toml tools/install.py
 	@mkdir -p $(TMPDIR)
@@ -88,3 +89,14 @@ repro: setup
 
 clean:
 	rm -rf data/raw data/processed artifacts reports checkpoints mlflow.db mlartifacts .prefect/results .tmp
+
+.PHONY: mlflow-server mlflow-server-stop
+
+# MLflow on PostgreSQL with served artifacts (README "Scale out"): a local cluster in .mlflow-server/ the first
+# time; MLFLOW_ARTIFACTS=s3://bucket/prefix (AWS_* credentials in the environment) stores artifacts in a bucket.
+MLFLOW_PORT ?= 5000
+mlflow-server: setup .venv/.scale-installed
+	$(PY) tools/mlflow_server.py start --foreground --port $(MLFLOW_PORT) $(if $(MLFLOW_ARTIFACTS),--artifacts $(MLFLOW_ARTIFACTS))
+
+mlflow-server-stop: setup
+	$(PY) tools/mlflow_server.py stop

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,26 +21,11 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, setup_project
+from tests.servers import free_port, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.scaleout]
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate a server or worker process, killing it if it does not exit in 20 s."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def prefect(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 180) -> str:
