@@ -75,18 +75,28 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         there, _ = run_protocol(on_dask, *inputs, progress=False)
         dask_s = time.perf_counter() - t0
-    probs = [c for c in here if c.startswith("p")]
+    probs = [c for c in here if c.startswith("p") and c[1:].isdigit()]
     diff = max(float(np.abs(np.asarray(here[c]) - np.asarray(there[c])).max()) for c in probs)
 
+    def accuracy(cols: dict) -> dict[str, float]:
+        """Balanced accuracy per protocol model over all its test predictions (the report's table: per fold)."""
+        from sklearn.metrics import balanced_accuracy_score
+
+        pred = np.stack([cols[c] for c in probs], 1).argmax(1)
+        return {m: round(float(balanced_accuracy_score(cols["y"][cols["model"] == m], pred[cols["model"] == m])), 4)
+                for m in sorted(set(cols["model"]))}
+
     rows = [{"runner": f"threads (1 process, {torch.get_num_threads()} torch threads)", "fits": n_fits,
-             "seconds": threads_s, "startup_s": 0.0, "speedup": 1.0},
+             "seconds": threads_s, "startup_s": 0.0, "speedup": 1.0, "balanced_accuracy": accuracy(here)},
             {"runner": f"dask ({args.workers} workers, {local_cluster_kwargs(args.workers)['env']['OMP_NUM_THREADS']}"
                        " torch thread(s) each)", "fits": n_fits, "seconds": dask_s, "startup_s": startup_s,
-             "speedup": threads_s / dask_s}]
-    headers = ["runner", "fits", "protocol s", "cluster start s", "speedup (fits only)"]
-    body = [[r["runner"], r["fits"], r["seconds"], r["startup_s"], f"{r['speedup']:.2f}x"] for r in rows]
+             "speedup": threads_s / dask_s, "balanced_accuracy": accuracy(there)}]
+    headers = ["runner", "fits", "protocol s", "cluster start s", "speedup (fits only)", "balanced accuracy"]
+    body = [[r["runner"], r["fits"], r["seconds"], r["startup_s"], f"{r['speedup']:.2f}x",
+             ", ".join(f"{m} {v:.3f}" for m, v in r["balanced_accuracy"].items())] for r in rows]
     title = (f"## EEG protocol {pr.name} ({', '.join(pr.models)}; seeds {pr.seeds}; {len(info['folds'])} folds), "
-             f"{os.cpu_count()} cores; max |p threads - p dask| = {diff:.2e}")
+             f"{os.cpu_count()} cores; max |p threads - p dask| = {diff:.2e} (round-off of another thread count, "
+             "grown over the epochs)")
     print(f"\n{title}\n\n{table(headers, body)}\n")
     path = write_json("eeg_protocol_dask", {"machine": machine(), "args": vars(args), "rows": rows,
                                             "max_prob_diff": diff, "protocol": pr.model_dump(mode="json")})

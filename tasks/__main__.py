@@ -44,7 +44,8 @@ from tasks.stages import UnknownStageError, run_stage, stage_function
 
 DOMAINS = domains.names()
 COMMANDS = ("score", "params", "lineage", "status")
-EPILOG = "stages: " + ", ".join(STAGES) + "; domains: " + ", ".join(DOMAINS)
+EPILOG = ("stages: " + ", ".join(STAGES) + "; domains: " + ", ".join(DOMAINS)
+          + "; also `formerflow sweep <domain> --trials N` (Optuna, flows/sweep.py)")
 
 
 def _parser() -> argparse.ArgumentParser:
