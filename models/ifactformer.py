@@ -41,6 +41,7 @@ from models.base import (
     check_int,
     check_positive,
 )
+from models.fno import check_output_filter, spectral_filter
 from models.layers import check_field_statistics, register_field_normalisation
 from models.registry import register
 
@@ -130,6 +131,10 @@ class IFactFormerConfig:
             itself. A deliberate option for short training budgets, where learning the
             increment starts from persistence instead of from zero (the reference saves
             increment statistics to ``norm.pkl`` but does not use them).
+        output_filter: :func:`models.fno.spectral_filter` on the head's output (the increment when
+            ``residual``): ``none`` (the paper), ``dealias`` (2/3 rule) or ``exp``. A deliberate,
+            optional difference from the paper: it keeps CPU-trained rollouts free of grid-scale noise.
+        filter_order: The ``exp`` filter's order.
     """
 
     grid: list[int] = field(default_factory=_small_grid)
@@ -154,6 +159,8 @@ class IFactFormerConfig:
     out_std: list[float] | None = None
     seed_fourier: int = 0
     residual: bool = False
+    output_filter: str = "none"
+    filter_order: float = 8.0
 
     def __post_init__(self) -> None:
         # A 1-point axis has no kernel to learn (and the instance norms need > 1 value).
@@ -166,6 +173,7 @@ class IFactFormerConfig:
             check_int(self, name, 1, optional=True)  # None = dim // 2, as the reference
         check_int(self, "seed_fourier", 0)
         check_bool(self, "residual")
+        check_output_filter(self)
         check_positive(self, "fourier_sigma")
         check_positive(self, "rope_min_freq")
         check_choice(self, "variant", VARIANTS)
@@ -616,6 +624,7 @@ class IFactFormer(RegisteredModel):
         for _ in range(steps):
             u = u + self.block(u, rope) / steps  # (B, *grid, dim); the same weights every step
         y = self.head(u) * self.out_std + self.out_mean  # (B, *grid, C), physical units
+        y = spectral_filter(y, self.config.output_filter, self.config.filter_order)  # "none": unchanged
         return x[:, -1] + y if self.config.residual else y  # residual: y is the increment
 
     # ------------------------------------------------------------------ registry contract

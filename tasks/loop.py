@@ -121,7 +121,7 @@ def relative_l2(pred, y):
             .clamp_min(1e-12)).mean()
 
 
-def regression_loss(model, x, y, pushforward_steps: int = 1):
+def regression_loss(model, x, y, pushforward_steps: int = 1, input_noise: float = 0.0):
     """Relative L2 of one step, plus the pushforward term when ``y`` holds more steps.
 
     Args:
@@ -132,7 +132,13 @@ def regression_loss(model, x, y, pushforward_steps: int = 1):
             imperfect inputs, as in an autoregressive rollout), then one step with gradient
             (Brandstetter et al. 2022, "pushforward trick"). The loss is the mean of the one-step and the
             pushforward terms.
+        input_noise: Training noise (Sanchez-Gonzalez et al. 2020; Stachenfeld et al. 2022): Gaussian
+            noise of this standard deviation, relative to each sample's per-channel rms, added to the input
+            window (and to the pushforward window) while the targets stay clean, so the model learns to
+            take out the kind of error a rollout feeds it. 0: off. Only training calls this function;
+            validation and evaluation see clean inputs.
     """
+    x = _noisy(x, input_noise)
     loss = relative_l2(model(x), y[:, 0])  # (B, *grid, C) vs (B, *grid, C)
     k = min(pushforward_steps, y.shape[1])
     if k <= 1:
@@ -142,7 +148,15 @@ def regression_loss(model, x, y, pushforward_steps: int = 1):
         for _ in range(k - 1):
             nxt = model(window)  # (B, *grid, C)
             window = torch.cat([window[:, 1:], nxt.unsqueeze(1).to(window.dtype)], dim=1)  # (B, T_in, *grid, C)
-    return 0.5 * (loss + relative_l2(model(window), y[:, k - 1]))
+    return 0.5 * (loss + relative_l2(model(_noisy(window, input_noise)), y[:, k - 1]))
+
+
+def _noisy(x, std: float):
+    """``x`` ``(B, T, *grid, C)`` plus Gaussian noise of ``std`` x each sample's per-channel rms (x itself if 0)."""
+    if std <= 0:
+        return x
+    rms = x.float().pow(2).mean(dim=tuple(range(1, x.ndim - 1)), keepdim=True).sqrt()  # (B, 1, ..., 1, C)
+    return x + (std * rms * torch.randn_like(x, dtype=torch.float32)).to(x.dtype)
 
 
 def validate_regression(model, data: Dataset, batch_size: int, device: str) -> float:
@@ -285,6 +299,8 @@ def fit(
     regression = task == "regression"
     criterion = None if regression else task_loss(task)
     pushforward = cfg.pushforward_steps if isinstance(cfg, RegressionTrain) else 1
+    # A field domain's train section may add training noise (turbulence's ``input_noise``); others have none.
+    noise = float(getattr(cfg, "input_noise", 0.0) or 0.0) if regression else 0.0
     if regression and pushforward > 1:
         train = train.with_horizon(pushforward)  # targets hold the next K snapshots (a field domain's pairs)
     # Best-epoch scores are "higher is better"; an error (relative L2) is negated.
@@ -353,7 +369,7 @@ def fit(
                     if loss_fn is not None:
                         loss = loss_fn(net, tuple(t.to(device) for t in inputs), y.to(device))
                     elif regression:
-                        loss = regression_loss(net, inputs[0].to(device), y.to(device), pushforward)
+                        loss = regression_loss(net, inputs[0].to(device), y.to(device), pushforward, noise)
                     else:
                         logits = net(*[t.to(device) for t in inputs])
                 if loss_fn is None and not regression:
