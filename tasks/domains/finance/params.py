@@ -96,6 +96,38 @@ class FinanceIngest(SourceSection):
 
 
 
+class FinanceAugment(Strict):
+    """Sentences mixed into the training split only (tasks/domains/finance/augment.py); all zero = none.
+
+    The edge-case set and the validation / test sentences never reach training: generated sentences
+    that equal one (normalised text) or share ``max_shared_words`` consecutive words with an edge case
+    are dropped, and the augmented training split is checked (a leak is an error).
+    """
+
+    synthetic_disclosures: int = Field(0, ge=0)
+    """AI disclosures of the synthetic report generator worded without any seed-lexicon term (label 1)."""
+    synthetic_hard_negatives: int = Field(0, ge=0)
+    """The generator's hard negatives: AI-like vocabulary, not about AI (label 0)."""
+    synthetic_plain: int = Field(0, ge=0)
+    """The generator's ordinary report sentences (label 0)."""
+    typos: float = Field(0.0, ge=0.0, le=1.0)
+    """Share of the training sentences (real and synthetic) added again with spelling noise, same label."""
+    typo_word_rate: float = Field(0.15, ge=0.0, le=1.0)
+    """Share of the words of a noisy copy that get a typo (a seed-lexicon term always gets one)."""
+    max_shared_words: int = Field(4, ge=0)
+    """A generated sentence sharing a run of this many consecutive words with an edge case is dropped as a
+    near copy (0: only identical normalised text is)."""
+    years: list[int] = Field(default_factory=lambda: [2019, 2020, 2021, 2022, 2023], min_length=1)
+    """Report years drawn from the generator (all 48 institutions each); generative AI wordings need 2022+."""
+    seed: int = 1
+    """Seed of the generator's reports and of the sampling and typos (independent of ingest's corpus)."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.synthetic_disclosures or self.synthetic_hard_negatives or self.synthetic_plain
+                    or self.typos)
+
+
 class FinancePreprocess(Strict):
     """Cleaning, de-duplication, the stratified split, tokenization and candidate export (tasks/finance)."""
 
@@ -119,6 +151,8 @@ class FinancePreprocess(Strict):
     candidates_per_class: int | None = Field(None, ge=1)
     """Rows per side in the annotation export (AI candidates / sampled non-candidates); null = all candidates
     and as many non-candidates."""
+    augment: FinanceAugment = Field(default_factory=FinanceAugment)
+    """Synthetic and typo sentences added to the training split only (none by default)."""
 
 
 

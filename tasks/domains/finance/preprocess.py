@@ -10,7 +10,7 @@ from safetensors.numpy import save_file
 from sklearn.model_selection import train_test_split
 
 from tasks import store
-from tasks.domains.finance import lexicon, text
+from tasks.domains.finance import augment, lexicon, text
 from tasks.domains.finance.data import CLASSES, NAME
 from tasks.domains.finance.encoder import load_tokenizer
 from tasks.domains.finance.params import FinancePreprocess
@@ -70,6 +70,24 @@ def stratified_split(y: np.ndarray, test_fraction: float, val_fraction: float, s
                          f"preprocess.finance.test_fraction={test_fraction} and val_fraction={val_fraction}: "
                          f"{exc}") from None
     return {k: np.sort(v) for k, v in out.items()}
+
+def augment_part(part, pp: FinancePreprocess, held_out: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The training split with ``pp.augment``'s sentences appended and an ``origin`` column; the counts.
+
+    Added rows hold only ``sentence``, ``label`` and ``origin`` (their other columns are null). The
+    edge cases and ``held_out`` (validation and test sentences) are kept out, also a real training
+    sentence equal to one of them in normalised text (see :mod:`.augment`).
+    """
+    sentences, labels, counts = augment.augment_training(part["sentence"].to_list(), part["label"].to_numpy(),
+                                                         pp.augment, held_out)
+    origin, real_kept = counts.pop("origin"), counts.pop("real_kept")
+    n_real = len(real_kept)
+    added = pl.DataFrame({"sentence": sentences[n_real:], "label": labels[n_real:]},
+                         schema={"sentence": pl.String, "label": part.schema["label"]})
+    added = added.with_columns(origin=pl.Series(origin[n_real:], dtype=pl.String))
+    out = pl.concat([part[real_kept].with_columns(origin=pl.lit("real")), added], how="diagonal")
+    return out, counts
+
 
 def tokenize(tokenizer, sentences: list[str], max_length: int) -> dict[str, np.ndarray]:
     """``input_ids`` / ``attention_mask`` (N, L) int32, padded to the longest sentence (L <= max_length)."""
@@ -143,6 +161,9 @@ def preprocess(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             sizes = {}
             for name, idx in parts.items():
                 part = labelled[idx.tolist()]
+                if name == "train" and pp.augment.active:
+                    held_out = [s for k, i in parts.items() if k != "train" for s in labelled[i.tolist()]["sentence"]]
+                    part, schema["augment"] = augment_part(part, pp, held_out)
                 part.write_parquet(out / f"{name}.parquet")
                 arrays = tokenize(tok, part["sentence"].to_list(), pp.max_length)
                 save_file({**arrays, "y": part["label"].to_numpy().astype(np.int64)}, str(out / f"{name}.safetensors"))
