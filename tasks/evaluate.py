@@ -42,7 +42,7 @@ from tasks import domains, store
 from tasks.compress import load_any
 from tasks.compress.choose import choose, method_sections, nested_plot, pareto_markdown, pareto_plots
 from tasks.domains import ClassificationDomain, LoadedModel, TaskInfo
-from tasks.loop import count_parameters, predict, probabilities
+from tasks.loop import count_parameters, hard_predictions, predict, probabilities
 from tasks.measure import latency_ms, size_on_disk
 from tasks.plotting import pyplot
 from tasks.store import DomainPaths
@@ -61,6 +61,7 @@ def classification_metrics(
     threshold: float = 0.5,
     families: np.ndarray | None = None,
     family_names: list[str] | None = None,
+    pred: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics of one model's scores.
 
@@ -72,16 +73,18 @@ def classification_metrics(
         threshold: Decision threshold of the binary task.
         families: (N,) finer class index of every sample (netflow: attack family), for per-family recall.
         family_names: Names of the family indices.
+        pred: (N,) hard predictions to score instead of the default rule (binary: ``threshold``; multi-class:
+            argmax), e.g. a multi-class model's predictions at a threshold (:func:`tasks.loop.hard_predictions`).
 
     Returns:
         A JSON-serialisable dict of scalar metrics, per-class tables and the confusion matrix.
     """
     labels = list(range(len(class_names)))
     if task == "binary":
-        pred = (probs >= threshold).astype(np.int64)
+        pred = (probs >= threshold).astype(np.int64) if pred is None else pred
         pos_true, pos_pred, pos_score = y, pred, probs
     else:
-        pred = probs.argmax(axis=1)
+        pred = probs.argmax(axis=1) if pred is None else pred
         pos_true, pos_pred, pos_score = (y != 0).astype(int), (pred != 0).astype(int), 1.0 - probs[:, 0]
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     cm = confusion_matrix(y, pred, labels=labels)
@@ -117,6 +120,45 @@ def classification_metrics(
             for k in np.unique(families)
         }
     return out
+
+
+DEFAULT_VIEW = ("balanced_accuracy", "macro_f1", "f1", "fpr")
+"""What the report shows of a model with its own threshold at the default rule (0.5 / argmax), beside it."""
+
+
+def own_threshold_metrics(y: np.ndarray, probs: np.ndarray, task: str, class_names: list[str], meta: dict[str, Any],
+                          families: np.ndarray | None = None,
+                          family_names: list[str] | None = None) -> dict[str, Any] | None:
+    """Metrics of a model folder that records its own decision threshold (``config.json``: ``threshold`` and
+    ``threshold_choice``, chosen on validation when the folder was written), at that threshold; None for a folder
+    without one.
+
+    A multi-class model applies it to its most probable positive class against class 0: below it the item is
+    class 0, else that class (:func:`tasks.loop.hard_predictions`; 0.5 is the argmax). Beside the metrics: ``threshold``, ``threshold_choice``,
+    ``at_default`` (the same metrics at 0.5 / argmax, as a model without its own threshold is scored) and, for a
+    multi-class model, ``binary`` (class 0 against the rest: balanced accuracy and macro-F1).
+    """
+    if not meta.get("threshold_choice"):
+        return None
+    thr = float(meta["threshold"])
+    pred = (hard_predictions(probs, task, thr) if task == "binary"
+            else hard_predictions(probs, task, negative_threshold=thr))
+    m = classification_metrics(y, probs, task, class_names, threshold=thr, families=families,
+                               family_names=family_names, pred=pred)
+    default = classification_metrics(y, probs, task, class_names, families=families, family_names=family_names)
+    m.update(threshold=thr, threshold_choice=meta["threshold_choice"],
+             at_default={k: default[k] for k in DEFAULT_VIEW})
+    if task != "binary":
+        m["binary"] = _binary_view(y != 0, pred != 0)
+        m["at_default"]["binary"] = _binary_view(y != 0, probs.argmax(axis=1) != 0)
+    return m
+
+
+def _binary_view(pos_true: np.ndarray, pos_pred: np.ndarray) -> dict[str, float]:
+    """Negative class against the rest (netflow: benign vs attack) of a multi-class model's predictions."""
+    t, p = pos_true.astype(int), pos_pred.astype(int)
+    return {"balanced_accuracy": float(balanced_accuracy_score(t, p)),
+            "macro_f1": float(f1_score(t, p, labels=np.union1d(t, p), average="macro", zero_division=0))}
 
 
 # ----------------------------------------------------------------------------- plots
@@ -201,6 +243,32 @@ def metrics_table(models: dict[str, dict[str, Any]], info: TaskInfo) -> str:
     return "\n".join([head, sep, *rows])
 
 
+def threshold_table(models: dict[str, dict[str, Any]], fallback: float | None) -> str:
+    """The decision threshold of every model that chose its own on validation, and its test metrics there and at
+    the default rule (0.5 / argmax)."""
+    multi = any("binary" in m for m in models.values())
+    head = ("| model | rule | chosen on | threshold | objective (val) | macro-F1 @default | macro-F1 @chosen "
+            "| bal. acc @default | bal. acc @chosen |" + (" binary macro-F1 @default | binary macro-F1 @chosen |"
+                                                         if multi else ""))
+    rows = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if multi else "")]
+    for name, m in models.items():
+        c, d = m["threshold_choice"], m["at_default"]
+        split = f"{c['split']} (n={c['n']})" if c.get("split") else (c.get("note") or "–")
+        if c.get("chosen_for", name) != name and name != "teacher":
+            split += f", chosen for {c['chosen_for']}"
+        row = (f"| {name} | {c['rule']} | {split} | {m['threshold']:.6g} | {_fmt('objective', c.get('objective'))} "
+               f"| {d['macro_f1']:.4f} | {m['macro_f1']:.4f} | {d['balanced_accuracy']:.4f} "
+               f"| {m['balanced_accuracy']:.4f} |")
+        if multi:
+            row += f" {d['binary']['macro_f1']:.4f} | {m['binary']['macro_f1']:.4f} |" if "binary" in m else " – | – |"
+        rows.append(row)
+    others = f" Models without their own threshold are scored at {fallback}." if fallback is not None else ""
+    return ("## Decision thresholds (chosen on the validation split)\n\n"
+            "Each model's threshold on P(positive) was chosen on the validation split's scores when its folder was "
+            "written and is stored in its config.json, which the registered model and scoring apply; the table's "
+            f"metrics are on the test split.{others}\n\n" + "\n".join(rows))
+
+
 def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[str], info: TaskInfo,
                  extra: str = "") -> None:
     models = result["models"]
@@ -214,6 +282,9 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
         metrics_table(models, info),
         "",
     ]
+    own = {name: m for name, m in models.items() if "threshold_choice" in m}
+    if own:
+        lines += [threshold_table(own, result.get("threshold")), ""]
     if any("per_class" in m for m in models.values()):
         lines += ["## Per-class results", ""]
     for name, m in models.items():
@@ -305,8 +376,12 @@ def _evaluate_classifier(domain: str, dom: ClassificationDomain, params: Params,
         model, meta = load_any(folder)
         loaded[name] = LoadedModel(model, meta, folder)
         probs = probabilities(predict(model, test, 1024), task)
-        m = classification_metrics(y, probs, task, info.class_names, threshold=threshold,
-                                   families=families, family_names=info.family_names)
+        # A folder that records its own threshold (chosen on validation when it was written) is scored at it,
+        # as the registered pyfunc applies it; any other at the evaluate section's threshold.
+        m = own_threshold_metrics(y, probs, task, info.class_names, meta, families, info.family_names)
+        if m is None:
+            m = classification_metrics(y, probs, task, info.class_names, threshold=threshold,
+                                       families=families, family_names=info.family_names)
         lat = latency_ms(model, model.example_inputs(p.latency_batch_size), p.latency_repeats)
         # One warm-up call is enough for a batch (kernel choice and allocation happen in it); five cost the text
         # encoder ~3 s per model.

@@ -220,8 +220,161 @@ def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def hard_predictions(probs: np.ndarray, task: str, threshold: float = 0.5) -> np.ndarray:
-    return (probs >= threshold).astype(np.int64) if task == "binary" else probs.argmax(axis=1)
+def hard_predictions(probs: np.ndarray, task: str, threshold: float = 0.5,
+                     negative_threshold: float | None = None) -> np.ndarray:
+    """Class predictions from probabilities.
+
+    Args:
+        probs: Binary: (N,) P(positive). Multi-class: (N, K) class probabilities, class 0 the negative class.
+        task: ``binary`` or ``multiclass``.
+        threshold: Binary: an item is positive when P(positive) >= threshold.
+        negative_threshold: Multi-class only: an item is the most probable positive class when its
+            :func:`positive_scores` (that class against class 0, m / (p_0 + m)) reaches this, else class 0
+            (0.5 is the argmax). None: the plain argmax.
+
+    Returns:
+        (N,) int64 predicted label.
+    """
+    if task == "binary":
+        return (probs >= threshold).astype(np.int64)
+    if negative_threshold is None:
+        return probs.argmax(axis=1)
+    positive = 1 + probs[:, 1:].argmax(axis=1)
+    return np.where(positive_scores(probs, task) >= negative_threshold, positive, 0).astype(np.int64)
+
+
+THRESHOLD_RULES = ("f1_macro", "f1_negative", "prior")
+"""Rules that choose a decision threshold on validation scores (besides a fixed number and ``fpr:<rate>``)."""
+
+
+def positive_scores(probs: np.ndarray, task: str) -> np.ndarray:
+    """The score a decision threshold applies to. (N,).
+
+    Binary: P(positive). Multi-class: the most probable positive class against class 0, m / (p_0 + m) with
+    m = max_k>0 p_k, so a threshold of 0.5 is the argmax (and a threshold search can never do worse than it
+    on the data it searches), and for two classes it is P(positive) again.
+    """
+    if task == "binary":
+        return probs
+    m = probs[:, 1:].max(axis=1)
+    return m / np.maximum(probs[:, 0] + m, np.finfo(np.float64).tiny)
+
+
+def _f1(tp: np.ndarray, n_pred: np.ndarray, n_true: np.ndarray | int) -> np.ndarray:
+    denom = n_pred + n_true
+    return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
+
+
+def choose_threshold(y: np.ndarray, probs: np.ndarray, task: str, rule: str | float,
+                     train_negative_fraction: float | None = None) -> dict[str, Any]:
+    """The decision threshold on :func:`positive_scores` that ``rule`` picks on (validation) labels ``y`` and ``probs``.
+
+    Every distinct score is a candidate (an item is positive when its score >= the threshold); the one with the
+    best objective wins (the highest threshold among ties), and the threshold returned lies half-way (in logit
+    space) between it and the next lower score, so scores a little off the validation ones fall the same way.
+
+    Rules:
+        * a number: that threshold (nothing is chosen);
+        * ``f1_macro``: the macro-F1 over the task's classes (multi-class: the negative class or the most probable
+          positive one, :func:`hard_predictions` with ``negative_threshold``);
+        * ``f1_negative``: the F1 of the negative class (netflow: benign);
+        * ``fpr:<rate>``: the lowest threshold whose false-positive rate (negatives flagged) is at most ``rate``
+          (the most positives caught within that budget);
+        * ``prior``: no search; the shift from the class-balanced training batches (each of the K classes 1/K)
+          to the deployment prior, estimated by ``train_negative_fraction`` (the training split's share of the
+          negative class): P(negative) and the positives' are rescaled by their prior ratios and the item is
+          negative when it wins against the most probable positive class.
+
+    Args:
+        y: (N,) labels (binary flag or class index, 0 = negative).
+        probs: Binary (N,) P(positive); multi-class (N, K).
+        task: ``binary`` or ``multiclass``.
+        rule: See above.
+        train_negative_fraction: The training split's share of class 0 (``prior`` only).
+
+    Returns:
+        ``{"threshold", "rule", "n", "objective"}`` (objective: the rule's value on these labels at the threshold;
+        None for a fixed number and ``prior``).
+
+    Raises:
+        ValueError: an unknown rule (named), a rate outside [0, 1], or ``prior`` without the training fraction.
+    """
+    if isinstance(rule, int | float) and not isinstance(rule, bool):
+        return {"threshold": float(rule), "rule": float(rule), "n": int(len(y)), "objective": None}
+    rule = str(rule)
+    n_classes = 2 if task == "binary" else probs.shape[1]
+    if rule == "prior":
+        if train_negative_fraction is None or not 0.0 < train_negative_fraction < 1.0:
+            raise ValueError(f"threshold rule 'prior' needs the training split's negative fraction in (0, 1), "
+                             f"got {train_negative_fraction!r}")
+        pi0 = train_negative_fraction
+        # Trained on 1/K of each class: class 0's probability scales by pi0 * K, a positive's by about
+        # (1 - pi0) / (K - 1) * K (the positives' own mix taken as trained). Positive when
+        # m (1 - pi0) / (K - 1) >= p_0 pi0, i.e. m / (p_0 + m) >= pi0 (K - 1) / (pi0 (K - 1) + 1 - pi0).
+        a = pi0 * (n_classes - 1)
+        return {"threshold": float(a / (a + 1.0 - pi0)), "rule": rule, "n": int(len(y)), "objective": None}
+    fpr_target = None
+    if rule.startswith("fpr:"):
+        try:
+            fpr_target = float(rule[4:])
+        except ValueError:
+            fpr_target = -1.0
+        if not 0.0 <= fpr_target <= 1.0:
+            raise ValueError(f"threshold rule {rule!r}: the rate after 'fpr:' must be a number in [0, 1]")
+    elif rule not in THRESHOLD_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}; use a number in (0, 1), "
+                         f"{', '.join(THRESHOLD_RULES)} or fpr:<rate>")
+    score = positive_scores(probs, task).astype(np.float64)
+    y = np.asarray(y)
+    order = np.argsort(-score, kind="stable")
+    s_sorted = score[order]
+    # Candidate k (k = 1..N) flags the k highest scores; only the last item of a run of equal scores is a valid cut.
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    k = np.flatnonzero(last) + 1  # number flagged at each candidate
+    neg = (y[order] == 0).astype(np.int64)
+    n_neg = int(neg.sum())
+    neg_flagged = np.cumsum(neg)[k - 1]  # negatives at or above the threshold (false positives)
+    tn = n_neg - neg_flagged
+    n_pred_neg = len(y) - k
+    f1_neg = _f1(tn, n_pred_neg, n_neg)
+    if fpr_target is not None:
+        fpr = neg_flagged / max(n_neg, 1)
+        ok = fpr <= fpr_target + 1e-12
+        objective = np.where(ok, k.astype(np.float64), -1.0)  # the most flagged within the budget
+        value = fpr
+    elif rule == "f1_negative":
+        objective = value = f1_neg
+    else:  # f1_macro over the task's classes
+        f1s = [f1_neg]
+        pred_pos = np.zeros(len(y), np.int64) if task == "binary" else 1 + probs[:, 1:].argmax(axis=1)
+        pred_sorted = (np.ones(len(y), np.int64) if task == "binary" else pred_pos[order])
+        y_sorted = y[order]
+        for c in range(1, n_classes):
+            tp = np.cumsum((pred_sorted == c) & (y_sorted == c))[k - 1]
+            n_pred = np.cumsum(pred_sorted == c)[k - 1]
+            f1s.append(_f1(tp, n_pred, int((y == c).sum())))
+        present = [i for i in range(n_classes) if (y == i).any()] or [0]
+        objective = value = np.mean([f1s[i] for i in present], axis=0)
+    best = int(np.flatnonzero(objective == objective.max())[0])  # ties: the fewest flagged (highest threshold)
+    cut = k[best]
+    hi = s_sorted[cut - 1]
+    if fpr_target is not None and objective[best] < 0:  # nothing fits the budget: flag nothing
+        hi, cut = np.inf, 0
+    lo = s_sorted[cut] if cut < len(y) else 0.0
+    threshold = _logit_midpoint(lo, hi)
+    return {"threshold": threshold, "rule": rule, "n": int(len(y)),
+            "objective": float(value[best]) if np.isfinite(hi) else None}
+
+
+def _logit_midpoint(lo: float, hi: float) -> float:
+    """A threshold in (lo, hi] half-way between two scores in logit space (scores saturate near 0 and 1)."""
+    if not np.isfinite(hi):
+        return float(np.nextafter(1.0, 2.0))  # above every probability: nothing is flagged
+    eps = 1e-12
+    a, b = np.clip([lo, hi], eps, 1.0 - eps)
+    mid = expit((np.log(a / (1 - a)) + np.log(b / (1 - b))) / 2.0)
+    # The midpoint must keep ``hi`` flagged and ``lo`` not (float rounding near 0/1 can break that).
+    return float(mid) if lo < mid <= hi else float(hi)
 
 
 def _autocast(device: str):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tasks.domains.netflow.synthetic import NF_V2_CATEGORICAL, NF_V2_NUMERIC
 from tasks.params_base import (
@@ -102,6 +102,39 @@ class NetflowTrain(ClassificationTrain):
     baselines: list[Literal["logreg", "hgb"]] = Field(default_factory=lambda: ["logreg", "hgb"])
     baseline_max_rows: int = Field(200_000, ge=100)
     """Single-flow baselines are fitted on at most this many (most recent) training rows."""
+    threshold: float | str = "f1_macro"
+    """How the decision threshold on P(attack) is set, on the VALIDATION split's scores when the model folder is
+    written, then stored in its ``config.json`` (evaluate, the registered pyfunc and scoring apply it):
+    a number in (0, 1) (fixed, e.g. 0.5, the reference's), ``f1_macro`` (the macro-F1 over the task's classes),
+    ``f1_benign`` (the benign class's F1), ``fpr:<rate>`` (the lowest threshold flagging at most that share of
+    benign flows), or ``prior`` (no search: the shift from the class-balanced batches to the training split's
+    class prior). A multi-class model applies it to its most probable attack family against Benign,
+    P(family) / (P(Benign) + P(family)): below it a flow is benign, else that family (0.5 is the argmax)."""
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_rule(cls, v: float | str) -> float | str:
+        if isinstance(v, str):
+            try:  # "0.5" from --set or YAML quoting is the number
+                v = float(v)
+            except ValueError:
+                pass
+        if isinstance(v, float | int):
+            if not 0.0 < v < 1.0:
+                raise ValueError(f"train.netflow.threshold {v!r}: a fixed threshold must lie in (0, 1)")
+            return float(v)
+        if v in ("f1_macro", "f1_benign", "prior"):
+            return v
+        if v.startswith("fpr:"):
+            try:
+                rate = float(v[4:])
+            except ValueError:
+                rate = -1.0
+            if 0.0 <= rate <= 1.0:
+                return v
+            raise ValueError(f"train.netflow.threshold {v!r}: the rate after 'fpr:' must be a number in [0, 1]")
+        raise ValueError(f"train.netflow.threshold {v!r}: use a number in (0, 1), f1_macro, f1_benign, prior "
+                         "or fpr:<rate>")
 
 
 class NetflowCompress(CompressSection):

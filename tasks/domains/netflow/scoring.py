@@ -12,7 +12,8 @@ from tasks.domains.netflow.data import NAME, RAW_FILE, FlowWindows
 from tasks.domains.netflow.params import FlowDatasetSpec
 from tasks.domains.netflow.preprocess import transform_frame
 from tasks.domains.netflow.records import SchemaError, check_values, typed_frame
-from tasks.loop import predict, probabilities
+from tasks.domains.netflow.threshold import meta_threshold
+from tasks.loop import hard_predictions, predict, probabilities
 
 
 def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
@@ -27,8 +28,11 @@ def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
         frame: A polars DataFrame with the spec's columns (source names; renames are applied).
 
     Returns:
-        A polars DataFrame: ``p_attack``, ``prediction`` (1 = attack) and, for a
-        multi-class model, ``predicted_class`` and one ``p_<class>`` column per class.
+        A polars DataFrame: ``p_attack``, ``prediction`` (1 = attack, at the threshold chosen on validation and
+        stored in ``config.json``, :mod:`.threshold`: binary, ``p_attack`` at or above it) and, for a
+        multi-class model, ``predicted_class`` (its most probable family when that family against Benign,
+        P(family) / (P(Benign) + P(family)), reaches the threshold, else Benign) and one ``p_<class>`` column
+        per class.
     """
     model, meta = loaded.model, loaded.meta
     schema = meta["schema"]
@@ -59,14 +63,17 @@ def score_frame(loaded: LoadedModel, frame: pl.DataFrame) -> pl.DataFrame:
         logits = predict(model, windows, 2048) if n else np.zeros((0, model.config.n_outputs), np.float32)
     probs = probabilities(logits, task)
     out = {"full_context": np.arange(n) >= pad}
+    # The threshold chosen on validation when the folder was written (a folder from before: 0.5 / argmax).
+    thr = meta_threshold(meta)
     if task == "binary":
         out["p_attack"] = probs
-        out["prediction"] = (probs >= 0.5).astype(np.int64)
+        out["prediction"] = hard_predictions(probs, task, 0.5 if thr is None else thr)
     else:
         classes = meta["class_names"]
+        pred = hard_predictions(probs, task, negative_threshold=thr)
         out["p_attack"] = 1.0 - probs[:, 0]
-        out["prediction"] = (probs.argmax(axis=1) != 0).astype(np.int64)
-        out["predicted_class"] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)]
+        out["prediction"] = (pred != 0).astype(np.int64)
+        out["predicted_class"] = np.asarray(classes, dtype=object)[pred]
         for j, c in enumerate(classes):
             out[f"p_{c}"] = probs[:, j]
     return pl.DataFrame(out)
