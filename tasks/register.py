@@ -61,7 +61,7 @@ from mlflow.exceptions import MlflowException
 from tasks import domains, serving, store, tracking
 from tasks.compress import load_any
 from tasks.domains import LoadedModel
-from tasks.evaluate import classification_metrics, model_folders
+from tasks.evaluate import classification_metrics, model_folders, own_threshold_metrics
 from tasks.loop import predict, probabilities
 
 if TYPE_CHECKING:
@@ -336,10 +336,13 @@ def rescore(domain: str, params: Params, ref: serving.VersionRef, work: Path) ->
         info = dom.task_info(params, schema)
         test = dom.load_split("test", info.task)
         probs = probabilities(predict(model, test, 1024), info.task)
-        m = classification_metrics(test.labels, probs, info.task, info.class_names,
-                                   threshold=info.threshold if info.threshold is not None else 0.5,
-                                   families=test.classes if info.family_names is not None else None,
-                                   family_names=info.family_names)
+        fam = test.classes if info.family_names is not None else None
+        # A folder with its own decision threshold (netflow) is scored at it, as evaluate scored the candidate.
+        m = own_threshold_metrics(test.labels, probs, info.task, info.class_names, meta, fam, info.family_names)
+        if m is None:
+            m = classification_metrics(test.labels, probs, info.task, info.class_names,
+                                       threshold=info.threshold if info.threshold is not None else 0.5,
+                                       families=fam, family_names=info.family_names)
     out = {k: float(v) for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if isinstance(m.get("stable"), bool):
         out["stable"] = float(m["stable"])

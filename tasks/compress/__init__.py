@@ -334,6 +334,8 @@ def compress(domain: str, params: Params, run: StageRun | None = None) -> dict[s
                     save_variant(elastic, full, {**full_record, "compression": nested.NAME, "chain": [nested.NAME],
                                                  "description": nested.DESCRIPTION})
                 _link_tree(elastic, folder / ELASTIC)
+            # What the domain chooses on validation for each variant itself (netflow: the decision threshold).
+            domains.get(domain).calibrate(folder, model)
             lat = latency_ms(model, inputs, p.latency_repeats)
             size = size_on_disk(folder / "model.safetensors")
             row = {"bytes": size, "latency_ms": lat["median_ms"], "size_ratio": size / base_size,

@@ -172,6 +172,8 @@ class Domain(Protocol):
 
     def save_assets(self, folder: Path, schema: dict[str, Any]) -> None: ...
 
+    def calibrate(self, folder: Path, model: nn.Module) -> dict[str, Any] | None: ...
+
     def input_example(self, loaded: LoadedModel) -> InputExample | None: ...
 
 
@@ -251,6 +253,10 @@ class DomainDefaults(abc.ABC):
     def save_assets(self, folder: Path, schema: dict[str, Any]) -> None:
         """A model folder needs nothing besides its weights and config."""
         return  # deliberately nothing (an optional hook, not an abstract one)
+
+    def calibrate(self, folder: Path, model: nn.Module) -> dict[str, Any] | None:
+        """Nothing chosen on validation for a compressed variant's folder (netflow: its own decision threshold)."""
+        return None
 
     def input_example(self, loaded: LoadedModel) -> InputExample | None:
         """No example: the registered model is logged without a signature (say which inputs it takes)."""
