@@ -16,7 +16,7 @@ and mean ± standard deviation (``ddof=1``, over the folds).
   sentence embeddings (one forward pass over all sentences: minutes where fine-tuning five
   folds takes most of an hour); a floor for what the encoder's representation offers.
 * ``encoder+augment`` (``--augment``): the same, with the training folds augmented by
-  ``preprocess.finance.augment`` of the ``finai`` profile (:mod:`tasks.domains.finance.augment`;
+  ``preprocess.finance.augment`` of the ``finai-augment`` profile (:mod:`tasks.domains.finance.augment`;
   the edge-case set and the fold's test sentences are kept out by its checks).
 
 Run it (about 20 min on 2 CPU cores with ``--epochs 1``)::
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--models: unknown {sorted(unknown)}; known: tfidf_rf, encoder, encoder_probe")
     if args.augment:
         models.append("encoder+augment")
-    params = load_params(profiles=["finai"])
+    params = load_params(profiles=["finai", "finai-augment"])
     text, y, stats = load_sentences(args.data)
     text_arr = np.asarray(text, dtype=object)
     folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=args.seed).split(text_arr, y))

@@ -114,7 +114,7 @@ def test_finai_profile_augmentation_on_the_real_split():
     (three FinAI training sentences equal test/val ones up to punctuation spacing: they leave training)."""
     from tasks.params import load_params
 
-    pp = load_params(profiles=["finai"]).preprocess.finance
+    pp = load_params(profiles=["finai", "finai-augment"]).preprocess.finance
     assert pp.augment.active
     frame, _ = prepare_labels(pl.read_csv(REAL), FinancePreprocess())
     parts = stratified_split(frame["label"].to_numpy(), pp.test_fraction, pp.val_fraction, pp.seed)
