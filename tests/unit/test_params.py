@@ -15,6 +15,8 @@ def test_repo_params_and_profiles_validate(project):
     assert p.pipeline.domains == ["netflow", "eeg", "finance", "turbulence"]
     assert p.train.netflow.model.arch == "flowtransformer"
     paper = load_params(REPO / "params.yaml", profiles=["paper"])
+    assert paper.train.turbulence.lr == 5e-4 and paper.preprocess.turbulence.t_in == 1
+    assert paper.train.turbulence.model.config.get("output_filter", "none") == "none"
     assert paper.preprocess.netflow.test_fraction == 0.025
     assert paper.train.netflow.epochs == 5
     # a profile merges: keys it does not name keep their params.yaml values
@@ -123,7 +125,8 @@ def test_finance_params_are_checked_at_load(project):
 
 
 def test_turbulence_params_and_paper_profile(project):
-    """Defaults: the IFactFormer recipe (models.md 4.5) and a 2-D source; the paper profile: its width, 3-D."""
+    """Defaults: the IFactFormer recipe (models.md 4.5) but lr 2e-3 (issue 17's CPU setting) and a 2-D source;
+    the paper profile: the recipe's lr, one input snapshot and no output filter, its width, 3-D."""
     import models
     from tasks import domains
     from tests.conftest import REPO
@@ -131,10 +134,12 @@ def test_turbulence_params_and_paper_profile(project):
     p = load_params(REPO / "params.yaml")
     t = p.train.turbulence
     assert (t.task, t.lr, t.lr_schedule, t.lr_step_epochs, t.lr_gamma, t.batch_size, t.select_metric) == (
-        "regression", 5e-4, "step", 5, 0.7, 5, "rel_l2")
+        "regression", 2e-3, "step", 5, 0.7, 5, "rel_l2")
     assert p.register.turbulence.higher_is_better is False and p.register.turbulence.primary_metric.startswith(
         "rollout_rel_l2")
     paper = load_params(REPO / "params.yaml", profiles=["paper"])
+    assert paper.train.turbulence.lr == 5e-4 and paper.preprocess.turbulence.t_in == 1
+    assert paper.train.turbulence.model.config.get("output_filter", "none") == "none"
     s = paper.ingest.turbulence.synthetic
     assert (s.dim, s.fine_n, s.coarse_n) == (3, 32, 16) and paper.train.turbulence.residual is False
     schema = {"grid": [32, 33, 16], "lengths": [12.566, 2.0, 4.189], "components": ["u", "v", "w"], "t_in": 1,
