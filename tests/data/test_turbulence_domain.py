@@ -59,7 +59,8 @@ def test_synthetic_ingest_and_preprocess_split_whole_trajectories(project):
     assert m["shape"] == [3, 16, 16, 16, 2] and m["dt"] == 0.5 and m["components"] == ["u", "v"]
     raw = store.domain_paths("turbulence").raw
     assert (raw / "fields.h5").exists() and m["file_attrs"]["viscosity"] == pytest.approx(1e-3)
-    out = preprocess(load_params())
+    # The paper's window of one snapshot (the default run reads 2): the pair indices below are u_i -> u_{i+1}.
+    out = preprocess(load_params(overrides=["preprocess.turbulence.t_in=1"]))
     assert out["trajectories"] == {"train": 1, "val": 1, "test": 1}
     schema = load_schema()
     ids = schema["trajectories"]

@@ -46,22 +46,24 @@ def test_turbulence_pipeline_registers_and_scores_a_field_file(project, prefect_
         assert (project / "reports/turbulence/plots" / plot).stat().st_size > 3000
 
     # Scoring: an initial field file in NetCDF3 (one variable per component) -> a trajectory in NetCDF3.
+    from tasks.params import load_params
+
+    t_in = load_params().preprocess.turbulence.t_in  # the snapshots the model reads (the default run: 2)
     with h5py.File(project / "data/raw/turbulence/fields.h5") as f:
-        init = f["velocity"][2, :1]  # (1, 16, 16, 2): one snapshot of the test trajectory
+        init = f["velocity"][2, :t_in]  # (t_in, 16, 16, 2): the first snapshots of the test trajectory
         x, y = f["x"][()], f["y"][()]
     src = project / "init.nc"
     nc = netcdf_file(src, "w")
-    nc.createDimension("time", 1)
+    nc.createDimension("time", t_in)
     nc.createDimension("x", 16)
     nc.createDimension("y", 16)
     for name, arr in (("x", x), ("y", y)):
         nc.createVariable(name, "d", (name,))[:] = arr
-    nc.createVariable("time", "d", ("time",))[:] = [0.0]
+    nc.createVariable("time", "d", ("time",))[:] = 0.5 * np.arange(t_in)
     for i, comp in enumerate("uv"):
-        nc.createVariable(comp, "f", ("time", "x", "y"))[:] = init[0, ..., i]
+        nc.createVariable(comp, "f", ("time", "x", "y"))[:] = init[..., i]
     nc.dt = 0.5
     nc.close()
-    from tasks.params import load_params
 
     out = project / "preds" / "rollout.nc"
     spec = ["ingest.turbulence.spec.variables=[u,v]", "ingest.turbulence.spec.axes=time,x,y",
@@ -76,7 +78,7 @@ def test_turbulence_pipeline_registers_and_scores_a_field_file(project, prefect_
     times = back.variables["time"][:].copy()
     back.close()
     assert u.shape == (1, 7, 16, 16) and np.isfinite(u).all()
-    np.testing.assert_allclose(times, 0.5 * np.arange(1, 8))
+    np.testing.assert_allclose(times, 0.5 * (t_in - 1) + 0.5 * np.arange(1, 8))  # after the last input snapshot
 
     # The registered pyfunc takes arrays too: {"initial": (B, T_in, *grid, C), "steps": [n]}.
     pyfunc = tracking.load_pyfunc("models:/formerflow-turbulence@champion")
