@@ -453,7 +453,7 @@ def fit(
     criterion = None if regression else task_loss(task)
     pushforward = cfg.pushforward_steps if isinstance(cfg, RegressionTrain) else 1
     # A field domain's train section may add training noise (turbulence's ``input_noise``); others have none.
-    noise = float(getattr(cfg, "input_noise", 0.0) or 0.0) if regression else 0.0
+    noise = cfg.input_noise if isinstance(cfg, RegressionTrain) else 0.0
     if regression and pushforward > 1:
         train = train.with_horizon(pushforward)  # targets hold the next K snapshots (a field domain's pairs)
     # Best-epoch scores are "higher is better"; an error (relative L2) is negated.

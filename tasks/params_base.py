@@ -144,6 +144,9 @@ class RegressionTrain(TrainSection):
     pushforward_steps: int = Field(1, ge=1)
     """Multi-step training: > 1 adds the pushforward loss (roll the model out K-1 steps without gradient,
     then learn the K-th step from its own prediction), so training sees the inputs a rollout produces."""
+    input_noise: float = Field(0.0, ge=0.0, le=1.0)
+    """Training noise (:func:`tasks.loop.regression_loss`): Gaussian noise of this std, relative to each sample's
+    rms, on the training inputs only (targets, validation and evaluation stay clean); 0 = off (the paper)."""
 
     @field_validator("balanced_batches")
     @classmethod

@@ -122,9 +122,6 @@ class TurbulenceTrain(RegressionTrain):
     """Every model predicts the increment over the last snapshot (output statistics = the increments'), not the
     field itself as the reference does; on a CPU-sized budget this starts training from persistence. The
     paper profile turns it off."""
-    input_noise: float = Field(0.0, ge=0.0, le=1.0)
-    """Training noise (:func:`tasks.loop.regression_loss`): Gaussian noise of this std, relative to each sample's
-    rms, on the training inputs only (targets, validation and evaluation stay clean); 0 = off (the paper)."""
 
 
 class TurbulenceCompress(CompressSection):
