@@ -16,8 +16,6 @@ import sys
 
 from tasks.__main__ import main as tasks_main
 
-FLOW_COMMANDS = ("sweep",)
-
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
