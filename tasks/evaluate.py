@@ -193,7 +193,7 @@ def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title
 
 
 # ----------------------------------------------------------------------------- report
-CLASSIFICATION_COLUMNS = ["balanced_accuracy", "kappa", "f1", "macro_f1", "fpr", "roc_auc", "latency_ms",
+CLASSIFICATION_COLUMNS = ["accuracy", "balanced_accuracy", "kappa", "f1", "macro_f1", "fpr", "roc_auc", "latency_ms",
                           "throughput_per_s", "bytes", "parameters"]
 """The table of a classification domain unless its TaskInfo names other columns."""
 COLUMN_LABELS = {"balanced_accuracy": "bal. acc", "kappa": "kappa", "macro_f1": "macro-F1", "roc_auc": "ROC-AUC",

@@ -166,10 +166,12 @@ def test_roc_auc_is_nan_with_one_class():
 
 
 def test_metrics_table_formats_missing_values():
-    table = metrics_table({"a": {"kind": "transformer", "balanced_accuracy": 0.5, "roc_auc": float("nan"),
-                                 "bytes": 2048, "latency_ms": None}}, TaskInfo(task="binary"))
+    table = metrics_table({"a": {"kind": "transformer", "accuracy": 0.75, "balanced_accuracy": 0.5,
+                                 "roc_auc": float("nan"), "bytes": 2048, "latency_ms": None}}, TaskInfo(task="binary"))
     head, sep, row = table.splitlines()
-    assert row.startswith("| a | transformer | 0.5000 |")
+    # Plain accuracy beside balanced accuracy in every classification table (many papers quote accuracy).
+    assert head.startswith("| model | kind | accuracy | bal. acc |")
+    assert row.startswith("| a | transformer | 0.7500 | 0.5000 |")
     assert "–" in row and "| 2 |" in row  # NaN / None shown as a dash, 2048 bytes as 2 KB
     assert head.count("|") == sep.count("|") == row.count("|")
 
