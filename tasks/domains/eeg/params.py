@@ -5,6 +5,7 @@ Assembled with the other domains' into the one ``Params`` model by :mod:`tasks.p
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -30,7 +31,15 @@ class MatLayout(Strict):
     """Where the epochs are in a MATLAB file (v5 via scipy, v7.3 via h5py)."""
 
     data_key: str = "X"
-    label_key: str = "y"
+    """The variable holding the data: a name (struct fields with dots, ``eeg.X``); ``*``, the one variable of
+    the file that no other key names (MATLAB's ``__header__``-style metadata ignored); a glob over the file's
+    variable names (``seg_*``); or ``re:<regex>`` (full match). A pattern must match exactly one variable."""
+    label_key: str | None = "y"
+    """The variable holding one label per trial; null: every segment of a file takes the class of its path,
+    the parent folder's name (``Z/Z001.mat``) or ``label_regex``, mapped through ``spec.label_map``."""
+    label_regex: str | None = None
+    """With ``label_key: null``: a regex searched in each file's path relative to the source (``Z/Z001.mat``);
+    its one group (or the group named ``label``) is the label. None: the parent folder's name."""
     sfreq: float | None = Field(None, gt=0)
     sfreq_key: str | None = None
     """A variable holding the sampling rate; used when ``sfreq`` is not given."""
@@ -43,6 +52,25 @@ class MatLayout(Strict):
         axes = [a.strip() for a in self.layout.split(",")]
         if sorted(axes) != ["channels", "samples", "trials"]:
             raise ValueError(f"layout must name trials, channels and samples once each, got {self.layout!r}")
+        if not self.data_key.strip():
+            raise ValueError("data_key is empty; name the data variable, or '*' for the only one in the file")
+        if self.data_key.startswith("re:"):
+            try:
+                re.compile(self.data_key[3:])
+            except re.error as exc:
+                raise ValueError(f"data_key {self.data_key!r} is not a valid regular expression: {exc}") from None
+        if self.label_regex is not None:
+            if self.label_key is not None:
+                raise ValueError(f"label_regex {self.label_regex!r} applies only with label_key: null (labels from "
+                                 f"the path), but label_key is {self.label_key!r}")
+            try:
+                rx = re.compile(self.label_regex)
+            except re.error as exc:
+                raise ValueError(f"label_regex {self.label_regex!r} is not a valid regular expression: {exc}") \
+                    from None
+            if rx.groups != 1 and "label" not in rx.groupindex:
+                raise ValueError(f"label_regex {self.label_regex!r} must have one group (or a group named "
+                                 f"'label'), it has {rx.groups}")
         return self
 
 
@@ -59,12 +87,15 @@ class EEGSpec(Strict):
     name_pattern: str | None = None
     """Regex with named groups subject/session/run searched in each file's relative path."""
     label_map: dict[str, str] = Field(default_factory=dict)
-    """MAT label values / ASCII folder names -> class (epoched sources)."""
+    """MAT label values / ASCII folder names (MAT folder names or ``mat.label_regex`` labels under
+    ``mat.label_key: null``) -> class (epoched sources). A label from a file is an error when not in it; an
+    ASCII or path-labelled MAT file whose folder (label) is not in it is skipped (a subset of the classes)."""
     mat: MatLayout = Field(default_factory=MatLayout)
     ascii_sfreq: float = Field(173.61, gt=0)
     """Sampling rate of single-channel ASCII segments (the Bonn set: 173.61 Hz)."""
     epoch_units: Literal["V", "mV", "uV"] = "uV"
-    """Units of the numbers in MAT / ASCII files (EDF-family files carry their own units)."""
+    """Units of the numbers in MAT / ASCII files (EDF-family files carry their own units); integer MAT data
+    (int16 ADC counts, ...) are taken as numbers in these units too, with no scale factor."""
     background_class: str | None = None
     """Continuous recordings cut into windows: the class of time no mapped event covers (e.g. ``interictal``);
     when set, a recording without events is all background instead of an error."""

@@ -24,6 +24,7 @@ scales them.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import warnings
 from dataclasses import dataclass
@@ -250,6 +251,10 @@ class EpochSet:
     sfreq: float
     ch_names: list[str]
     source: str
+    variable: str | None = None
+    """MAT: the variable the data came from (``data_key`` resolved when it is ``*`` or a pattern)."""
+    dtype: str = "float64"
+    """The dtype the file stores (``int16`` for ADC counts): ``data`` is always float64 in those units."""
 
 
 _AXES = ("trials", "channels", "samples")
@@ -259,13 +264,15 @@ def read_mat(
     path: Path,
     *,
     data_key: str,
-    label_key: str,
+    label_key: str | None,
     sfreq: float | None = None,
     sfreq_key: str | None = None,
     layout: str = "trials,channels,samples",
     ch_names_key: str | None = None,
     label_map: dict[str, str] | None = None,
     max_array_bytes: int | None = None,
+    label: str | None = None,
+    display: str | None = None,
 ) -> EpochSet:
     """Read epochs and their labels from a MATLAB file (v5 via SciPy, v7.3/HDF5 via h5py).
 
@@ -273,14 +280,22 @@ def read_mat(
     permutation of trials, channels, samples. MATLAB drops trailing singleton axes, so a
     2-D array gets a trailing axis of 1 (one-channel data ``[trials x samples x 1]``).
     h5py shows a v7.3 array with its axes reversed; it is transposed back to MATLAB order
-    first, so one ``layout`` describes a file saved either way. Keys may name struct
-    fields with dots (``"eeg.X"``). Labels (numbers, char rows or a cell of strings) are
-    converted to strings (``1.0`` -> ``"1"``) and mapped through ``label_map`` when given.
+    first, so one ``layout`` describes a file saved either way. A vector (``1 x T``,
+    ``T x 1`` or 1-D) is one single-channel segment ``(1, 1, T)`` whatever ``layout`` says.
+    Integer data (ADC counts) are converted to float64 unscaled; :attr:`EpochSet.dtype`
+    records what the file stored. Keys may name struct fields with dots (``"eeg.X"``).
+    Labels (numbers, char rows or a cell of strings) are converted to strings (``1.0`` ->
+    ``"1"``) and mapped through ``label_map`` when given.
+
+    ``data_key`` may also be ``*`` (the one top-level variable that no other key names;
+    ``__header__``-style metadata and v7.3's ``#refs#`` are not variables), a glob over the
+    top-level variable names (``seg_*``) or ``re:<regex>`` (full match); either must find
+    exactly one variable.
 
     Args:
         path: The ``.mat`` file.
-        data_key: Variable holding the data.
-        label_key: Variable holding one label per trial.
+        data_key: Variable holding the data, ``*`` or a pattern (above).
+        label_key: Variable holding one label per trial; None: every trial is ``label``.
         sfreq: Sampling rate in Hz, when the file does not hold it.
         sfreq_key: Variable holding the sampling rate (wins over ``sfreq``; both must agree).
         layout: Axes of the data in MATLAB order, comma-separated.
@@ -288,47 +303,63 @@ def read_mat(
         label_map: Label (as a string) -> class name; a label not in it is an error.
         max_array_bytes: A variable declaring more bytes (v5: in its header; v7.3: its dataset) is refused
             before it is read (``ingest.eeg.max_array_bytes``; None: only the memory available is checked).
+        label: The class of every trial when ``label_key`` is None (the caller takes it from the file's
+            folder or path, already mapped); not mapped again.
+        display: How messages name the file (the user's path); default its name.
 
     Returns:
         The epochs ``(n, C, T)`` in the file's units.
 
     Raises:
         EEGInputError: Unreadable file; a missing key (the message lists the keys that
-            exist); wrong number of dimensions; label count != trial count; an unmapped
-            label; no sampling rate; bad ``layout``; duplicate channel names; a channel
+            exist); ``*`` or a pattern finding no variable or several (listed); wrong number
+            of dimensions; label count != trial count; an unmapped label; no label source;
+            no sampling rate; bad ``layout``; duplicate channel names; a channel
             with non-finite values; a v7.3 variable over the size cap, stored outside the
             file (external storage, external link, virtual dataset).
     """
     path = Path(path)
-    name = path.name
+    name = display or path.name
     axes = [a.strip() for a in layout.split(",")]
     if sorted(axes) != sorted(_AXES):
         raise EEGInputError(f"{name}: layout {layout!r} must be a permutation of {','.join(_AXES)}")
     if sfreq is None and sfreq_key is None:
         raise EEGInputError(f"{name}: give sfreq or sfreq_key (the file's sampling rate is unknown)")
-    reader = _Hdf5Mat(path, max_array_bytes) if _is_hdf5(path) else _V5Mat(path, max_array_bytes)
+    if label_key is None and label is None:
+        raise EEGInputError(f"{name}: no label_key, and no class from the file's folder or path was given")
+    reader = _Hdf5Mat(path, max_array_bytes, name) if _is_hdf5(path) else _V5Mat(path, max_array_bytes, name)
     with reader:
+        named = [k.split(".")[0] for k in (label_key, sfreq_key, ch_names_key) if k]
+        data_key = _resolve_data_key(data_key, reader.variables(), named, name)
         x = reader.get(data_key, "data")
-        raw_labels = reader.get(label_key, "labels")
+        raw_labels = reader.get(label_key, "labels") if label_key else None
         file_sfreq = reader.get(sfreq_key, "sfreq") if sfreq_key else None
         names = (
             reader.strings(reader.get(ch_names_key, "channel names"), ch_names_key) if ch_names_key else None
         )
-        labels = reader.strings(raw_labels, label_key)
+        labels = reader.strings(raw_labels, label_key) if label_key else None
 
     if x.dtype.kind not in "iufb":
         raise EEGInputError(f"{name}: {data_key!r} is not a numeric array (MATLAB class of dtype {x.dtype})")
-    if x.ndim == 2:
-        x = x[:, :, None]
-    if x.ndim != 3:
-        raise EEGInputError(f"{name}: {data_key!r} has {x.ndim} dimensions {x.shape}; expected 3 ({layout})")
-    x = np.ascontiguousarray(np.transpose(x, [axes.index(a) for a in _AXES]), dtype=np.float64)  # (n, C, T)
+    stored = str(x.dtype)
+    if x.ndim == 1 or (x.ndim == 2 and min(x.shape) == 1 < max(x.shape)):
+        # A vector is one single-channel segment (a Bonn-like file per segment): MATLAB shows it 1 x T or
+        # T x 1 (v7.3 and numpy writers may store it 1-D), and no layout of 2-D data reads it right.
+        x = np.ascontiguousarray(x.reshape(1, 1, -1), dtype=np.float64)
+    else:
+        if x.ndim == 2:
+            x = x[:, :, None]
+        if x.ndim != 3:
+            raise EEGInputError(f"{name}: {data_key!r} has {x.ndim} dimensions {x.shape}; expected 3 ({layout})")
+        x = np.ascontiguousarray(np.transpose(x, [axes.index(a) for a in _AXES]), dtype=np.float64)  # (n, C, T)
     n, c, _ = x.shape
-    if len(labels) != n:
+    if labels is None:
+        labels = [str(label)] * n
+    elif len(labels) != n:
         raise EEGInputError(
             f"{name}: {label_key!r} holds {len(labels)} labels but {data_key!r} has {n} trials"
         )
-    if label_map is not None:
+    if label_map is not None and label_key is not None:
         bad = sorted({lab for lab in labels if lab not in label_map})
         if bad:
             raise EEGInputError(
@@ -358,7 +389,37 @@ def read_mat(
     if dups:
         raise EEGInputError(f"{name}: {ch_names_key!r} names the channel(s) {dups} more than once")
     check_finite(x, names, name)
-    return EpochSet(data=x, labels=labels, sfreq=float(rate), ch_names=names, source=name)
+    return EpochSet(data=x, labels=labels, sfreq=float(rate), ch_names=names, source=name, variable=data_key,
+                    dtype=stored)
+
+
+def _resolve_data_key(data_key: str, variables: list[str], named: list[str], name: str) -> str:
+    """The variable ``data_key`` names: itself, or the one match of ``*`` / a glob / ``re:<regex>``.
+
+    Args:
+        data_key: A name (dotted for struct fields), ``*``, a glob or ``re:<regex>``.
+        variables: The file's top-level variables (metadata left out), sorted.
+        named: Top-level variables other keys name (labels, sampling rate, channel names): never the data.
+        name: The file, for messages.
+    """
+    if data_key.startswith("re:"):
+        rx = re.compile(data_key[3:])
+        found = [v for v in variables if rx.fullmatch(v)]
+    elif any(ch in data_key for ch in "*?["):
+        found = [v for v in variables if fnmatch.fnmatchcase(v, data_key)]
+    else:
+        return data_key
+    found = [v for v in found if v not in named]
+    if len(found) == 1:
+        return found[0]
+    what = ("takes the one data variable of the file" if data_key == "*"
+            else "must match exactly one variable of the file")
+    others = f" ({', '.join(named)} named by other keys)" if named else ""
+    if not found:
+        raise EEGInputError(f"{name}: data_key {data_key!r} {what}, but matches none; variables: {variables}"
+                            f"{others}")
+    raise EEGInputError(f"{name}: data_key {data_key!r} {what}, but the file holds {len(found)}: {found}; name "
+                        "the one to read in ingest.eeg.spec.mat.data_key")
 
 
 def _is_hdf5(path: Path) -> bool:
@@ -386,10 +447,10 @@ def _label_str(v: Any) -> str:
 class _V5Mat:
     """A MATLAB v4-v7.2 file through :func:`scipy.io.loadmat`, with struct fields by dotted key."""
 
-    def __init__(self, path: Path, max_array_bytes: int | None = None):
+    def __init__(self, path: Path, max_array_bytes: int | None = None, name: str | None = None):
         import scipy.io  # lazy: scipy.io is slow to import; only MATLAB v5 files need it
 
-        self.name = path.name
+        self.name = name or path.name
         try:
             # loadmat inflates every (zlib-compressed) variable it holds: the headers say how big they are
             declared = scipy.io.whosmat(path)
@@ -416,6 +477,10 @@ class _V5Mat:
 
     def __exit__(self, *exc):
         return False
+
+    def variables(self) -> list[str]:
+        """The file's variables, without loadmat's ``__header__``, ``__version__``, ``__globals__``."""
+        return sorted(k for k in self.vars if not k.startswith("__"))
 
     def get(self, key: str, what: str) -> np.ndarray:
         node: Any = self.vars
@@ -462,8 +527,8 @@ def _vector_check(arr: np.ndarray, name: str, key: str) -> None:
 class _Hdf5Mat:
     """A MATLAB v7.3 file through h5py; arrays come back in MATLAB's axis order."""
 
-    def __init__(self, path: Path, max_array_bytes: int | None = None):
-        self.name = path.name
+    def __init__(self, path: Path, max_array_bytes: int | None = None, name: str | None = None):
+        self.name = name or path.name
         self.max_array_bytes = max_array_bytes
         try:
             import h5py  # lazy: only MATLAB v7.3 files need it (and it may be missing)
@@ -485,6 +550,10 @@ class _Hdf5Mat:
     def __exit__(self, *exc):
         self.f.close()
         return False
+
+    def variables(self) -> list[str]:
+        """The file's variables, without MATLAB's ``#refs#`` / ``#subsystem#`` groups."""
+        return sorted(k for k in self.f.keys() if not k.startswith(("#", "__")))
 
     def _node(self, key: str, what: str):
         node = self.f

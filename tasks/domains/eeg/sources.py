@@ -79,6 +79,7 @@ def fetch_sources(
     delay_s: float = 0.5,
     max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
     max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO,
+    origins: dict[str, str] | None = None,
 ) -> list[Path]:
     """Bring every recording named by ``source`` into the local folder ``target``.
 
@@ -108,6 +109,8 @@ def fetch_sources(
         max_bytes: Most bytes one archive may unpack to (``ingest.eeg.max_extracted_bytes``).
         max_ratio: Most unpacked bytes per compressed byte of an archive entry
             (``ingest.eeg.max_compression_ratio``; entries up to 1 MiB are exempt).
+        origins: When given, filled with each recording's name relative to ``target`` -> where it came
+            from (the user's path or URL; ``archive.zip!entry``), so messages can name the user's file.
 
     Returns:
         The recording files written to ``target`` (those :func:`format_of` knows), sorted.
@@ -168,6 +171,8 @@ def fetch_sources(
                             ) from None
 
     recordings = sorted(p for p in written if format_of(p) is not None)
+    if origins is not None:
+        origins.update({rel: origin for rel, origin in seen.items() if format_of(Path(rel)) is not None})
     if not recordings:
         known = ", ".join(sorted(set(FORMATS)) + [".zip"])
         raise EEGInputError(f"no EEG recording found in {sources} (known suffixes: {known})")
@@ -333,7 +338,8 @@ class SourceInfo:
         subject: Subject id (groups recordings for subject-wise splits).
         session: Session id ("1" when the name has none).
         run: Run id ("1" when the name has none).
-        folder_label: ASCII segments: the parent folder (the class in the Bonn layout); else None.
+        folder_label: ASCII segments and path-labelled MAT files: the parent folder (the class in the Bonn
+            layout); else None.
     """
 
     path: Path
@@ -344,7 +350,7 @@ class SourceInfo:
     folder_label: str | None
 
 
-def describe(path: Path, root: Path, name_pattern: str | None = None) -> SourceInfo:
+def describe(path: Path, root: Path, name_pattern: str | None = None, *, path_labels: bool = False) -> SourceInfo:
     """Subject, session and run of a recording from its path.
 
     In order: the user regex ``name_pattern`` (named groups ``subject``/``session``/``run``,
@@ -354,6 +360,9 @@ def describe(path: Path, root: Path, name_pattern: str | None = None) -> SourceI
     subject is the file stem. Missing session/run are "1". ASCII segments have no
     subject in their names: subject "all", session = parent folder, run = stem,
     folder_label = parent folder (Bonn: "A_Z" ... "E_S"), each overridable by the pattern.
+    With ``path_labels`` (MAT files labelled by their folder, ``mat.label_key: null``), MAT
+    files default the same way (one segment per file is no subject of its own), while
+    ``sub-``/``S001R04`` names and the pattern still give subjects.
 
     Raises:
         EEGInputError: The file has no known format, or does not match ``name_pattern``.
@@ -387,7 +396,8 @@ def describe(path: Path, root: Path, name_pattern: str | None = None) -> SourceI
             m = re.match(r"S(\d{3})R(\d{2})", name)
             if m:
                 found = {"subject": m.group(1), "run": m.group(2)}
-    if fmt == "ascii":
+    segment = fmt == "ascii" or (fmt == "mat" and path_labels)
+    if segment:
         defaults = {"subject": "all", "session": parent or "1", "run": stem}
     else:
         defaults = {"subject": stem, "session": "1", "run": "1"}
@@ -398,5 +408,5 @@ def describe(path: Path, root: Path, name_pattern: str | None = None) -> SourceI
         subject=ids["subject"],
         session=ids["session"],
         run=ids["run"],
-        folder_label=parent if fmt == "ascii" else None,
+        folder_label=parent if segment else None,
     )
