@@ -94,14 +94,27 @@ def _components(a: np.ndarray) -> list[np.ndarray]:
     return [a[..., i] for i in range(a.shape[-1])]
 
 
-def _vorticity(a: np.ndarray, lengths: Sequence[float]) -> np.ndarray:
-    """Vorticity of ``(..., *grid, C)``: the scalar ``dv/dx - du/dy`` in 2-D, ``|curl u|`` in 3-D."""
-    if len(lengths) == 2:
-        return physics.vorticity_2d(a[..., 0], a[..., 1], lengths)
-    u, v, w = (np.asarray(c, dtype=np.float64) for c in _components(a))
+def _vorticity(a: np.ndarray, lengths: Sequence[float], periodic: bool = True) -> np.ndarray:
+    """Vorticity of ``(..., *grid, C)``: the scalar ``dv/dx - du/dy`` in 2-D, ``|curl u|`` in 3-D.
 
-    def d(f, axis):  # physics' spectral derivative, so 2-D and 3-D share one convention
-        return physics._derivative(f, axis, lengths)
+    Spectral derivatives on a periodic grid; on one that is not (PIV), second-order finite differences
+    (one-sided at the edges), since a spectral derivative would ring at the jump between opposite edges.
+    """
+    nd = len(lengths)
+    if not periodic:
+        grid = a.shape[-1 - nd:-1]
+
+        def d(f, axis):
+            return np.gradient(f, lengths[axis] / grid[axis], axis=f.ndim - nd + axis)
+    elif nd == 2:
+        return physics.vorticity_2d(a[..., 0], a[..., 1], lengths)
+    else:
+        def d(f, axis):  # physics' spectral derivative, so 2-D and 3-D share one convention
+            return physics._derivative(f, axis, lengths)
+    if nd == 2:
+        u, v = (np.asarray(c, dtype=np.float64) for c in _components(a)[:2])
+        return d(v, 0) - d(u, 1)
+    u, v, w = (np.asarray(c, dtype=np.float64) for c in _components(a))
 
     wx, wy, wz = d(w, 1) - d(v, 2), d(u, 2) - d(w, 0), d(v, 0) - d(u, 1)
     return np.sqrt(wx**2 + wy**2 + wz**2)
@@ -197,12 +210,12 @@ def _one_step_rel_l2(model, test: np.ndarray, t_in: int, batch_size: int, device
 # ============================================================================ statistics
 
 
-def _stats(fields: np.ndarray, lengths: Sequence[float]) -> dict[str, np.ndarray]:
-    """Per-step diagnostics of ``(B, S, *grid, C)``, averaged over trajectories."""
+def _stats(fields: np.ndarray, lengths: Sequence[float], periodic: bool = True) -> dict[str, np.ndarray]:
+    """Per-step diagnostics of ``(B, S, *grid, C)``, averaged over trajectories (spectra windowed if not periodic)."""
     d = len(lengths)
     comps = _components(fields)
-    k, spec = physics.energy_spectrum(*comps, lengths=lengths)  # (B, S, K)
-    omega = _vorticity(fields, lengths)  # (B, S, *grid)
+    k, spec = physics.energy_spectrum(*comps, lengths=lengths, window=None if periodic else "hann")  # (B, S, K)
+    omega = _vorticity(fields, lengths, periodic)  # (B, S, *grid)
     return {
         "k": k,
         "spectrum": spec.mean(0),  # (S, K)
@@ -335,6 +348,7 @@ def evaluate_fields(
     gif: bool = True,
     batch_size: int = 16,
     device: str = "cpu",
+    periodic: bool = True,
 ) -> tuple[dict[str, dict], str, list[str]]:
     """Score every surrogate one step ahead and by rollout against the held-out truth.
 
@@ -374,6 +388,9 @@ def evaluate_fields(
         gif: Also write ``rollout.gif``.
         batch_size: Windows per forward pass of the one-step evaluation and the rollout.
         device: Where the inputs go (the models must already be there).
+        periodic: False for a grid that is not periodic: the spectra are windowed (Hann,
+            :func:`tasks.domains.turbulence.physics.energy_spectrum`), the vorticity is taken by finite
+            differences, and the report says so.
 
     Returns:
         ``(metrics, markdown, plot_names)``: metrics per model name (JSON-serialisable
@@ -393,7 +410,7 @@ def evaluate_fields(
     kinds = dict(kinds or {})
 
     truth = test[:, t_in : t_in + n_roll]  # (B, S, *grid, C)
-    ts = _stats(truth, lengths)
+    ts = _stats(truth, lengths, periodic)
     e_true = ts["spectrum"].mean(0)  # (K,)
     resolved = _resolved(ts["k"], e_true, grid, lengths)
     empty = (ts["k"] > 0) & (e_true <= _SHELL_FLOOR * e_true.max())
@@ -405,7 +422,7 @@ def evaluate_fields(
             [rollout(model, test[i : i + batch_size, :t_in], n_roll, device=device) for i in chunks]
         )
         with np.errstate(all="ignore"):  # blown-up values overflow on purpose
-            ps = _stats(pred, lengths)
+            ps = _stats(pred, lengths, periodic)
             curve = _rel_l2(pred, truth, 2).mean(0)  # (S,)
         blowup = _blowup_step(pred, ps["energy"], ts["energy"], blowup_factor)
         n_ok = n_roll if blowup is None else blowup - 1
@@ -446,10 +463,18 @@ def evaluate_fields(
 
     markdown = _markdown(metrics, reached, report_steps, n_traj, n_roll, t_in, dt_model, blowup_factor,
                          (small_scale_k_fraction, small_scale_factor, small_scale_floor))
+    if not periodic:
+        markdown += WINDOW_NOTE + "\n"
     plots: list[str] = []
     if plots_dir is not None:
         plots = _plots(Path(plots_dir), truth, ts, series, lengths, dt_model, n_snapshot_cols, gif)
     return metrics, markdown, plots
+
+
+WINDOW_NOTE = ("Spectra windowed (Hann): the grid is not periodic (the ingest manifest's `periodic: false`); each "
+               "component's spatial mean goes to shell 0 and its fluctuation is windowed before the FFT, and the "
+               "vorticity is taken by finite differences.")
+"""The line the report carries under the rollout table (and the spectrum check) for a grid that is not periodic."""
 
 
 def _stable_cell(m: dict) -> str:
@@ -660,8 +685,13 @@ def _gif(path: Path, panels: list[np.ndarray], cmap: str, vmax: float, three_d: 
 # ============================================================================ hit_slice check
 
 
+HIT_SLICE_LAYOUT = FieldLayout(variables=["velocity_x", "velocity_y", "velocity_z"], axes="z,y,x")
+"""The layout of ``hit_slice.nc``: one variable per component, stored ``(z, y, x)`` with ``z`` of length 1."""
+
+
 def hit_slice_check(
-    path: str | Path, plots_dir: str | Path, *, k_range: tuple[float, float] = (3, 10), layout=None
+    path: str | Path, plots_dir: str | Path, *, k_range: tuple[float, float] = (3, 10), layout=None,
+    format: str = "auto", display: str | None = None,
 ) -> tuple[dict, str, list[str]]:
     """Inertial-range slope of a real turbulence slice: the spectrum code's check on real data.
 
@@ -670,20 +700,27 @@ def hit_slice_check(
             so a 2-D slice of a 3-D flow counts all three).
         plots_dir: Folder for ``hit_slice_spectrum.png`` (created).
         k_range: ``(kmin, kmax)`` of the least-squares fit of ``log E`` on ``log k``.
-        layout: :class:`~tasks.domains.turbulence.layout.FieldLayout` of the file (default: the layout
-            of ``hit_slice.nc``: ``velocity_x/y/z`` stored ``(z, y, x)``).
+        layout: :class:`~tasks.domains.turbulence.layout.FieldLayout` of the file, as ingest takes it
+            (``evaluate.turbulence.hit_slice_spec``; default :data:`HIT_SLICE_LAYOUT`). A text table or
+            Tecplot file (a glob or folder too) is read as ingest reads it; a grid that is not periodic
+            gets a windowed spectrum, and the section says so.
+        format: The file's format, as ``ingest.turbulence.format`` (``auto``: detected).
+        display: How messages and the report name the file (default: ``path``).
 
     Returns:
         ``(metrics, markdown, plot_names)``; ``({}, <skipped line>, [])`` when the file is absent.
     """
     path = Path(path)
     title = f"## Spectrum check on {path.name}"
-    if not path.exists():
-        return {}, f"{title}\n\nSkipped: {path} is absent.\n", []
-    layout = layout or FieldLayout(variables=["velocity_x", "velocity_y", "velocity_z"], axes="z,y,x")
-    f = read_fields(path, layout)
+    if not any(ch in str(path) for ch in "*?[") and not path.exists():
+        return {}, f"{title}\n\nSkipped: {display or path} is absent.\n", []
+    f = read_fields(path, layout or HIT_SLICE_LAYOUT, format=format, display=display)
     a = f.data[0, 0]  # (*grid, C), space x, y(, z)
-    k, E = physics.energy_spectrum(*_components(a), lengths=f.lengths)  # (K,), (K,)
+    periodic = bool(f.attrs.get("periodic", True))
+    # Every snapshot of every trajectory: one averaged spectrum (hit_slice.nc holds one).
+    k, E = physics.energy_spectrum(*_components(f.data), lengths=f.lengths,
+                                   window=None if periodic else "hann")  # (K,), (traj, time, K)
+    E = E.reshape(-1, E.shape[-1]).mean(0)
     kmin, kmax = k_range
     slope = physics.inertial_slope(k, E, kmin, kmax)
     expected = -5 / 3
@@ -696,6 +733,9 @@ def hit_slice_check(
         "grid": [int(v) for v in a.shape[:-1]],
         "components": list(f.components),
         "energy": float(E.sum()),
+        "snapshots": int(f.data.shape[0] * f.data.shape[1]),
+        "periodic": periodic,
+        "window": None if periodic else "hann",
     }
     plt = pyplot()
     out = Path(plots_dir)
@@ -718,6 +758,10 @@ def hit_slice_check(
         f"{kmin:g} <= k <= {kmax:g} is **{slope:.2f}**, beside Kolmogorov's -5/3 = {expected:.2f} "
         f"(difference {metrics['abs_error']:.2f}).\n"
     )
+    if metrics["snapshots"] > 1:
+        md += f"The spectrum is the mean over the file's {metrics['snapshots']} snapshots.\n"
+    if not periodic:
+        md += "Spectra windowed (Hann): the grid is not periodic.\n"
     return metrics, md, ["hit_slice_spectrum.png"]
 
 
@@ -774,7 +818,7 @@ def evaluate_models(params: Params, models: dict[str, LoadedModel],
         small_scale_k_fraction=p.small_scale_k_fraction, small_scale_factor=p.small_scale_factor,
         small_scale_floor=p.small_scale_floor,
         plots_dir=plots_dir, kinds=kinds, solver_seconds_per_step=solver_s, latency_repeats=p.latency_repeats,
-        throughput_batch_size=p.throughput_batch_size, gif=p.gif)
+        throughput_batch_size=p.throughput_batch_size, gif=p.gif, periodic=bool(schema.get("periodic", True)))
     # no model to time
     metrics["persistence"].update(ms_per_step=None, speedup_vs_solver=None, throughput_per_s=None)
     for name, m in metrics.items():
@@ -785,11 +829,14 @@ def evaluate_models(params: Params, models: dict[str, LoadedModel],
     if p.hit_slice:
         path = Path(p.hit_slice)
         path = path if path.is_absolute() else store.project_root() / path
-        check, check_md, check_plots = hit_slice_check(path, plots_dir, k_range=tuple(p.hit_slice_k_range))
+        check, check_md, check_plots = hit_slice_check(path, plots_dir, k_range=tuple(p.hit_slice_k_range),
+                                                       layout=p.hit_slice_spec.to_layout(), format=p.hit_slice_format,
+                                                       display=p.hit_slice)
     else:
         check = {}
     md += persistence_note(metrics)
     result = {"models": metrics, "n_test": int(test.shape[0]), "solver_seconds_per_step": solver_s,
+              "periodic": bool(schema.get("periodic", True)),
               "hit_slice": check, "dt_model": schema["dt_model"], "grid": schema["grid"]}
     return result, md + ("\n\n" + check_md if check_md else ""), [*plots, *check_plots]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tasks import store
 from tasks.domains.turbulence.data import NAME, RAW_NAME
 from tasks.domains.turbulence.layout import FieldError, FieldLayout, Fields
-from tasks.domains.turbulence.readers import local_copy, read_fields
+from tasks.domains.turbulence.readers import glob_root, local_copy, read_fields, text_files
 from tasks.domains.turbulence.solver import HITConfig, SolverConfig
 from tasks.domains.turbulence.synthetic import LAYOUT, generate
 
@@ -37,6 +37,7 @@ def _describe(fields: Fields) -> dict[str, Any]:
     return {"shape": list(fields.data.shape), "axes": list(fields.axes), "components": fields.components,
             "lengths": fields.lengths, "dt": fields.dt, "stride": fields.stride, "dt_model": fields.dt_model,
             "format": fields.attrs.get("format"), "warnings": fields.attrs.get("warnings", []),
+            "periodic": fields.attrs.get("periodic", True), "periodic_source": fields.attrs.get("periodic_source"),
             "file_attrs": {k: v for k, v in fields.attrs.get("file_attrs", {}).items() if k != "config"}}
 
 
@@ -59,9 +60,14 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
 
     Output folder: the field file (``fields.h5`` for the synthetic source, else the source's
     own file name and format) and ``manifest.json`` (source, layout, shape, dt, attributes).
-    The folder is replaced atomically: a bad file (NaN / Inf, mismatched shapes, missing
-    variable, wrong axis spec, a model step that is not a multiple of the snapshot spacing)
-    raises :class:`tasks.domains.turbulence.layout.FieldError` and leaves the previous folder as it was.
+    A glob of text files (tables or Tecplot, :mod:`tasks.domains.turbulence.text`) is copied below
+    ``fields/``, keeping the folders under the glob's fixed prefix (one folder per trajectory).
+    The manifest records ``periodic`` (:func:`tasks.domains.turbulence.layout.is_periodic`), which
+    preprocess and evaluate read. The folder is replaced atomically: a bad file (NaN / Inf,
+    mismatched shapes, missing variable, wrong axis spec, points that do not form a grid, a
+    Tecplot zone whose size does not match its data, a model step that is not a multiple of the
+    snapshot spacing) raises :class:`tasks.domains.turbulence.layout.FieldError` naming the
+    user's file, and leaves the previous folder as it was.
     """
     p = params.ingest.turbulence
     paths = store.domain_paths(NAME)
@@ -84,6 +90,21 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             layout = FieldLayout(**{**_layout_dict(base), "dt_model": p.spec.dt_model})
             fingerprint: Any = {"synthetic": s.model_dump(), "solver_steps": gen["n_steps"]}
             shown = str((paths.raw / target.name).relative_to(paths.root))
+        elif any(ch in store._pattern_part(p.source) for ch in "*?["):
+            # A glob of text files (a table or Tecplot file per snapshot, a folder per trajectory): each match
+            # is copied below fields/ by its path under the glob's fixed prefix, which keeps the folders.
+            layout = p.spec.to_layout()
+            root, urls = text_files(p.source)
+            target = out / RAW_NAME
+            for url in urls:
+                rel = url[len(root):].lstrip("/")
+                dest = target / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                local = local_copy(url, Path(cache), retries=p.retries, delay_s=p.retry_delay_s)
+                shutil.copy2(local, dest)
+            fingerprint = {"files": store.sources_fingerprint(urls)} if not store.is_remote(p.source) \
+                else {"url": p.source}
+            shown = glob_root(p.source)
         else:
             layout = p.spec.to_layout()
             local = local_copy(p.source, Path(cache), retries=p.retries, delay_s=p.retry_delay_s)
@@ -98,12 +119,13 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
                 shutil.copy2(local, target)
             fingerprint = store.source_fingerprint(p.source) if not store.is_remote(p.source) else {"url": p.source}
             shown = p.source
-        # The full read is the validation: a bad field fails here, inside the atomic folder.
+        # The full read is the validation: a bad field fails here, inside the atomic folder. The reader reads
+        # the copy but names the user's source (display): the copy is gone once the stage has failed.
         try:
             fields = read_fields(target, layout, format=p.format, max_array_bytes=p.max_array_bytes,
-                                 max_abs_value=p.max_abs_value)
+                                 max_abs_value=p.max_abs_value, display=str(shown))
         except FieldError as exc:
-            # The reader names the copy in the temporary folder, which is gone once the stage fails: name the source.
+            # A message from a library may still quote the copy's path; name the source there too.
             raise FieldError(str(exc).replace(str(target), str(shown))) from None
         manifest = {
             "stage": "ingest", "domain": NAME, "source": shown, "file": target.name, "format": p.format,

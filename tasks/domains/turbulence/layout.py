@@ -104,6 +104,17 @@ class FieldLayout:
             file attribute ``dt``, is used when present.
         dt_model: Time step the surrogate advances; an integer multiple of the snapshot
             spacing (default: the spacing itself, stride 1).
+        periodic: Whether the grid is periodic: ``true``, ``false`` or ``"auto"`` (the
+            default): periodic for the array formats (HDF5, NetCDF, NPZ, NPY, Zarr: the
+            outputs of spectral and periodic-box solvers, today's behaviour), not periodic for
+            the text formats (a table or Tecplot file from PIV or a wall-bounded simulation).
+            A grid that is not periodic has its spectra windowed (Hann) and cannot be filtered
+            or coarsened spectrally.
+        delimiter: Text tables: the column separator (default: a comma when the header has
+            one, else whitespace).
+        grid_rtol: Text tables and Tecplot: how far a spacing between neighbouring
+            coordinate values may differ from the mean spacing, relative to it, before the
+            points are refused as not a regular grid (printed coordinates carry rounding).
     """
 
     variables: list[str] = field(default_factory=lambda: ["velocity"])
@@ -114,6 +125,29 @@ class FieldLayout:
     time: str | None = None
     dt: float | None = None
     dt_model: float | None = None
+    periodic: bool | str = "auto"
+    delimiter: str | None = None
+    grid_rtol: float = 0.01
+
+
+PERIODIC_FORMATS = ("hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr")
+"""Formats whose grids ``periodic: auto`` takes as periodic (the text formats are not)."""
+
+
+def is_periodic(layout: FieldLayout, fmt: str, source: str) -> tuple[bool, str]:
+    """Whether the grid of a ``fmt`` file read by ``layout`` is periodic, and why (for the manifest).
+
+    Raises:
+        FieldError: ``layout.periodic`` is neither a boolean nor ``"auto"``.
+    """
+    value = layout.periodic
+    if isinstance(value, bool):
+        return value, "given"
+    if str(value).lower() != "auto":
+        raise FieldError(f"{source}: periodic {value!r}: use true, false or auto")
+    if fmt in PERIODIC_FORMATS:
+        return True, f"auto: {fmt} (a solver's output)"
+    return False, f"auto: {fmt} (text formats hold PIV and wall-bounded grids)"
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,13 @@ class FieldLayoutSpec(Strict):
     """Time between stored snapshots (else a time variable ``t``/``time`` or the file attribute ``dt``)."""
     dt_model: float | None = Field(None, gt=0)
     """Time the surrogate advances per step: a whole multiple of the snapshot spacing (default: the spacing)."""
+    periodic: bool | Literal["auto"] = "auto"
+    """Is the grid periodic? auto: yes for HDF5 / NetCDF / NPZ / NPY / Zarr (solver output), no for text tables and
+    Tecplot (PIV, wall-bounded grids). Not periodic: spectra are windowed (Hann), no spectral filter / coarsening."""
+    delimiter: str | None = None
+    """Text tables: the column separator (null: a comma when the header has one, else whitespace)."""
+    grid_rtol: float = Field(0.01, gt=0, lt=0.5)
+    """Text tables and Tecplot: largest deviation of a coordinate spacing from the mean spacing, relative to it."""
 
     def to_layout(self) -> FieldLayout:
         return FieldLayout(**self.model_dump())
@@ -75,8 +82,9 @@ class TurbulenceSynthetic(Strict):
 
 class TurbulenceIngest(SourceSection):
     source: str = "synthetic"
-    """``synthetic`` or one HDF5 / NetCDF3 / NetCDF4 / NPZ / NPY file or Zarr store, local or any fsspec URL."""
-    format: Literal["auto", "hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr"] = "auto"
+    """``synthetic``, one HDF5 / NetCDF3 / NetCDF4 / NPZ / NPY file or Zarr store, or text tables / Tecplot ASCII
+    files (one file, a folder or a glob; one trajectory per folder), local or any fsspec URL."""
+    format: Literal["auto", "hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr", "table", "tecplot"] = "auto"
     spec: FieldLayoutSpec = Field(default_factory=FieldLayoutSpec)
     synthetic: TurbulenceSynthetic = Field(default_factory=TurbulenceSynthetic)
     max_array_bytes: int = Field(DEFAULT_MAX_ARRAY_BYTES, ge=1)
@@ -102,6 +110,10 @@ class TurbulencePreprocess(Strict):
     """The last trajectories held out for evaluation (whole trajectories: none is on both sides)."""
     val_trajectories: int = Field(1, ge=0)
     """The trajectories just before them, to pick the best epoch by one-step relative L2 (0: keep the last)."""
+    segments: int = Field(1, ge=1)
+    """Cut every trajectory into this many consecutive pieces of equal length (the rest of the snapshots dropped),
+    each then split as a trajectory: one long PIV sequence becomes train / val / test segments (later in time is
+    test). 1: trajectories as ingested."""
 
 
 
@@ -160,6 +172,11 @@ class TurbulenceEvaluate(EvaluateSection):
     """A 2-D field whose energy spectrum and inertial-range slope the report shows (relative to the project
     root; skipped with a note when absent)."""
     hit_slice_k_range: list[float] = Field(default_factory=lambda: [3.0, 10.0], min_length=2, max_length=2)
+    hit_slice_format: Literal["auto", "hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr", "table", "tecplot"] = "auto"
+    hit_slice_spec: FieldLayoutSpec = Field(default_factory=lambda: FieldLayoutSpec(
+        variables=["velocity_x", "velocity_y", "velocity_z"], axes="z,y,x"))
+    """How the slice file stores its field, as ``ingest.turbulence.spec`` (default: ``hit_slice.nc``'s
+    ``velocity_x/y/z`` stored ``(z, y, x)``); every snapshot of it is averaged into one spectrum."""
 
 
 

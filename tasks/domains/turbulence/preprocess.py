@@ -72,22 +72,45 @@ def preprocess(params: Params, run: StageRun | None = None) -> dict[str, Any]:
     ``(n_traj, T, *grid, C)``, ``trajectory`` ids) and ``schema.json`` (grid, lengths, components,
     dt_model, t_in, per-channel mean / std of the training trajectories, the source's physics).
 
+    With ``segments`` > 1 each trajectory is first cut into that many consecutive pieces. ``schema.json``
+    records ``periodic`` from the ingest manifest; a grid that is not periodic is never filtered or
+    coarsened spectrally.
+
     Raises:
-        PreprocessError: Too few trajectories or snapshots for the split and the input window.
+        PreprocessError: Too few trajectories or snapshots for the split and the input window, or a spectral
+            filter / coarsening asked of a grid that is not periodic.
     """
     p = params.preprocess.turbulence
     fields, manifest = read_raw()
     data = fields.data[:, :: fields.stride]  # (traj, T, *grid, C): one entry per model step
+    periodic = bool(manifest.get("periodic", fields.attrs.get("periodic", True)))
+    if p.segments > 1:
+        per = data.shape[1] // p.segments
+        if per < p.t_in + 1:
+            raise PreprocessError(
+                f"{manifest['file']}: {data.shape[1]} snapshots per trajectory at the model step cut into "
+                f"preprocess.turbulence.segments = {p.segments} pieces leave {per} each; a (T_in={p.t_in} -> next) "
+                f"pair needs {p.t_in + 1}")
+        # (traj, segments * per, ...) -> (traj * segments, per, ...): consecutive pieces, later pieces split last
+        data = data[:, : per * p.segments].reshape(data.shape[0] * p.segments, per, *data.shape[2:])
     n_traj, n_time = data.shape[:2]
     need = p.test_trajectories + p.val_trajectories + 1
     if n_traj < need:
         raise PreprocessError(
-            f"{manifest['file']} has {n_traj} trajectories; preprocess.turbulence needs at least {need} "
-            f"(test_trajectories {p.test_trajectories} + val_trajectories {p.val_trajectories} + 1 for training), "
-            "split whole so no trajectory is on both sides")
+            f"{manifest['file']} has {n_traj} trajectories"
+            f"{f' ({p.segments} segments each)' if p.segments > 1 else ''}; preprocess.turbulence needs at least "
+            f"{need} (test_trajectories {p.test_trajectories} + val_trajectories {p.val_trajectories} + 1 for "
+            "training), split whole so no trajectory is on both sides (one long sequence: set "
+            "preprocess.turbulence.segments to cut it into pieces)")
     if n_time < p.t_in + 1:
         raise PreprocessError(f"{manifest['file']}: {n_time} snapshots per trajectory at the model step "
                               f"(stride {fields.stride}) leave no (T_in={p.t_in} -> next) pair")
+    if not periodic and (p.filter != "none" or p.coarse_n is not None):
+        raise PreprocessError(
+            f"{manifest['source']}: preprocess.turbulence.filter ({p.filter}) / coarse_n ({p.coarse_n}) are spectral "
+            "(FFT) operations and the grid is not periodic (manifest periodic: false, "
+            f"{manifest.get('periodic_source')}); set filter: none and coarse_n: null, or ingest.turbulence.spec."
+            "periodic: true if it is periodic")
     data = filter_and_coarsen(data, fields.lengths, p.filter, p.filter_width, p.coarse_n)
     n_train = n_traj - p.test_trajectories - p.val_trajectories
     ids = {"train": list(range(n_train)), "val": list(range(n_train, n_train + p.val_trajectories)),
@@ -111,6 +134,7 @@ def preprocess(params: Params, run: StageRun | None = None) -> dict[str, Any]:
         "increment_mean": inc_mean.tolist(), "increment_std": np.maximum(inc_std, 1e-12 * std).tolist(), "trajectories": ids,
         "pairs": {k: len(v) * (n_time - p.t_in) for k, v in ids.items()}, "snapshots": n_time,
         "filter": p.filter, "filter_width": p.filter_width, "coarse_n": p.coarse_n,
+        "periodic": periodic, "segments": p.segments,
         "source_attrs": manifest.get("file_attrs", {}), "synthetic": "synthetic" in manifest.get("fingerprint", {}),
     }
     paths = store.domain_paths(NAME)

@@ -8,7 +8,9 @@ checked from shapes and small variables before the (possibly large) field is rea
 
 Formats: HDF5 (``.h5``, ``.hdf5``; nested paths such as ``group/velocity``), NetCDF4
 (HDF5 underneath, read with h5py), classic NetCDF3 (``scipy.io.netcdf_file``), NPZ, NPY
-(one array) and Zarr directory stores (only when the ``zarr`` package is installed). The
+(one array), Zarr directory stores (only when the ``zarr`` package is installed), and the text formats of
+:mod:`tasks.domains.turbulence.text` (whitespace/CSV tables and Tecplot ASCII; a source may then be a glob or a
+folder of files, one trajectory per folder). The
 format comes from the file's first bytes, else its suffix, unless given
 (:func:`detect_format`). Remote URLs (any fsspec protocol) are first copied into a cache
 folder (:func:`local_copy`, through :func:`tasks.store.fetch_to_cache`); reading writes
@@ -47,11 +49,13 @@ from tasks.domains.turbulence.layout import (
     Fields,
     canonical,
     component_names,
+    is_periodic,
     kept_channels,
     parse_axes,
 )
+from tasks.domains.turbulence.text import TEXT_FORMATS, natural_sorted, read_text_fields, sniff_text
 
-READ_FORMATS: tuple[str, ...] = ("hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr")
+READ_FORMATS: tuple[str, ...] = ("hdf5", "netcdf4", "netcdf3", "npz", "npy", "zarr", *TEXT_FORMATS)
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NPY_MAGIC = b"\x93NUMPY"
@@ -113,6 +117,9 @@ def detect_format(path: Path, fmt: str | None = "auto") -> str:
         return "npz"
     if suffix in ("hdf5", "netcdf4", "npz", "npy"):
         return suffix  # e.g. an HDF5 file with a user block; the reader reports what is wrong
+    text = sniff_text(path)
+    if text is not None:
+        return text
     raise FieldError(
         f"{path}: cannot tell the format (first bytes {head!r}, suffix {path.suffix!r}); "
         f"pass format= one of {', '.join(READ_FORMATS)}"
@@ -744,6 +751,7 @@ def read_fields(
     delay_s: float = 1.0,
     max_array_bytes: int | None = DEFAULT_MAX_ARRAY_BYTES,
     max_abs_value: float | None = DEFAULT_MAX_ABS_VALUE,
+    display: str | None = None,
 ) -> Fields:
     """Read a velocity field file into the canonical layout.
 
@@ -757,9 +765,12 @@ def read_fields(
         max_array_bytes: The variables to read may declare at most this many bytes (shape x item
             size), checked before anything is read, as is the memory available (None: only that).
         max_abs_value: Largest magnitude accepted in the field (None: no check).
+        display: The name every message gives the source (default ``source``): ingest reads a copy
+            and names the user's file.
 
     Returns:
-        :class:`Fields` with float32 data ``(trajectory, time, *space, component)``.
+        :class:`Fields` with float32 data ``(trajectory, time, *space, component)``;
+        ``attrs["periodic"]`` says whether the grid is periodic (:func:`~tasks.domains.turbulence.layout.is_periodic`).
 
     Raises:
         FieldError: Unreadable file, missing variable, axis spec that does not fit the
@@ -770,9 +781,15 @@ def read_fields(
             available, data outside the file (HDF5 external links, external storage,
             virtual datasets). The message names the file and what is wrong.
     """
-    name = str(source)
+    name = display or str(source)
+    if format in TEXT_FORMATS or (format in (None, "auto") and _is_text_source(str(source))):
+        return _read_text_source(str(source), name, layout, format, cache=cache, retries=retries, delay_s=delay_s,
+                                 max_array_bytes=max_array_bytes, max_abs_value=max_abs_value)
     path = local_copy(source, cache, retries=retries, delay_s=delay_s)
-    fmt = detect_format(path, format)
+    try:
+        fmt = detect_format(path, format)
+    except FieldError as exc:
+        raise FieldError(str(exc).replace(str(path), name)) from None
     if not layout.variables:
         raise FieldError(f"{name}: layout.variables is empty; name the variable(s) that hold the field")
     with _open(path, fmt, name, layout, max_array_bytes) as reader:
@@ -831,6 +848,7 @@ def read_fields(
             "warnings": warnings,
             "file_attrs": reader.file_attrs(),
         }
+        attrs["periodic"], attrs["periodic_source"] = is_periodic(layout, fmt, name)
     return Fields(
         data=data,
         coords=coords,
@@ -841,3 +859,108 @@ def read_fields(
         source=name,
         attrs=attrs,
     )
+
+
+# ============================================================================ text sources
+
+
+_GLOB = "*?["
+
+
+def _is_text_source(source: str) -> bool:
+    """A glob, a folder that is not a Zarr store, or a text file: read by :mod:`tasks.domains.turbulence.text`."""
+    if any(ch in store._pattern_part(source) for ch in _GLOB):
+        return True
+    if store.is_remote(source):
+        return Path(source.split("?")[0]).suffix.lower() in (".csv", ".tsv", ".txt", ".dat", ".tec", ".tp")
+    path = Path(source.removeprefix("file://"))
+    if path.is_dir():
+        return SUFFIXES.get(path.suffix.lower()) != "zarr" and not any(
+            (path / m).exists() for m in (".zgroup", ".zarray", "zarr.json"))
+    if not path.is_file():
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith((_HDF5_MAGIC, _NPY_MAGIC, _ZIP_MAGIC, b"CDF")):
+        return False
+    return sniff_text(path) is not None
+
+
+def glob_root(pattern: str) -> str:
+    """The part of a glob before its first component with a wildcard (``data/in/run*/f*.txt`` -> ``data/in``)."""
+    parts = pattern.rstrip("/").split("/")
+    fixed = []
+    for part in parts:
+        if any(ch in part for ch in _GLOB):
+            break
+        fixed.append(part)
+    return "/".join(fixed) or "."
+
+
+def text_files(source: str) -> tuple[str, list[str]]:
+    """``(root, files)`` of a text source: a glob (its fixed prefix and the matches), a folder (it, and every
+    file below it but hidden ones) or one file (its folder, and it), in natural order.
+
+    Raises:
+        FieldError: Nothing matches, or the folder holds no file.
+    """
+    if any(ch in store._pattern_part(source) for ch in _GLOB):
+        try:
+            files = store.expand_urls(source)
+        except FileNotFoundError as exc:
+            raise FieldError(str(exc)) from None
+        root = glob_root(source)
+        if store.is_remote(source):
+            return root, natural_sorted(files)
+        base = Path(root).resolve()
+        return root, natural_sorted([str(Path(root) / Path(f).resolve().relative_to(base)) for f in files])
+    path = Path(source.removeprefix("file://"))
+    if not store.is_remote(source) and path.is_dir():
+        files = [str(f) for f in path.rglob("*") if f.is_file()
+                 and not any(part.startswith(".") for part in f.relative_to(path).parts)]
+        if not files:
+            raise FieldError(f"{source}: a folder with no file")
+        return source.rstrip("/"), natural_sorted(files)
+    return str(Path(source).parent), [source]
+
+
+def _read_text_source(source: str, name: str, layout: FieldLayout, fmt: str, *, cache: Path | None, retries: int,
+                      delay_s: float, max_array_bytes: int | None, max_abs_value: float | None) -> Fields:
+    """A text table or Tecplot source (a file, a glob or a folder) as :class:`Fields`; messages name ``name``."""
+    root, urls = text_files(source)
+    shown_root = glob_root(name) if name != source else root
+
+    def shown(url: str) -> str:
+        if len(urls) == 1 and url == source:
+            return name
+        rel = url[len(root):].lstrip("/") if url.startswith(root) else Path(url).name
+        return f"{shown_root.rstrip('/')}/{rel}" if shown_root not in ("", ".") else rel
+
+    files = []
+    for url in urls:
+        path = local_copy(url, cache, retries=retries, delay_s=delay_s)
+        if not path.is_file():
+            raise FieldError(f"{shown(url)}: no such file")
+        files.append((path, shown(url)))
+    store.check_array_bytes(sum(p.stat().st_size for p, _ in files) * 2, display=f"{name} (text, read whole)",
+                            max_bytes=max_array_bytes, key="ingest.turbulence.max_array_bytes", error=FieldError)
+    kinds = {}
+    for path, label in files:
+        kinds[label] = fmt if fmt in TEXT_FORMATS else sniff_text(path)
+        if kinds[label] is None:
+            raise FieldError(f"{label}: not a text table or Tecplot ASCII file (give format: table or tecplot, "
+                             f"or one of {', '.join(READ_FORMATS[:6])} for a single array file)")
+    found = sorted(set(kinds.values()))
+    if len(found) > 1:
+        first = {k: next(label for label, v in kinds.items() if v == k) for k in found}
+        raise FieldError(f"{name}: the files mix formats: {', '.join(f'{k} ({v})' for k, v in first.items())}")
+    kind = found[0]
+    data, coords, components, dt, attrs = read_text_fields(files, layout, kind, max_abs_value)
+    space = [a for a in SPATIAL if a in coords]
+    lengths = [float(coords[a][1] - coords[a][0]) * len(coords[a]) for a in space]  # n * dx: the FFT's period
+    stride = _stride(None if layout.dt_model is None else float(layout.dt_model), dt, name)
+    periodic, why = is_periodic(layout, kind, name)
+    attrs |= {"format": kind, "stored_axes": ["points"], "stored_shape": list(data.shape), "warnings": [],
+              "file_attrs": {}, "periodic": periodic, "periodic_source": why}
+    return Fields(data=data, coords=coords, lengths=lengths, dt=dt, stride=stride, components=components,
+                  source=name, attrs=attrs)

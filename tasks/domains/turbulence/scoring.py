@@ -58,7 +58,8 @@ def score_fields(params: Params, model_uri: str, input_url: str, output: str | P
                  components=fields.components, source=f"formerflow {model_uri} from {input_url}",
                  attrs={"file_attrs": {"model_uri": model_uri, "input": str(input_url), "steps": sp.steps}})
     output = Path(output)
-    fmt = fields.attrs["format"] if fields.attrs["format"] != "zarr" else "hdf5"
+    # Zarr and the text formats (tables, Tecplot: points, not an array) are answered in HDF5.
+    fmt = fields.attrs["format"] if fields.attrs["format"] not in ("zarr", "table", "tecplot") else "hdf5"
     variables = fields.attrs["variables"] if len(fields.attrs["variables"]) > 1 else None
     layout = write_fields(output, out, format=fmt, variables=variables)
     finite = bool(np.isfinite(pred).all())
