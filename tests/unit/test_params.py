@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -71,7 +73,13 @@ def test_missing_and_malformed_file(project):
         load_params(project / "bad.yaml")
 
 
-@pytest.mark.parametrize("profile", ["paper", "botiot", "bonn", "eegmmidb", "seizure"])
+_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+
+
+# Every profile shipped in the repository, the examples of "Your own data" included (profiles/examples/*.yaml,
+# named examples/<name> as on the command line).
+@pytest.mark.parametrize("profile", sorted(str(p.relative_to(_PROFILES).with_suffix(""))
+                                           for p in _PROFILES.rglob("*.yaml")))
 def test_every_profile_validates(project, profile):
     from tests.conftest import REPO
 
