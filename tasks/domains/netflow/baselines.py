@@ -14,8 +14,7 @@ from tasks.domains.netflow.data import FlowWindows
 
 def baseline_features(split: FlowWindows) -> np.ndarray:
     """Single-flow features of each window's target flow: numerics then categorical codes. (N, Fn + Fc)."""
-    w = split.window
-    return np.concatenate([split.x_num.numpy()[w - 1 :], split.x_cat.numpy()[w - 1 :]], axis=1)
+    return np.concatenate([split.x_num.numpy()[split.ends], split.x_cat.numpy()[split.ends]], axis=1)
 
 
 def fit_baselines(names: list[str], train: FlowWindows, n_categorical: int, max_rows: int, seed: int):

@@ -51,7 +51,7 @@ class NetflowDomain(ClassificationDefaults):
         return NetflowTaskInfo(
             task=task, class_names=["Benign", "Attack"] if task == "binary" else list(schema["classes"]),
             family_names=list(schema["classes"]), positive="attack", negative="benign", item="window",
-            split_note="windows, the last rows in time order", baseline_kind="single-flow baseline",
+            split_note=schema.get("split", {}).get("note", "windows, the last rows in time order"), baseline_kind="single-flow baseline",
             threshold=params.evaluate.netflow.threshold, threshold_rule=params.train.netflow.threshold)
 
     def save_assets(self, folder: Path, schema: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from tasks import store
-from tasks.domains.netflow.data import NAME, RAW_FILE
+from tasks.domains.netflow.data import NAME, RAW_FILE, RAW_TEST_FILE
 from tasks.domains.netflow.records import LABEL, EmptySourceError, SchemaError, write_flows
 from tasks.domains.netflow.synthetic import generate
 
@@ -22,13 +22,15 @@ if TYPE_CHECKING:
 def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
     """Fetch the configured source (or generate the synthetic one) and write validated Parquet.
 
-    Output folder ``data/raw/netflow/``: ``flows.parquet`` (time order kept),
-    ``source/`` (the synthetic CSVs, when the source is synthetic) and
-    ``manifest.json``. The folder is replaced atomically, so a failure leaves
-    the previous contents untouched.
+    Output folder ``data/raw/netflow/``: ``flows.parquet`` (time order kept; a ``source_file`` column names
+    the file of every row), ``test_flows.parquet`` (the rows of ``ingest.netflow.test_source`` when one is set,
+    read through the same spec and refused when its columns differ from the training source's),
+    ``source/`` (the synthetic CSVs, when the source is synthetic) and ``manifest.json``. The folder is replaced
+    atomically, so a failure leaves the previous contents untouched.
 
     Returns:
-        The manifest: source, files, rows, class counts, output hash.
+        The manifest: source, files, rows, class counts, output hashes, ``one_capture`` (windows may cross
+        the files), the keep columns found, and for a test source its files, rows and class counts.
     """
     p = params.ingest.netflow
     paths = store.domain_paths(NAME)
@@ -48,28 +50,57 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
             fingerprint = [store.source_fingerprint(u) for u in urls] if len(urls) <= 1000 else {"n": len(urls)}
             shown = urls
         target = out / RAW_FILE
-        write_flows(urls, p.spec, target, fmt=p.format, cache=Path(cache), retries=p.retries,
-                    delay_s=p.retry_delay_s, max_rows=p.max_rows, max_bytes=p.max_extracted_bytes,
-                    max_ratio=p.max_compression_ratio)
-        counts = (
-            pl.scan_parquet(target).group_by(LABEL).agg(pl.len().alias("n")).sort(LABEL).collect()
-        )
-        n_rows = int(counts["n"].sum()) if counts.height else 0
+        read = dict(fmt=p.format, cache=Path(cache), retries=p.retries, delay_s=p.retry_delay_s,
+                    max_bytes=p.max_extracted_bytes, max_ratio=p.max_compression_ratio)
+        first = write_flows(urls, p.spec, target, max_rows=p.max_rows, shown=shown, **read)
+        n_rows, class_counts = _class_counts(target)
         if n_rows == 0:
             raise EmptySourceError(f"{p.source}: no data rows")
-        class_counts = dict(zip(counts[LABEL].to_list(), [int(x) for x in counts["n"]], strict=True))
         if p.spec.benign_value not in class_counts:
             _missing_benign(p, class_counts)
         manifest = {
             "stage": "ingest", "domain": NAME, "source": p.source, "files": shown,
             "fingerprint": fingerprint, "rows": n_rows, "class_counts": class_counts,
-            "spec": p.spec.name, "outputs": {"flows": store.content_hash(target)},
+            "spec": p.spec.name, "keep_columns": first.keep,
+            # The synthetic files are chunks of one generated capture: windows run across them, as before.
+            "one_capture": p.one_capture or p.source == "synthetic",
+            "outputs": {"flows": store.content_hash(target)},
         }
+        if p.test_source:
+            test = _ingest_test_source(p, out, first, read)
+            manifest["outputs"]["test_flows"] = test.pop("hash")
+            manifest.update(test)
         store.atomic_write_json(out / "manifest.json", store.redact(manifest))  # no credentials in URLs
     if run is not None:
-        run.log_params({"source": p.source, "spec": p.spec.name, "files": len(urls)})
+        run.log_params({"source": p.source, "spec": p.spec.name, "files": len(urls),
+                        **({"test_source": p.test_source} if p.test_source else {})})
         run.log_metrics({"rows": n_rows, **{f"class_rows.{k}": v for k, v in class_counts.items()}})
     return manifest
+
+
+def _class_counts(path: Path) -> tuple[int, dict[str, int]]:
+    counts = pl.scan_parquet(path).group_by(LABEL).agg(pl.len().alias("n")).sort(LABEL).collect()
+    n_rows = int(counts["n"].sum()) if counts.height else 0
+    return n_rows, dict(zip(counts[LABEL].to_list(), [int(x) for x in counts["n"]], strict=True))
+
+
+def _ingest_test_source(p: Any, out: Path, first: Any, read: dict[str, Any]) -> dict[str, Any]:
+    """Read ``ingest.netflow.test_source`` through the training source's spec into ``test_flows.parquet``.
+
+    Every test file must have the training source's columns (compared with its first file, after renames) and
+    gets the same keep columns, so the two parquet files have one schema. ``max_rows`` is not applied: the test
+    set is scored whole.
+    """
+    urls = store.retry(lambda: store.expand_urls(p.test_source), retries=p.retries, delay_s=p.retry_delay_s,
+                       what=f"ingest.netflow.test_source {p.test_source}")
+    target = out / RAW_TEST_FILE
+    write_flows(urls, p.spec, target, keep=first.keep, same_columns_as=(first.name, first.columns), **read)
+    n_rows, class_counts = _class_counts(target)
+    if n_rows == 0:
+        raise EmptySourceError(f"{p.test_source}: no data rows")
+    fingerprint = [store.source_fingerprint(u) for u in urls] if len(urls) <= 1000 else {"n": len(urls)}
+    return {"test_source": p.test_source, "test_files": urls, "test_fingerprint": fingerprint,
+            "test_rows": n_rows, "test_class_counts": class_counts, "hash": store.content_hash(target)}
 
 
 def _missing_benign(p: Any, class_counts: dict[str, int]) -> None:

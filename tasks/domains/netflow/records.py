@@ -11,6 +11,7 @@ import gzip
 import re
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -21,6 +22,8 @@ LABEL = "label"
 """The class name column of the raw Parquet (the spec's label column, as text)."""
 IS_ATTACK = "is_attack"
 """True for every row whose label is not the spec's benign value."""
+SOURCE_FILE = "source_file"
+"""The file (as the source names it) each raw row came from: file boundaries and ``split: group`` use it."""
 
 
 class SchemaError(ValueError):
@@ -125,7 +128,9 @@ def validate_columns(names: list[str], spec: FlowDatasetSpec, display: str, requ
         raise SchemaError(f"{display}: after the spec's renames, the column(s) {twice} appear more than once "
                           f"(renames {spec.renames})")
     renamed = set(renamed_list)
-    required = [*spec.numeric_fields, *spec.categorical_fields, *spec.keep_columns]
+    # keep_columns are optional (kept when present); only required_columns are demanded of every file.
+    required = [*spec.numeric_fields, *spec.categorical_fields,
+                *(c for c in spec.required_columns if c not in spec.numeric_fields + spec.categorical_fields)]
     if require_label:
         required.append(spec.label_column)
     missing = [c for c in required if c not in renamed]
@@ -152,17 +157,28 @@ def _invalid(spec: FlowDatasetSpec):
     return pl.any_horizontal([*(_not_a_number(c) for c in spec.numeric_fields), _no_label(spec.label_column)])
 
 
-def typed_frame(lf, spec: FlowDatasetSpec, names: list[str], flag: bool = False):
+def present_keep_columns(spec: FlowDatasetSpec, names_per_file: list[list[str]]) -> list[str]:
+    """The spec's keep columns that at least one file has (after renames), in the spec's order."""
+    have = {spec.renames.get(n, n) for names in names_per_file for n in names}
+    return [c for c in spec.keep_columns if c in have and c not in spec.categorical_fields]
+
+
+def typed_frame(lf, spec: FlowDatasetSpec, names: list[str], flag: bool = False, keep: list[str] | None = None):
     """Rename, select and type the spec's columns: numerics as Float64, categoricals and label as strings.
 
-    With ``flag``, an extra boolean ``__invalid`` column marks rows that fail the value checks.
+    With ``flag``, an extra boolean ``__invalid`` column marks rows that fail the value checks. ``keep`` (default:
+    none) names the keep columns to write: one this file lacks is written as "" (another file of the glob has it).
     """
+    renamed = {spec.renames.get(n, n) for n in names}
     lf = lf.rename({k: v for k, v in spec.renames.items() if k in names})
     exprs = [_invalid(spec).alias("__invalid")] if flag else []
     for c in spec.numeric_fields:
         exprs.append(pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c))
-    for c in [*spec.categorical_fields, *spec.keep_columns]:
+    for c in spec.categorical_fields:
         exprs.append(pl.col(c).cast(pl.String).str.strip_chars().fill_null("").alias(c))
+    for c in keep or []:
+        exprs.append(pl.col(c).cast(pl.String).str.strip_chars().fill_null("").alias(c) if c in renamed
+                     else pl.lit("", pl.String).alias(c))
     label = pl.col(spec.label_column).cast(pl.String).str.strip_chars()
     exprs.append(label.alias(LABEL))
     exprs.append((label != spec.benign_value).alias(IS_ATTACK))
@@ -205,7 +221,8 @@ def check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
 def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: str = "auto", cache: Path,
                 retries: int = 3, delay_s: float = 0.5, max_rows: int | None = None,
                 max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
-                max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO) -> None:
+                max_ratio: float = DEFAULT_MAX_COMPRESSION_RATIO, shown: list[str] | None = None,
+                keep: list[str] | None = None, same_columns_as: tuple[str, list[str]] | None = None) -> FileColumns:
     """Validate every source file and write them, in order, as one Parquet file.
 
     The values are checked in the same streaming pass that writes the Parquet
@@ -224,25 +241,40 @@ def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: st
         max_rows: Keep only the first rows.
         max_bytes: Cap on the unpacked size of a ``.gz`` source (:func:`local_plain`).
         max_ratio: Cap on the compression ratio of a ``.gz`` source.
+        shown: The name of each file written into the ``source_file`` column (default: ``urls``).
+        keep: The keep columns to write (default: those of ``spec.keep_columns`` that some file has).
+        same_columns_as: ``(name, columns)`` of another source (the training source of a test source): every
+            file must have exactly these columns (after renames), else a :class:`SchemaError` naming both files
+            and the columns that differ.
 
     Output columns: the numeric fields (Float64), categorical fields and
-    ``keep_columns`` (strings), ``label`` (class name) and ``is_attack``.
+    keep columns (strings), ``label`` (class name), ``is_attack`` and ``source_file``.
+
+    Returns:
+        The first file's name and columns (after renames), and the keep columns written.
 
     Raises:
         SchemaError: Required columns missing, a repeated column, a non-numeric value in a numeric column,
             an empty or null-like label, a column polars cannot read as the spec's type, a damaged ``.gz``
-            or one over a cap.
+            or one over a cap, columns that differ from ``same_columns_as``.
         EmptySourceError: A file with no data rows.
     """
-    frames, scans = [], []
-    for i, url in enumerate(urls):
+    shown = shown or urls
+    scans, all_names = [], []
+    for url in urls:
         local = local_plain(url, cache, retries=retries, delay_s=delay_s, max_bytes=max_bytes, max_ratio=max_ratio)
         lf, names = _scan(local, _format_of(Path(url.split("?")[0]), fmt), url)
+        if same_columns_as is not None:  # first: "differs from the training file" says more than "missing"
+            compare_columns(same_columns_as, (url, [spec.renames.get(n, n) for n in names]))
         validate_columns(names, spec, url)
         if lf.head(1).collect().height == 0:
             raise EmptySourceError(f"{url}: header only, no data rows")
         scans.append(lf)
-        frames.append(typed_frame(lf, spec, names, flag=True).with_columns(pl.lit(i, pl.Int32).alias("__file")))
+        all_names.append(names)
+    keep = present_keep_columns(spec, all_names) if keep is None else keep
+    frames = [typed_frame(lf, spec, names, flag=True, keep=keep).with_columns(
+                  pl.lit(i, pl.Int32).alias("__file"), pl.lit(shown[i], pl.String).alias(SOURCE_FILE))
+              for i, (lf, names) in enumerate(zip(scans, all_names, strict=True))]
     rows = pl.concat(frames, how="vertical")
     if max_rows:
         rows = rows.head(max_rows)
@@ -259,6 +291,32 @@ def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: st
         i = int(bad["__file"][0])
         check_values(scans[i], spec, urls[i])
         raise SchemaError(f"{urls[i]}: invalid values (non-numeric entry or empty label)")  # not reached
+    return FileColumns(urls[0], [spec.renames.get(n, n) for n in all_names[0]], keep)
+
+
+class FileColumns(NamedTuple):
+    """What :func:`write_flows` read: the first file, its columns (after renames), the keep columns written."""
+
+    name: str
+    columns: list[str]
+    keep: list[str]
+
+
+def compare_columns(reference: tuple[str, list[str]], other: tuple[str, list[str]]) -> None:
+    """Raise :class:`SchemaError` when two files' column sets differ, naming both files and the columns.
+
+    A test source must be the same kind of records as the training source: a column on one side only means the
+    files come from different exports (or a renamed field), which the spec would otherwise read silently.
+    """
+    (ref_name, ref_cols), (name, cols) = reference, other
+    missing = [c for c in ref_cols if c not in cols]
+    extra = [c for c in cols if c not in ref_cols]
+    if missing or extra:
+        parts = ([f"missing {missing} (in {ref_name})"] if missing else []) + \
+                ([f"{extra} not in {ref_name}"] if extra else [])
+        raise SchemaError(f"{name}: the test source's columns differ from the training source's: "
+                          + "; ".join(parts) + " (ingest.netflow.test_source must have the same columns as "
+                          "ingest.netflow.source)")
 
 
 def read_for_scoring(urls: list[str], spec: FlowDatasetSpec, *, cache: Path, fmt: str = "auto"):
