@@ -6,6 +6,8 @@ Examples::
     python -m tasks ingest netflow
     python -m tasks train netflow --set train.netflow.epochs=2
     python -m tasks score netflow --input new_flows.csv --output preds.parquet
+    python -m tasks score finance --sentences sentences.txt --output preds.parquet   # one sentence a line
+    python -m tasks score finance --sentences labelled.csv --text-column text --model tfidf_logreg --output p.parquet
     python -m tasks params --profile paper          # print the merged, validated params
     torchrun --standalone --nproc_per_node 2 -m tasks train netflow   # data-parallel (DDP) training
     formerflow lineage netflow                      # champion -> run -> params -> data -> source -> git
@@ -68,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--model-uri", help="score: MLflow model URI (default models:/formerflow-<domain>@champion)")
     ap.add_argument("--width", type=float, default=None,
                     help="score: run a nested (MatFormer) version at another extracted FFN width (1, 0.5, 0.25, ...)")
+    ap.add_argument("--sentences", metavar="FILE",
+                    help="score finance: single sentences instead of documents: a TXT file (one sentence per line) "
+                         "or a CSV/TSV/Parquet file with a text column; with labels, metrics too")
+    ap.add_argument("--text-column", default=None,
+                    help="score --sentences: the table's text column (default: sentence)")
+    ap.add_argument("--label-column", default=None,
+                    help="score --sentences: the table's label column, 0/1 or non-AI/AI (default: label, when present)")
+    ap.add_argument("--model", default=None,
+                    help="score --sentences: champion (default: the registered model) or a baseline saved by the "
+                         "train stage (keyword, tfidf_logreg, tfidf_nb, tfidf_rf: those train.finance.baselines fit)")
     return ap
 
 
@@ -116,11 +128,25 @@ def main(argv: list[str] | None = None) -> int:
                     "params.yaml (or dvc exp run --set-param), or run the Prefect flow, which does not dvc commit "
                     "such stages")
         if args.stage == "score":
-            if not args.input or not args.output:
-                print("error: score needs --input and --output", file=sys.stderr)
+            sentence_opts = [o for o, v in (("--text-column", args.text_column), ("--label-column", args.label_column),
+                                            ("--model", args.model)) if v is not None]
+            if bool(args.input) == bool(args.sentences) or not args.output:
+                print("error: score needs --output and one of --input (records, documents) or --sentences "
+                      "(single sentences)", file=sys.stderr)
                 return 2
-            score = stage_function("score", args.domain)  # loaded by name, like every stage (tasks.stages)
-            manifest = score(args.domain, params, args.input, args.output, args.model_uri, width=args.width)
+            if sentence_opts and not args.sentences:
+                print(f"error: {', '.join(sentence_opts)}: options of score --sentences", file=sys.stderr)
+                return 2
+            if args.sentences:
+                # The same module as the score stage (tasks.stages loads it by name); its sentence entry point.
+                score_sentences = importlib.import_module("tasks.score").score_sentences
+                manifest = score_sentences(args.domain, params, args.sentences, args.output, model=args.model,
+                                           model_uri=args.model_uri, text_column=args.text_column,
+                                           label_column=args.label_column, width=args.width)
+                print(store.redact(manifest["table"]))
+            else:
+                score = stage_function("score", args.domain)  # loaded by name, like every stage (tasks.stages)
+                manifest = score(args.domain, params, args.input, args.output, args.model_uri, width=args.width)
         elif launched:
             # One process group for the stage, left also when it fails (tasks.ddp.session).
             with ddp.session(params.section("train", args.domain).device):

@@ -8,15 +8,21 @@ An alias is resolved to its version number once, before loading: the manifest re
 version that scored (``model_version``, ``model_uri`` = ``models:/<name>/<version>``), not
 ``@champion``, which may point elsewhere by the time anyone reads it. The version's files are
 checked against the digest the registry recorded before the model loads (:mod:`tasks.serving`).
+
+:func:`score_sentences` (``score <domain> --sentences FILE``) scores single sentences instead of documents,
+for a domain whose contract object reads them (``read_sentences``: finance): one output row per sentence, a
+metrics table when the file carries labels, and ``--model <baseline>`` for a baseline the train stage saved.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from tasks import domains, serving, store, tracking
@@ -94,3 +100,127 @@ def _version_fields(requested: str, ref: serving.VersionRef | None) -> dict[str,
     """The manifest's record of the model that scored: the exact version, and what was asked for."""
     return {"model_uri": ref.uri if ref else requested, "model_version": ref.version if ref else None,
             "model_requested": requested}
+
+
+SENTENCE_OUTPUTS = (".parquet", ".csv")
+"""What ``score --sentences`` writes, by the output's ending."""
+CHAMPION = "champion"
+"""``--model`` naming the registered model (the default), as opposed to a saved baseline."""
+
+
+def sentences_domains() -> list[str]:
+    """The domains whose contract object scores single sentences (has ``read_sentences``)."""
+    return [d for d in domains.names() if hasattr(domains.get(d), "read_sentences")]
+
+
+def score_sentences(domain: str, params: Params, source: str, output: str | Path, model: str | None = None,
+                    model_uri: str | None = None, text_column: str | None = None, label_column: str | None = None,
+                    width: float | None = None) -> dict[str, Any]:
+    """Score single sentences (``score <domain> --sentences FILE``): one output row per sentence.
+
+    Args:
+        domain: A domain that reads sentence files (:func:`sentences_domains`: finance).
+        params: Project params (``ingest.<domain>`` retries for a remote file).
+        source: A TXT file (one sentence per line) or a CSV/TSV/Parquet file with a text column.
+        output: ``.parquet`` (or ``.csv``) file of the predictions; with labels, the metrics go beside it as
+            ``<stem>.metrics.json``.
+        model: ``champion`` (default: the registered model, as document scoring) or a baseline the train stage
+            saved (the domain's ``sentence_baselines()``: ``keyword``, ``tfidf_logreg``, ...).
+        model_uri: The registered model to use instead of the champion (not with a baseline).
+        text_column: A table's text column (default ``sentence``).
+        label_column: A table's label column (default ``label`` when present).
+        width: A nested version's FFN width (registered model only).
+
+    Returns:
+        The manifest: what scored (version or baseline file and SHA-256), rows, flagged, the output file(s),
+        ``metrics`` (with labels) and ``table``, the text the CLI prints (first predictions, metrics).
+
+    Raises:
+        ValueError: the domain scores no sentences, the output is neither .parquet nor .csv, ``--model`` names
+            no saved baseline (lists them), or the file cannot be scored (the domain's error names it). Nothing is
+            written then.
+    """
+    dom = domains.get(domain)
+    if not hasattr(dom, "read_sentences"):
+        raise ValueError(f"--sentences: the {domain} domain does not score single sentences; domains that do: "
+                         f"{', '.join(sentences_domains()) or 'none'}")
+    output = Path(output)
+    if output.suffix.lower() not in SENTENCE_OUTPUTS:
+        raise ValueError(f"--output {output}: sentence scores are written as {' or '.join(SENTENCE_OUTPUTS)}")
+    baseline = model not in (None, CHAMPION)
+    if baseline and (model_uri or width is not None):
+        raise ValueError(f"--model {model} is a baseline; --model-uri and --width choose a registered model")
+    ip = params.section("ingest", domain)
+    # A baseline is looked up before the input is read: an unknown name answers at once with the list.
+    predict_baseline, record = dom.load_sentence_baseline(model) if baseline else (None, {})
+    with tempfile.TemporaryDirectory() as cache:
+        scoring = dom.read_sentences(source, text_column, label_column, ip, Path(cache))
+    frame = scoring.frame
+    if baseline:
+        probs = np.asarray(predict_baseline(frame["sentence"].to_list()), dtype=np.float64)
+        preds = pl.DataFrame({"p_ai": probs, "prediction": (probs >= 0.5).astype(np.int64)})
+        version: dict[str, Any] = {"model": model, **record}
+    else:
+        requested = model_uri or params.section("score", domain).model_uri or \
+            f"models:/{tracking.registered_model_name(domain)}@champion"
+        pyfunc, ref = serving.load_registered(requested)
+        if width is not None:  # checked before scoring: the error lists the widths the version serves
+            pyfunc.unwrap_python_model().at_width(width)
+        preds = pl.from_pandas(pyfunc.predict(frame.select("sentence").to_pandas(),
+                                              params={"width": float(width)} if width is not None else None))
+        version = {"model": CHAMPION if not model_uri else model_uri, **_version_fields(requested, ref)}
+    out = pl.concat([frame.drop("label", strict=False), preds, frame.select("label") if "label" in frame.columns
+                     else pl.DataFrame()], how="horizontal")
+    metrics = _label_metrics(out["label"].to_numpy(), out["p_ai"].to_numpy(), out["prediction"].to_numpy()) \
+        if "label" in out.columns else None
+    metrics_file = output.with_name(f"{output.stem}.metrics.json") if metrics else None
+    manifest = {"stage": "score", "domain": domain, "kind": "sentences", **version, "input": source,
+                **{k: v for k, v in scoring.notes.items()}, "rows": out.height,
+                "flagged": int((out["prediction"] != 0).sum()), "output": str(output),
+                **({"width": width} if width is not None else {}),
+                **({"metrics": metrics, "metrics_file": str(metrics_file)} if metrics else {})}
+    # Written under temporary names and renamed when all exist: a failure leaves nothing half written.
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(store.atomic_path(output))
+        if output.suffix.lower() == ".csv":
+            out.write_csv(tmp)
+        else:
+            out.write_parquet(tmp)
+        if metrics_file is not None:
+            stack.enter_context(store.atomic_path(metrics_file)).write_text(
+                json.dumps({k: v for k, v in manifest.items() if k != "metrics"} | {"metrics": metrics}, indent=2,
+                           default=str) + "\n")
+    manifest["table"] = _sentence_table(out, metrics)
+    return manifest
+
+
+def _label_metrics(y: np.ndarray, p: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, F1, precision, recall (of the positive class) and ROC-AUC of labelled
+    sentences; ROC-AUC is None when the labels hold one class only (it is undefined then)."""
+    from sklearn import metrics as skm  # lazy: the CLI's other commands do not need it
+
+    y = np.asarray(y, dtype=np.int64)
+    both = len(np.unique(y)) == 2
+    return {"n": int(len(y)), "positives": int(y.sum()), "accuracy": float(skm.accuracy_score(y, pred)),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)) if both else None,
+            "f1": float(skm.f1_score(y, pred, zero_division=0)),
+            "precision": float(skm.precision_score(y, pred, zero_division=0)),
+            "recall": float(skm.recall_score(y, pred, zero_division=0)),
+            "roc_auc": float(skm.roc_auc_score(y, p)) if both else None}
+
+
+def _sentence_table(out: pl.DataFrame, metrics: dict[str, Any] | None, rows: int = 10) -> str:
+    """What the CLI prints: the first predictions and, with labels, the metrics table."""
+    key = "line" if "line" in out.columns else "row"
+    lines = [f"{key:>6}  {'p_ai':>6}  pred  {'label  ' if 'label' in out.columns else ''}sentence"]
+    for r in out.head(rows).iter_rows(named=True):
+        text = r["sentence"] if len(r["sentence"]) <= 80 else r["sentence"][:77] + "..."
+        label = f"{r['label']:>5}  " if "label" in r else ""
+        lines.append(f"{r[key]:>6}  {r['p_ai']:6.3f}  {r['prediction']:>4}  {label}{text}")
+    if out.height > rows:
+        lines.append(f"... {out.height - rows} more")
+    if metrics:
+        lines += ["", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {'n/a (one class)' if v is None else (f'{v:.4f}' if isinstance(v, float) else v)} |"
+                  for k, v in metrics.items()]
+    return "\n".join(lines)

@@ -32,9 +32,12 @@ Data path:
 
 Model and stages: the shared train loop fine-tunes :mod:`models.text_encoder` with the
 paper's recipe, the pre-trained weights and tokenizer handed to it by :mod:`.encoder` (the
-model class reads no file); the baselines are :mod:`.baselines`; evaluation adds the
+model class reads no file); the baselines are :mod:`.baselines` (the train stage keeps the fitted ones in
+``artifacts/finance/baselines/models/``, skops files); evaluation adds the
 paper's robustness and interpretability checks (:mod:`.report`, :mod:`.analysis`); scoring
 (:mod:`.scoring`) reads documents and writes every sentence's P(AI) plus a per-document
-table and plot. The generic stages reach all of it through :mod:`.domain`; readers are in
+table and plot, or (``score finance --sentences FILE``, :mod:`.sentences`) reads single sentences, one a line
+or a table's column, and scores them with the champion or a saved baseline (``--model``), with metrics when
+the table has labels. The generic stages reach all of it through :mod:`.domain`; readers are in
 :mod:`.sources`, the stages in :mod:`.ingest` and :mod:`.preprocess`, the params in :mod:`.params`.
 """

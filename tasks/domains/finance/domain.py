@@ -10,8 +10,10 @@ import polars as pl
 from torch import nn
 
 import models
+from tasks import store
 from tasks.domains import ClassificationDefaults, InputExample, LoadedModel, ScoringInput, TaskInfo
-from tasks.domains.finance import baselines, data, encoder, report, scoring
+from tasks.domains.finance import baselines, data, encoder, report, scoring, sentences
+from tasks.domains.finance import baselines as saved_baselines  # extra_train's argument is named baselines
 from tasks.domains.finance.edge_cases import EDGE_CASES
 from tasks.domains.finance.params import FinanceIngest
 from tasks.domains.finance.sources import KEY_COLUMNS
@@ -69,7 +71,9 @@ class FinanceDomain(ClassificationDefaults):
 
     def extra_train(self, params: Params, out: Path, run: StageRun | None,
                     baselines: dict[str, Any]) -> dict[str, Any]:
-        """Score the edge-case set with the fitted baselines (evaluate adds the encoders): ``edge_cases.parquet``."""
+        """Score the edge-case set with the fitted baselines (evaluate adds the encoders): ``edge_cases.parquet``;
+        keep the fitted baselines for ``score --sentences --model <name>``: ``models/`` (:func:`.baselines.save_fitted`)."""
+        saved_baselines.save_fitted(baselines, out)
         cols: dict[str, Any] = {"group": [e.group for e in EDGE_CASES], "sentence": [e.sentence for e in EDGE_CASES],
                                 "label": [e.label for e in EDGE_CASES]}
         for name, est in baselines.items():
@@ -86,6 +90,33 @@ class FinanceDomain(ClassificationDefaults):
 
     def read_scoring_input(self, urls: list[str], ip: FinanceIngest, cache: Path) -> ScoringInput:
         return scoring.read_scoring_input(urls, ip, cache)
+
+    def read_sentences(self, source: str, text_column: str | None, label_column: str | None, ip: FinanceIngest,
+                       cache: Path) -> ScoringInput:
+        """Single sentences to score (``score --sentences``): a TXT file, one a line, or a CSV/TSV/Parquet column
+        (:func:`.sentences.read_sentences`)."""
+        return sentences.read_sentences(source, text_column, label_column, cache, retries=ip.retries,
+                                        delay_s=ip.retry_delay_s)
+
+    def sentence_baselines(self) -> list[str]:
+        """The baselines the train stage saved (``artifacts/finance/baselines/models/``): ``score --model`` names."""
+        return baselines.saved_names(store.domain_paths(self.name).baselines)
+
+    def load_sentence_baseline(self, name: str) -> tuple[Any, dict[str, Any]]:
+        """A saved baseline by name as ``(predict_p, record)``: ``predict_p(sentences) -> (N,) P(AI)``, and what
+        the manifest records of it (its file and SHA-256).
+
+        Raises:
+            baselines.UnknownBaselineError: no such saved baseline (lists the saved ones).
+        """
+        folder = store.domain_paths(self.name).baselines
+        est, digest = baselines.load_fitted(name, folder)
+        file = folder / baselines.SAVED_DIR / ("keyword.json" if name == "keyword" else f"{name}.skops")
+
+        def predict_p(texts: list[str]) -> np.ndarray:
+            return est.predict_proba(np.asarray(texts, dtype=object))[:, 1]
+
+        return predict_p, {"baseline": name, "baseline_file": str(file), "baseline_sha256": digest}
 
     def key_columns(self, ip: FinanceIngest) -> list[str]:
         return list(KEY_COLUMNS)
