@@ -39,6 +39,10 @@ Classification domains add (:class:`ClassificationDomain`)::
     score_frame(loaded, frame) -> DataFrame          raw records -> predictions (the pyfunc)
     key_columns(ip) -> list[str]                     optional: input columns copied beside the predictions
     score_summary(out, notes, output) -> (dict, {file: bytes})   optional extra scoring outputs
+    read_sentences(source, text_column, label_column, ip, cache) -> ScoringInput   optional: single sentences
+                                                 (score --sentences: finance); frame line|row, sentence[, label]
+    sentence_baselines() -> [name]                 optional: saved baselines score --sentences --model can use
+    load_sentence_baseline(name) -> (predict_p, record)   optional: one of them, and what the manifest records
 
 Field domains add (:class:`FieldDomain`)::
 
