@@ -44,7 +44,7 @@ from tasks.compress.choose import choose, method_sections, nested_plot, pareto_m
 from tasks.domains import ClassificationDomain, LoadedModel, TaskInfo
 from tasks.loop import count_parameters, hard_predictions, predict, probabilities
 from tasks.measure import latency_ms, size_on_disk
-from tasks.plotting import pyplot
+from tasks.plotting import curve_style, pyplot, wrap_title
 from tasks.store import DomainPaths
 
 if TYPE_CHECKING:
@@ -163,31 +163,44 @@ def _binary_view(pos_true: np.ndarray, pos_pred: np.ndarray) -> dict[str, float]
 
 # ----------------------------------------------------------------------------- plots
 def plot_confusion(cm: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
+    """Confusion matrix with counts; class names slanted when they would collide, title wrapped to fit."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(class_names), 3.5 + 0.4 * len(class_names)))
-    ConfusionMatrixDisplay(np.asarray(cm), display_labels=class_names).plot(ax=ax, colorbar=False, values_format="d")
-    ax.set_title(title)
-    fig.tight_layout()
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(4 + 0.4 * n, 3.5 + 0.4 * n), layout="constrained")
+    # Horizontal names collide once the longest no longer fits its column (~0.4 in, ~6 characters).
+    slant = 45 if n > 2 and max(map(len, class_names), default=0) > 6 else "horizontal"
+    ConfusionMatrixDisplay(np.asarray(cm), display_labels=class_names).plot(
+        ax=ax, colorbar=False, values_format="d", xticks_rotation=slant)
+    if slant != "horizontal":
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+    ax.set_title(wrap_title(title, fig))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def plot_roc(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str,
              positive: str = "positive", negative: str = "negative") -> None:
-    """One ROC curve per model (``positive`` vs ``negative``)."""
+    """One ROC curve per model (``positive`` vs ``negative``).
+
+    A float model and its int8 copy often score alike, so each curve gets its own line style and
+    markers (:func:`tasks.plotting.curve_style`) and is drawn above the ones before it: the
+    earlier curve shows as a wide line around the later one instead of hiding under it.
+    """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, zorder=1)
+    drawn = 0
     for name, (y, score) in curves.items():
         if len(np.unique(y)) < 2:
             continue
         fpr, tpr, _ = roc_curve(y, score)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})", **curve_style(drawn, len(fpr)))
+        drawn += 1
     ax.set_xlabel(f"false-positive rate ({negative} flagged)")
     ax.set_ylabel(f"true-positive rate ({positive} caught)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    ax.set_title(wrap_title(title, fig))
+    if drawn:
+        ax.legend(loc="lower right", fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tasks.plotting import pyplot as _pyplot  # Agg backend, chosen in one place; matplotlib imported lazily
+from tasks.plotting import wrap_title
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -504,6 +507,19 @@ def _chance_line(summary: dict) -> str:
     return "Chance level (Combrisson & Jerbi 2015): " + "; ".join(parts) + "."
 
 
+STD_LABELS = {"std_seeds": "std over seeds of the subject mean", "std_subjects": "std over subjects"}
+"""What each std of :func:`summarize` is, as the table's caption and the bar chart's axis say it."""
+
+
+def table_std_key(entry: dict) -> str:
+    """The std that :func:`per_subject_table` prints after ``±`` for one model's summary entry.
+
+    ``std_seeds`` (the reference's std) with several seeds; ``std_subjects`` with one seed, which
+    has no spread over seeds. :func:`plot_model_bars` draws the same one, so bars and table agree.
+    """
+    return "std_seeds" if entry["n_seeds"] > 1 else "std_subjects"
+
+
 def per_subject_table(summary: dict, metric: str = "balanced_accuracy") -> str:
     """Markdown table of one metric: a row per subject plus ``mean ± std``, a column per model.
 
@@ -527,44 +543,38 @@ def per_subject_table(summary: dict, metric: str = "balanced_accuracy") -> str:
         lines.append(f"| {s} | {' | '.join(cells)} |")
     cells = [
         f"{fmt(summary['summary'][m][metric]['mean'])} ± "
-        # one seed has no spread over seeds: show the spread over subjects instead
-        f"{fmt(summary['summary'][m][metric]['std_seeds' if summary['summary'][m]['n_seeds'] > 1 else 'std_subjects'])}"
+        f"{fmt(summary['summary'][m][metric][table_std_key(summary['summary'][m])])}"
         for m in models
     ]
     lines.append(f"| mean ± std | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n\n" + _chance_line(summary) + "\n"
 
 
-def _pyplot():
-    import matplotlib  # lazy: matplotlib is slow to import; only the plots need it
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # lazy: after the Agg backend is chosen
-
-    return plt
-
-
 def plot_model_bars(summary: dict, path: Path, metric: str = "balanced_accuracy", title: str = "") -> None:
     """Grouped bars of one metric: per subject one bar per model, then a ``mean`` group.
 
-    The mean bars carry ``std_seeds`` error bars; a dashed line marks the theoretical chance level and a
-    dotted one the significant chance level.
+    The mean bars carry the ``± std`` that :func:`per_subject_table` prints beside them
+    (:func:`table_std_key`: ``std_seeds`` with several seeds, else ``std_subjects``), and the
+    y axis says which std it is. A dashed line marks the theoretical chance level and a dotted
+    one the significant chance level.
     """
     plt = _pyplot()
     models, subjects = summary["models"], summary["subjects"]
     groups = [*subjects, "mean"]
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(groups))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(groups) * max(len(models), 2) + 1.5), 4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(groups) * max(len(models), 2) + 1.5), 4),
+                           layout="constrained")
     try:
+        keys = set()
         for i, m in enumerate(models):
             vals = [summary["per_subject"][m].get(s, {}).get(metric, np.nan) for s in subjects]
             vals.append(summary["summary"][m][metric]["mean"])
             pos = x + (i - (len(models) - 1) / 2) * width
             ax.bar(pos, vals, width, label=m)
-            ax.errorbar(
-                pos[-1], vals[-1], yerr=summary["summary"][m][metric]["std_seeds"], color="k", capsize=3
-            )
+            key = table_std_key(summary["summary"][m])
+            keys.add(key)
+            ax.errorbar(pos[-1], vals[-1], yerr=summary["summary"][m][metric][key], color="k", capsize=3)
         chance = next(iter(summary["summary"].values()))["chance"]
         ax.axhline(chance["theoretical"], color="k", linestyle="--", linewidth=1, label="chance")
         if math.isfinite(chance["significant"]):
@@ -572,12 +582,13 @@ def plot_model_bars(summary: dict, path: Path, metric: str = "balanced_accuracy"
                 chance["significant"], color="grey", linestyle=":", linewidth=1, label="chance, p < 0.05"
             )
         ax.set_xticks(x, groups, rotation=45 if len(groups) > 8 else 0)
-        ax.set_ylabel(metric.replace("_", " "))
+        spread = " / ".join(STD_LABELS[k] for k in sorted(keys))
+        ax.set_ylabel(f"{metric.replace('_', ' ')}\n(mean bars: ± {spread})" if spread else metric.replace("_", " "))
         if metric != "kappa":  # kappa can be negative
             ax.set_ylim(0, 1.05)
-        ax.set_title(title)
-        ax.legend(fontsize="small", ncols=2)
-        fig.tight_layout()
+        ax.set_title(wrap_title(title, fig))
+        # beside the axes: inside, it covered the tallest bars
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     finally:
@@ -636,7 +647,8 @@ def plot_channel_topomap(weights: np.ndarray, ch_names: list[str], path: Path, t
 
     plt = _pyplot()
     if len(keep) >= 3:
-        fig, ax = plt.subplots(figsize=(4.5, 4))
+        # constrained layout: the wrapped title, the "top:" line and the colour bar all get room
+        fig, ax = plt.subplots(figsize=(4.5, 4), layout="constrained")
         try:
             sub = mne.pick_info(info, keep, verbose="error")
             names = [ch_names[i] if ch_names[i] in top else "" for i in keep]
@@ -651,15 +663,17 @@ def plot_channel_topomap(weights: np.ndarray, ch_names: list[str], path: Path, t
             )
             fig.colorbar(im, ax=ax, shrink=0.8, label="weight")
             dropped = len(ch_names) - len(keep)
-            ax.set_title(title + (f"\n({dropped} channel(s) without position dropped)" if dropped else ""))
-            ax.text(0.5, -0.08, "top: " + ", ".join(ranked), transform=ax.transAxes, ha="center", va="top")
+            ax.set_title(wrap_title(title, fig)
+                         + (f"\n({dropped} channel(s) without position dropped)" if dropped else ""))
+            ax.text(0.5, -0.08, wrap_title("top: " + ", ".join(ranked), fig, plt.rcParams["font.size"], 0.7),
+                    transform=ax.transAxes, ha="center", va="top")
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=120)
         finally:
             plt.close(fig)
         return
 
-    fig, ax = plt.subplots(figsize=(max(3.0, 0.35 * len(ch_names) + 1.5), 3.5))
+    fig, ax = plt.subplots(figsize=(max(3.0, 0.35 * len(ch_names) + 1.5), 3.5), layout="constrained")
     try:
         colors = ["tab:red" if name in top else "tab:blue" for name in ch_names]
         bars = ax.bar(np.arange(len(ch_names)), weights, color=colors)
@@ -674,8 +688,7 @@ def plot_channel_topomap(weights: np.ndarray, ch_names: list[str], path: Path, t
                     fontsize="small",
                 )
         ax.set_ylabel("weight")
-        ax.set_title(title)
-        fig.tight_layout()
+        ax.set_title(wrap_title(title, fig))
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     finally:

@@ -36,7 +36,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score
 
 from tasks import store
-from tasks.plotting import pyplot, save_png
+from tasks.plotting import curve_style, pyplot, save_png, wrap_title
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -140,7 +140,7 @@ def length_bias(sentences: list[str], probs: np.ndarray, path: Path | None, titl
 
 def _plot_length_bias(words: np.ndarray, probs: np.ndarray, r: float, path: Path, title: str) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     ax.scatter(words, probs, s=8, alpha=0.35, c="tab:grey", label="sentences")
     if len(words) >= 2 and np.ptp(words) > 0:
         slope, intercept = np.polyfit(words, probs, deg=1)
@@ -156,9 +156,8 @@ def _plot_length_bias(words: np.ndarray, probs: np.ndarray, r: float, path: Path
     ax.set_xlabel("words per sentence")
     ax.set_ylabel("P(AI)")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(title)
+    ax.set_title(wrap_title(title, fig))
     ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
     save_png(fig, path)  # atomically, so a crash never leaves a half-written PNG for DVC to track
 
 
@@ -176,22 +175,22 @@ def plot_calibration(
             left out by scikit-learn.
     """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated")
-    for name, (y, p) in curves.items():
+    fig, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated", zorder=1)
+    for i, (name, (y, p)) in enumerate(curves.items()):
         y, p = np.asarray(y), np.asarray(p, dtype=np.float64)
         frac_pos, mean_pred = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
         # labels=[0, 1]: a slice with one class only is still scored, not rejected
         brier = brier_score_loss(y, p, labels=[0, 1])
-        ax.plot(mean_pred, frac_pos, "o-", ms=4, label=f"{name} (Brier {brier:.3f})")
+        # a float model and its int8 copy often coincide: own line style and marker, later ones on top
+        ax.plot(mean_pred, frac_pos, label=f"{name} (Brier {brier:.3f})", **curve_style(i, len(mean_pred)))
     # a little margin, so points on 0 and 1 are not cut in half by the frame
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("mean predicted P(AI)")
     ax.set_ylabel("fraction of AI sentences")
-    ax.set_title(title)
+    ax.set_title(wrap_title(title, fig))
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
     save_png(fig, Path(path))
 
 

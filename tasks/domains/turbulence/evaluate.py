@@ -45,7 +45,7 @@ from tasks.domains.turbulence.readers import read_fields
 from tasks.domains.turbulence.solver import HITConfig, SolverConfig, solver_cost
 from tasks.loop import count_parameters
 from tasks.measure import latency_ms, size_on_disk
-from tasks.plotting import pyplot
+from tasks.plotting import curve_style, pyplot, wrap_title
 
 if TYPE_CHECKING:
     from tasks.params import Params
@@ -529,6 +529,9 @@ def _markdown(metrics, reached, requested, n_traj, n_roll, t_in, dt_model, facto
 
 # ============================================================================ plots
 
+TRUTH_STYLE = {"color": "k", "linestyle": "-", "linewidth": 4.5, "alpha": 0.35, "zorder": 1.5}
+"""The truth's curve: wide, pale and underneath, so a model that matches it lies on it without hiding it."""
+
 
 def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list[str]:
     plt = pyplot()
@@ -538,7 +541,8 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
     three_d = len(lengths) == 3
 
     def save(fig, name):
-        fig.tight_layout()
+        if fig.get_layout_engine() is None:  # the image grids lay themselves out (constrained, colour bars)
+            fig.tight_layout()
         fig.savefig(out / name, dpi=100)
         plt.close(fig)
         return name
@@ -551,12 +555,13 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
     k, sel = ts["k"], ts["k"] > 0
     fig, ax = plt.subplots(figsize=(5, 4))
     e_true = ts["spectrum"].mean(0)
-    ax.loglog(k[sel], e_true[sel], "k-", lw=3, alpha=0.7, label="truth")
-    for name in names:
+    ax.loglog(k[sel], e_true[sel], label="truth", **TRUTH_STYLE)
+    for i, name in enumerate(names):
         s = series[name]
         if s["n_ok"]:
             tag = "" if s["blowup"] is None else " (pre-blow-up)"
-            ax.loglog(k[sel], s["stats"]["spectrum"][: s["n_ok"]].mean(0)[sel], label=name + tag)
+            ax.loglog(k[sel], s["stats"]["spectrum"][: s["n_ok"]].mean(0)[sel], label=name + tag,
+                      **curve_style(i, int(sel.sum())))
     k0 = k[sel][min(1, sel.sum() - 1)]  # anchor the guides on the truth at the second shell
     e0 = e_true[sel][min(1, sel.sum() - 1)]
     for p, lab in ((-3.0, "$k^{-3}$"), (-5 / 3, "$k^{-5/3}$")):
@@ -569,9 +574,9 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
     # ---- error vs time
     steps = np.arange(1, n_roll + 1)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name in names:
+    for i, name in enumerate(names):
         s = series[name]
-        (line,) = ax.plot(steps, s["curve"], label=name)
+        (line,) = ax.plot(steps, s["curve"], label=name, **curve_style(i, n_roll))
         if s["blowup"] is not None:
             finite = np.isfinite(s["curve"][: s["blowup"]])
             y = s["curve"][: s["blowup"]][finite][-1] if finite.any() else 1.0
@@ -600,13 +605,13 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
         lo, hi = t_vals.min(), t_vals.max()
         rng = (lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo))
         c, dens = physics.pdf(t_vals, _PDF_BINS, range=rng)
-        ax.semilogy(c, np.where(dens > 0, dens, np.nan), "k-", lw=3, alpha=0.7, label="truth")
-        for name in names:
+        ax.semilogy(c, np.where(dens > 0, dens, np.nan), label="truth", **TRUTH_STYLE)
+        for i, name in enumerate(names):
             s = series[name]
             if s["n_ok"]:
                 vals = s["pred"][:, : s["n_ok"]] if key is None else s["stats"][key][:, : s["n_ok"]]
                 c, dens = physics.pdf(_sample(vals), _PDF_BINS, range=rng)
-                ax.semilogy(c, np.where(dens > 0, dens, np.nan), label=name)
+                ax.semilogy(c, np.where(dens > 0, dens, np.nan), label=name, **curve_style(i, len(c)))
         ax.set(xlabel=label + (" magnitude" if three_d and key else ""), ylabel="PDF")
     axes[0].legend(fontsize=7)
     files.append(save(fig, "pdfs.png"))
@@ -615,9 +620,9 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
     t = steps * dt_model
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.3))
     for ax, key, label in ((axes[0], "rms", "rms velocity"), (axes[1], "enstrophy", "enstrophy")):
-        ax.plot(t, ts[key], "k-", lw=3, alpha=0.7, label="truth")
-        for name in names:
-            ax.plot(t, series[name]["stats"][key], label=name)
+        ax.plot(t, ts[key], label="truth", **TRUTH_STYLE)
+        for i, name in enumerate(names):
+            ax.plot(t, series[name]["stats"][key], label=name, **curve_style(i, len(t)))
         ax.set(xlabel="time", ylabel=label)
         ax.set_ylim(0, 2.5 * float(np.max(ts[key])))  # a blown-up model must not flatten the truth
     axes[0].legend(fontsize=7)
@@ -629,7 +634,7 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
     vmax = float(np.nanpercentile(np.abs(ts["vorticity"][0]), 99.5)) or 1.0
     strip = sorted({int(v) for v in np.linspace(1, n_roll, min(8, n_roll)).round()})
     fig = _image_grid(plt, pair, strip, [vmax] * len(strip), image, three_d, "{}", 1.6)
-    fig.suptitle(f"vorticity, truth vs {first}, by rollout step", fontsize=9)
+    fig.suptitle(wrap_title(f"vorticity, truth vs {first}, by rollout step", fig, 9), fontsize=9)
     files.append(save(fig, "rollout_strip.png"))
     if gif:
         stacks = [np.stack([image(o) for o in omega]) for _, omega in pair]  # (S, H, W) each
@@ -638,21 +643,37 @@ def _plots(out: Path, truth, ts, series, lengths, dt_model, n_cols, gif) -> list
 
 
 def _image_grid(plt, rows, steps, vmax, image, three_d: bool, title: str, size: float):
-    """Images of ``(S, *grid)`` vorticity per row at the (1-based) ``steps``, ``vmax`` per column."""
+    """Images of ``(S, *grid)`` vorticity per row at the (1-based) ``steps``, ``vmax`` per column.
+
+    With a colour bar: one for the whole grid when every column shares its scale, else one under
+    each column (the scale a reader reads that column's colours off).
+    """
+    shared = len(set(vmax)) == 1
     fig, axes = plt.subplots(
-        len(rows), len(steps), figsize=(size * len(steps), size * len(rows)), squeeze=False
+        len(rows), len(steps), figsize=(size * len(steps) + (0.9 if shared else 0), size * len(rows) + 0.6),
+        squeeze=False, layout="constrained",
     )
     cmap = "viridis" if three_d else "RdBu_r"  # a magnitude in 3-D, a signed scalar in 2-D
+    label = "|vorticity|" if three_d else "vorticity"
     for j, step in enumerate(steps):
-        for i, (label, omega) in enumerate(rows):
+        for i, (name, omega) in enumerate(rows):
             ax = axes[i, j]
             lo = 0.0 if three_d else -vmax[j]
-            ax.imshow(image(omega[step - 1]), origin="lower", cmap=cmap, vmin=lo, vmax=vmax[j])
+            im = ax.imshow(image(omega[step - 1]), origin="lower", cmap=cmap, vmin=lo, vmax=vmax[j])
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(title.format(step), fontsize=8)
             if j == 0:
-                ax.set_ylabel(label, fontsize=8)
+                ax.set_ylabel(name, fontsize=8)
+        if not shared:
+            bar = fig.colorbar(im, ax=axes[:, j], orientation="horizontal", shrink=0.9, aspect=15)
+            bar.set_label(label, fontsize=7)
+            bar.ax.tick_params(labelsize=6)
+            bar.ax.xaxis.get_major_locator().set_params(nbins=3)  # a narrow column holds three ticks
+    if shared:
+        bar = fig.colorbar(im, ax=axes, shrink=0.9)
+        bar.set_label(label, fontsize=8)
+        bar.ax.tick_params(labelsize=7)
     return fig
 
 
@@ -743,13 +764,12 @@ def hit_slice_check(
     sel = k > 0
     fit = (k >= kmin) & (k <= kmax)
     intercept = float(np.mean(np.log(E[fit]) - slope * np.log(k[fit])))
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
     ax.loglog(k[sel], E[sel], "k-", label="E(k)")
     ax.loglog(k[fit], np.exp(intercept) * k[fit] ** slope, "r-", lw=2, label=f"fit, slope {slope:.2f}")
     ax.loglog(k[sel], np.exp(intercept) * k[sel] ** expected * 0.3, ":", color="grey", label="$k^{-5/3}$")
-    ax.set(xlabel="k", ylabel="E(k)", title=f"{path.name}: energy spectrum")
+    ax.set(xlabel="k", ylabel="E(k)", title=wrap_title(f"{path.name}: energy spectrum", fig))
     ax.legend(fontsize=8)
-    fig.tight_layout()
     fig.savefig(out / "hit_slice_spectrum.png", dpi=100)
     plt.close(fig)
     md = (
