@@ -51,6 +51,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import socket
@@ -63,14 +64,48 @@ import torch
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext, TaskRunContext
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
 from flows import runners
-from tasks import lineage, store, tracking
+from tasks import lineage, logs, store, tracking
 from tasks.params import DOMAINS, STAGES, Params, ParamsError, load_params
 from tasks.stages import run_stage, stage_code_hash, stage_outputs
+
+
+class RunLogHandler(APILogHandler):
+    """Prefect's API log handler for the project's loggers, only inside a flow or task run.
+
+    Prefect attaches its own loggers' lines to the run they are written in; the stages log on the
+    standard library's ``tasks.*`` loggers (``tasks`` may not import Prefect), so this handler, added
+    to the package loggers (:func:`send_logs_to_prefect`), carries their lines (the epoch lines of a
+    training, an ingest's summary) to the flow run's log page. A line written outside any run (``main``
+    before the flow starts, a test calling a stage directly) has no run to go to and is left to the
+    other handlers, instead of Prefect's "without a flow run id" warning.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return
+        super().emit(record)
+
+
+def send_logs_to_prefect() -> None:
+    """Add :class:`RunLogHandler` to the project's loggers (:data:`tasks.logs.PACKAGES`), once per process.
+
+    Done when this module is imported, so a deployment's run (a Prefect worker importing the flow) and a
+    Dask worker (unpickling its tasks imports this module) send the lines too, not only ``main``.
+    """
+    for name in logs.PACKAGES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, RunLogHandler) for h in logger.handlers):
+            logger.addHandler(RunLogHandler())
+
+
+send_logs_to_prefect()
 
 SOURCE_KEYS = ("source", "labels", "metadata")
 """The keys of a domain's ``ingest`` params that name its inputs (a path, URL, glob or list of them)."""
@@ -392,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="append", default=None, help="params profile (profiles/<name>.yaml)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--refresh-cache", action="store_true", help="ignore Prefect's cache and run every stage")
+    noise = ap.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    noise.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
     args = ap.parse_args(argv)
+    logs.setup_logging(logs.level_from_flags(args.quiet, args.verbose))
     try:  # refuse at once, before Prefect starts its API, when another run holds the project
         with store.lock(PIPELINE_LOCK, what="run the pipeline"):
             pass

@@ -6,8 +6,11 @@ neural baselines) and the generic stages all train and score through it.
 The loop: AdamW, class-balanced batches (the FlowTransformer reference draws
 half benign, half malicious targets per batch), validation each epoch with
 early stopping on the validation metric, a checkpoint after every epoch and
-resume from the last one, deterministic seeding, a tqdm progress bar, and a
-callback that logs per-epoch metrics (to MLflow in the stage).
+resume from the last one, deterministic seeding, a tqdm progress bar (on a terminal only), one
+log line per epoch on the ``tasks.loop`` logger (:func:`epoch_line`: epoch i/N, training loss, the
+validation metric, elapsed time and ETA; it reaches the terminal, a captured log, Prefect's run logs
+and the stage's MLflow run, see :mod:`tasks.logs`), and a callback that logs per-epoch metrics (to
+MLflow in the stage).
 
 Datasets are anything with ``labels`` (N,) int and ``batch(idx) -> (inputs
 tuple, targets)``: batches are gathered with vectorised indexing instead of a
@@ -37,6 +40,7 @@ rank draws its own masks).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import time
@@ -57,6 +61,8 @@ import models
 from tasks import ddp as dist
 from tasks import store
 from tasks.params_base import RegressionTrain, TrainLoopParams
+
+log = logging.getLogger(__name__)
 
 
 class Dataset(Protocol):
@@ -407,6 +413,7 @@ def fit(
     progress: bool = True,
     loss_fn: Callable[[Any, tuple, Any], Any] | None = None,
     distributed: bool = False,
+    name: str | None = None,
 ) -> FitResult:
     """Train ``model`` in place and leave it holding the best validation weights.
 
@@ -420,12 +427,14 @@ def fit(
         checkpoint_dir: Where ``last.pt`` is written after every epoch; if it
             exists and ``cfg.resume``, training continues after its epoch.
         on_epoch: Called with ``(epoch, metrics)`` after each epoch.
-        progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY).
+        progress: Show a tqdm progress bar (on a terminal; off when output is not a TTY). The epoch lines
+            are logged either way.
         loss_fn: ``(model, inputs, targets) -> loss`` replacing the task's training loss (distillation
             against a teacher); validation and the best epoch still use the task's metric.
         distributed: Train data-parallel over the process group of :func:`tasks.ddp.session`
             (every rank calls ``fit`` with the same arguments); False (the default) trains in this process
             alone, also on rank 0 of a group (a domain's extra fits there).
+        name: What the epoch lines call this training (``netflow teacher``); default: the model's class.
 
     Returns:
         What happened: best epoch and metric, history, whether it stopped early or resumed (the same on
@@ -485,6 +494,8 @@ def fit(
         net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda")
                                       else None)
     t_start = time.perf_counter()
+    first_epoch = state["epoch"] + 1  # this session's first (after a resume: the one after the checkpoint's)
+    label = name or type(model).__name__
     stopped = state["bad_epochs"] >= cfg.patience
     bar = tqdm(total=cfg.epochs * steps, initial=state["epoch"] * steps, desc="train", unit="step",
                disable=None if progress and main else True, mininterval=1.0, leave=False)
@@ -557,8 +568,9 @@ def fit(
                 metrics["val_balanced_accuracy"] = float(balanced_accuracy_score(yv, pred))
                 # F1 of the positive class (binary, or the last of two classes); macro over more classes.
                 n_cls = 2 if task == "binary" else logits.shape[1]
-                metrics["val_f1"] = float(f1_score(yv, pred, pos_label=n_cls - 1, zero_division=0,
-                                                   average="binary" if n_cls == 2 else "macro"))
+                # (pos_label only for two: sklearn warns that it ignores it under macro averaging.)
+                f1_args = {"pos_label": n_cls - 1, "average": "binary"} if n_cls == 2 else {"average": "macro"}
+                metrics["val_f1"] = float(f1_score(yv, pred, zero_division=0, **f1_args))
             if ddp:
                 # Every rank decides from rank 0's numbers by the same code below: same best epoch, same stop.
                 metrics = dist.broadcast(metrics)
@@ -586,6 +598,14 @@ def fit(
                 with store.atomic_path(ckpt) as tmp:  # a unique temp name: two writers never share one
                     torch.save(payload, tmp)
                     store.fault_point("checkpoint")  # test hook (tests/flows/test_fault_injection.py)
+            if main:
+                line = epoch_line(label, epoch, cfg.epochs, metrics, time.perf_counter() - t_start,
+                                  epoch - first_epoch + 1, select=cfg.select_metric, best_epoch=state["best_epoch"])
+                if bar.disable:
+                    log.info(line)
+                else:  # a terminal with the bar on it: clear the bar, print the line, draw the bar again
+                    with tqdm.external_write_mode():
+                        log.info(line)
             if on_epoch is not None and main:
                 on_epoch(epoch, metrics)
             bar.set_postfix(epoch=epoch, **{k: f"{v:.4f}" for k, v in metrics.items() if k != "epoch"})
@@ -599,6 +619,47 @@ def fit(
         epochs_run=int(state["epoch"]), stopped_early=bool(stopped and state["epoch"] < cfg.epochs),
         resumed_from=resumed_from, history=state["history"], seconds=time.perf_counter() - t_start,
     )
+
+
+def epoch_line(label: str, epoch: int, epochs: int, metrics: dict[str, float], elapsed: float, done: int, *,
+               select: str = "balanced_accuracy", best_epoch: int | None = None) -> str:
+    """The one log line of a finished epoch.
+
+    ``netflow teacher epoch 3/10: train_loss 0.4123, val_balanced_accuracy 0.8123 (best: epoch 3), 12.3 s,
+    ETA 28.7 s``: the validation metric is the one that picks the best epoch (relative L2 for a regression,
+    ``val_<select>`` for a classification); without a validation split, none. The ETA assumes every epoch
+    up to ``epochs`` runs (early stopping may end sooner) at this session's mean epoch time.
+
+    Args:
+        label: What is trained.
+        epoch: The epoch just finished (1-based).
+        epochs: The most epochs this fit runs.
+        metrics: The epoch's metrics (``train_loss``; ``val_*`` when validated).
+        elapsed: Seconds since this fit started (or resumed).
+        done: Epochs this session has finished (``epoch`` unless resumed).
+        select: The classification metric that picks the best epoch (``train.*.select_metric``).
+        best_epoch: The best epoch so far.
+    """
+    parts = [f"train_loss {metrics['train_loss']:.4f}"]
+    key = "val_rel_l2" if "val_rel_l2" in metrics else f"val_{select}"
+    if key not in metrics:  # a metric the loop does not compute under that name: its first validation metric
+        key = next((k for k in metrics if k.startswith("val_") and k != "val_loss"), key)
+    if key in metrics:
+        best = f" (best: epoch {best_epoch})" if best_epoch else ""
+        parts.append(f"{key} {metrics[key]:.4f}{best}")
+    eta = elapsed / max(done, 1) * max(epochs - epoch, 0)
+    return f"{label} epoch {epoch}/{epochs}: {', '.join(parts)}, {_duration(elapsed)}, ETA {_duration(eta)}"
+
+
+def _duration(seconds: float) -> str:
+    """``4.2 s``, ``3 min 05 s``, ``1 h 02 min``: what a reader of a log takes in at a glance."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 # ============================================================================ model files

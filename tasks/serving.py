@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 from tasks import domains, tracking
@@ -47,10 +48,6 @@ DIGEST_TAG = "artifact.manifest.sha256"
 MODEL_DIR = "data/model_dir"
 """Where the model folder lies inside a registered artifact (MLflow copies the pyfunc's ``data_path`` to
 ``data/<its name>``)."""
-
-# The wrapper takes raw records of any domain, so it has no single input type to declare;
-# MLflow's hint-based validation does not apply.
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 
 class IntegrityError(ValueError):
@@ -316,12 +313,19 @@ class FormerflowModel:
         self._widths[width] = domains.LoadedModel(model.eval(), meta, self.folder)
         return self._widths[width]
 
-    def predict(self, model_input, params=None):
+    def predict(self, model_input: pd.DataFrame | pl.DataFrame | dict[str, np.ndarray],
+                params: dict[str, Any] | None = None) -> pd.DataFrame | np.ndarray:
         """Score a pandas DataFrame of raw records (in time order); returns a pandas DataFrame.
 
         Field models (turbulence) take arrays instead: ``{"initial": (B, T_in, *grid, C) float32, "steps":
         int64 array [n]}`` and return the predicted trajectory ``(B, n, *grid, C)``. Through MLflow's
         ``PyFuncModel.predict`` the input is checked against the version's signature first.
+
+        The type hints are for readers and type checkers: MLflow reads a ``predict``'s hints only on a
+        ``PythonModel`` subclass or an ``@pyfunc`` function (where a missing hint is its "Add type hints to
+        the `predict` method" warning); this pyfunc is a loader module's object (:mod:`tasks.serving_entry`),
+        so MLflow validates its input against the registered signature (:func:`signature`) instead, which
+        describes each domain's input exactly (one hint cannot: a table, or named arrays for a field model).
 
         Args:
             model_input: The records (or arrays).

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -52,8 +53,13 @@ from typing import Any
 
 import yaml
 
+from tasks import logs
 from tasks.params_base import params_hash
 from tasks.store import lock, project_root, redact
+
+_log = logging.getLogger(__name__)
+# Artifact downloads (a registered model loaded for scoring or evaluation) draw a bar per download; not in logs.
+logs.silence_progress_bars()
 
 PARENT_ENV = "FORMERFLOW_PARENT_RUN_ID"
 FLOW_RUN_ENV = "FORMERFLOW_FLOW_RUN_ID"
@@ -400,7 +406,9 @@ def start_run(
 ) -> Iterator[StageRun]:
     """Open an MLflow run (a child of ``parent_run_id`` or ``$FORMERFLOW_PARENT_RUN_ID`` if given).
 
-    The run ends FINISHED on success and FAILED (re-raising) on an exception.
+    The run ends FINISHED on success and FAILED (re-raising) on an exception. The project's log lines
+    (INFO and above) written inside the block, by this thread's code, are stored with it as the text
+    artifact ``logs/<name>.log`` (:func:`tasks.logs.capture`): the epoch lines of a training, for instance.
     """
     from mlflow.utils.mlflow_tags import (  # lazy: mlflow is slow to import
         MLFLOW_PARENT_RUN_ID,
@@ -415,12 +423,33 @@ def start_run(
         all_tags[MLFLOW_PARENT_RUN_ID] = parent
     run = c.create_run(exp, run_name=name, tags={k: redact(str(v)) for k, v in all_tags.items()})
     handle = StageRun(run.info.run_id, exp, c)
-    try:
-        yield handle
-    except BaseException:
-        c.set_terminated(run.info.run_id, status="FAILED")
-        raise
+    with logs.capture() as lines:
+        try:
+            yield handle
+        except BaseException:
+            _log_lines(c, run.info.run_id, name, lines)  # the lines up to the failure: what a reader needs
+            c.set_terminated(run.info.run_id, status="FAILED")
+            raise
+    _log_lines(c, run.info.run_id, name, lines)
     c.set_terminated(run.info.run_id, status="FINISHED")
+
+
+LOG_ARTIFACT_DIR = "logs"
+"""Where a run keeps the log lines its stage wrote (``logs/<run name>.log``, :func:`start_run`)."""
+
+
+def _log_lines(c, run_id: str, name: str, lines: list[str]) -> None:
+    """Store a run's captured log lines as its text artifact (nothing when there are none).
+
+    Redacted like every other value this module logs: a line may quote a source URL.
+    """
+    if not lines:
+        return
+    file = re.sub(r"[^A-Za-z0-9_.-]", "-", name) or "run"
+    try:
+        c.log_text(run_id, redact("\n".join(lines)) + "\n", f"{LOG_ARTIFACT_DIR}/{file}.log")
+    except Exception as exc:  # noqa: BLE001 - losing the copy of the log must not fail (or mask) the stage
+        _log.warning("could not store the log lines of MLflow run %s: %s", run_id, exc)
 
 
 RESOLVED_PARAMS = "params.resolved.yaml"
