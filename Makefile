@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 ROOT  := $(CURDIR)
 
-# Quiet, offline, fast runs (see ../shared/STACK.md).
+# Quiet, offline, fast runs: no telemetry or update checks from Prefect, MLflow or DVC.
 export DO_NOT_TRACK := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -50,7 +50,7 @@ setup: .venv/.installed .dvc/config.local
 
 .PHONY: setup
 run: setup
-	$(PY) -m flows.pipeline
+	.venv/bin/formerflow run
 
 # The scale-out extra (Dask, Optuna, PostgreSQL driver, S3: pyproject's `scale`): the tests start those engines.
 .venv/.scale-installed: .venv/.installed pyproject.toml
@@ -75,14 +75,13 @@ bench: setup .venv/.bench-installed
 	$(PY) bench/external_inc.py
 
 serve: setup
-	$(PY) -m flows.deployments
+	.venv/bin/formerflow serve
 
 lint: setup
 	.venv/bin/ruff check .
 
 ui: setup
-	$(PY) -c "from tasks.tracking import relocate_store; relocate_store()"  # a copied project's store: its own artifacts
-	.venv/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+	.venv/bin/formerflow ui  # relocates a copied project's store to its own artifacts first
 
 repro: setup
 	.venv/bin/dvc repro
@@ -92,7 +91,7 @@ clean:
 
 .PHONY: mlflow-server mlflow-server-stop
 
-# MLflow on PostgreSQL with served artifacts (README "Scale out"): a local cluster in .mlflow-server/ the first
+# MLflow on PostgreSQL with served artifacts (docs/operations.md, "Scale out"): a local cluster in .mlflow-server/ the first
 # time; MLFLOW_ARTIFACTS=s3://bucket/prefix (AWS_* credentials in the environment) stores artifacts in a bucket.
 MLFLOW_PORT ?= 5000
 mlflow-server: setup .venv/.scale-installed

@@ -2,12 +2,12 @@
 ensemble and per segment.
 
 The ``bonn`` profile cuts each 23.6 s segment into five 4 s windows and scores every window on
-its own (the table in the README). A clinician's unit is the segment, and the protocol already
+its own (the table in docs/eeg.md). A clinician's unit is the segment, and the protocol already
 trains several seeds; this reads the train stage's ``protocol.parquet`` (every test window of
 every fold, seed and model) with the preprocess stage's ``meta.parquet`` (which segment a window
 came from) and reports, per model, balanced accuracy / accuracy / ROC-AUC:
 
-* ``window``: one seed's window predictions (mean ± std over seeds: the README's table);
+* ``window``: one seed's window predictions (mean ± std over seeds: docs/eeg.md's table);
 * ``window, seed ensemble``: the probabilities averaged over seeds, per window;
 * ``segment``: the windows' probabilities averaged over the segment (mean ± std over seeds);
 * ``segment, seed ensemble``: both averages.

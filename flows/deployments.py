@@ -11,6 +11,7 @@ instead: ``prefect work-pool create formerflow --type process``,
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from prefect import serve
@@ -41,7 +42,11 @@ def deployments() -> list:
     ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m flows.deployments") -> int:
+    """``formerflow serve``: serve :data:`DEPLOYMENTS` from this process until Ctrl-C."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                 epilog="deployments: " + ", ".join(f"{d[0]} ({d[3]} {TIMEZONE})" for d in DEPLOYMENTS))
+    ap.parse_args(sys.argv[1:] if argv is None else argv)
     serve(*deployments())
     return 0
 

@@ -70,9 +70,10 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.tasks import exponential_backoff
 
-from flows import runners
+from flows import _boot, runners
 from tasks import lineage, logs, store, tracking
 from tasks.params import DOMAINS, STAGES, Params, ParamsError, load_params
+from tasks.params_base import add_params_options, did_you_mean
 from tasks.stages import run_stage, stage_code_hash, stage_outputs
 
 
@@ -421,17 +422,23 @@ def pipeline(domains: list[str] | None = None, profiles: list[str] | None = None
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--domain", action="append", help="domain to run (repeatable; default pipeline.domains)")
-    ap.add_argument("--profile", action="append", default=None, help="params profile (profiles/<name>.yaml)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+def main(argv: list[str] | None = None, prog: str = "python -m flows.pipeline") -> int:
+    """``formerflow run [DOMAIN ...]`` (= ``python -m flows.pipeline [--domain D ...]``): the pipeline flow."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    ap.add_argument("domains", nargs="*", metavar="DOMAIN",
+                    help=f"domains to run (default: pipeline.domains); one of {', '.join(DOMAINS)}")
+    ap.add_argument("--domain", action="append", default=[], help="a domain to run (repeatable; the same as DOMAIN)")
+    add_params_options(ap, params_file=False)
     ap.add_argument("--refresh-cache", action="store_true", help="ignore Prefect's cache and run every stage")
-    noise = ap.add_mutually_exclusive_group()
-    noise.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    noise.add_argument("-v", "--verbose", action="store_true", help="log debug lines too")
+    logs.add_log_options(ap)
     args = ap.parse_args(argv)
     logs.setup_logging(logs.level_from_flags(args.quiet, args.verbose))
+    wanted = [*args.domains, *args.domain] or None
+    unknown = [d for d in wanted or [] if d not in DOMAINS]
+    if unknown:  # one line, before any lock, flow or API: a typo costs nothing
+        print(f"error: unknown domain {unknown[0]!r}{did_you_mean(unknown[0], DOMAINS)}; choose from: "
+              f"{', '.join(DOMAINS)}", file=sys.stderr)
+        return 2
     try:  # refuse at once, before Prefect starts its API, when another run holds the project
         with store.lock(PIPELINE_LOCK, what="run the pipeline"):
             pass
@@ -439,10 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"formerflow: {exc}", file=sys.stderr)
         return LOCKED_EXIT
     _finished.clear()
-    if __name__ == "__main__":
-        _boot.wait()
+    _boot.wait()  # the API server booting in the background (flows/_boot.py), if this program started it
     try:
-        results = pipeline(domains=args.domain, profiles=args.profile, overrides=args.overrides,
+        results = pipeline(domains=wanted, profiles=args.profile, overrides=args.overrides,
                            refresh_cache=args.refresh_cache)
     except store.LockHeldError as exc:  # another run took the project between the check and the flow
         print(f"formerflow: {exc}", file=sys.stderr)
@@ -461,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
               "(`prefect server start`) to keep the record. Exit status 0: the stages succeeded.", file=sys.stderr)
     for domain, manifests in results.items():
         print(f"\n== {domain} ==\n{manifests['evaluate']['table']}")
-    print("\nreports: reports/<domain>/report.md; MLflow UI: make ui")
+    print("\nreports: reports/<domain>/report.md; MLflow UI: formerflow ui")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The Prefect task runner of ``pipeline.task_runner`` (README "Scale out").
+"""The Prefect task runner of ``pipeline.task_runner`` (docs/operations.md, "Scale out").
 
 ``threads`` (default) is Prefect's thread pool in this process. ``dask`` is prefect-dask's
 ``DaskTaskRunner``: on the scheduler at ``pipeline.address`` (a cluster someone runs: ``dask

@@ -37,11 +37,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows import runners
+from flows import _boot, runners
 from flows.pipeline import torch_threads_per_domain  # shares the cores between trials training at once
-from tasks import domains, store, tracking
+from tasks import domains, logs, store, tracking
 from tasks import sweep as sweeps
 from tasks.params import Params, ParamsError, load_params
+from tasks.params_base import add_params_options, did_you_mean
 
 
 @task(task_run_name="trial-{number}", cache_policy=NO_CACHE)
@@ -179,14 +180,12 @@ def sweep(domain: str = "netflow", trials: int = 20, profiles: list[str] | None 
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.sweep <domain> --trials N [--profile P] [--set k=v] [--space f.yaml] [--timeout s]``."""
-    ap = argparse.ArgumentParser(prog="python -m flows.sweep", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m flows.sweep") -> int:
+    """``formerflow sweep <domain> --trials N [--profile P] [--set k=v] [--space f.yaml] [--timeout s]``."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("domain", help="domain to sweep (ingest and preprocess done)")
     ap.add_argument("--trials", type=int, default=20, help="trials to run (default 20)")
-    ap.add_argument("--profile", action="append", default=None, help="params profile the sweep starts from")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override of the sweep's base params (e.g. train.netflow.epochs=4)")
+    add_params_options(ap, params_file=False)
     ap.add_argument("--space", help="search space YAML (dotted key: {type: float|int|categorical, ...}); "
                                     "default: the domain's lr, weight decay, batch size and a model knob")
     ap.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
@@ -194,9 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="TPE sampler seed")
     ap.add_argument("--prune-startup", type=int, default=5, help="trials completed before the pruner acts")
     ap.add_argument("--prune-warmup", type=int, default=1, help="epochs of a trial that are never pruned")
+    logs.add_log_options(ap)
     args = ap.parse_args(argv)
-    if __name__ == "__main__":
-        _boot.wait()
+    logs.setup_logging(logs.level_from_flags(args.quiet, args.verbose))
+    if args.domain not in domains.names():  # one line before Prefect or Optuna start
+        print(f"error: unknown domain {args.domain!r}{did_you_mean(args.domain, domains.names())}; choose from: "
+              f"{', '.join(domains.names())}", file=sys.stderr)
+        return 2
+    _boot.wait()  # the API server booting in the background (flows/_boot.py), if this program started it
     try:
         sweep(domain=args.domain, trials=args.trials, profiles=args.profile, overrides=args.overrides,
               space=args.space, timeout=args.timeout, parallel=args.parallel, seed=args.seed,

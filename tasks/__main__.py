@@ -39,9 +39,9 @@ import sys
 
 import yaml
 
-from tasks import ddp, domains, store
+from tasks import ddp, domains, logs, store
 from tasks.domains import UnknownDomainError
-from tasks.params_base import STAGES
+from tasks.params_base import STAGES, add_params_options, did_you_mean
 from tasks.stages import UnknownStageError, run_stage, stage_function
 
 DOMAINS = domains.names()
@@ -50,51 +50,99 @@ EPILOG = ("stages: " + ", ".join(STAGES) + "; domains: " + ", ".join(DOMAINS)
           + "; also `formerflow sweep <domain> --trials N` (Optuna, flows/sweep.py)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m tasks", description="Run one formerflow stage.", epilog=EPILOG)
-    ap.add_argument("stage", help=f"one of {', '.join((*STAGES, *COMMANDS))}")
-    ap.add_argument("domain", nargs="?", help=f"one of {', '.join(DOMAINS)}; lineage: <domain>[@alias|/version] "
-                                             "(default @champion); status: a domain or none (all)")
-    ap.add_argument("--params", default=None, help="params file (default: params.yaml in the project root)")
-    ap.add_argument("--profile", action="append", default=None,
-                    help="profile from profiles/<name>.yaml merged over params (repeatable; "
-                         "default: $FORMERFLOW_PROFILE)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one param, e.g. --set train.netflow.epochs=2 (repeatable)")
+def _stage_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-track", action="store_true", help="do not log to MLflow (register always logs)")
     ap.add_argument("--distributed", action="store_true",
                     help="train: data-parallel over torchrun's processes; refused when torchrun did not start "
                          "this one (under torchrun train is data-parallel with or without it)")
-    ap.add_argument("--input", help="score: file, glob or fsspec URL of records to score")
-    ap.add_argument("--output", help="score: Parquet file to write")
-    ap.add_argument("--model-uri", help="score: MLflow model URI (default models:/formerflow-<domain>@champion)")
+
+
+def _score_options(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--input", help="file, glob or fsspec URL of records (finance: annual reports) to score")
+    ap.add_argument("--output", help="Parquet file to write (finance --sentences: .parquet or .csv)")
+    ap.add_argument("--model-uri", help="MLflow model URI (default models:/formerflow-<domain>@champion)")
     ap.add_argument("--width", type=float, default=None,
-                    help="score: run a nested (MatFormer) version at another extracted FFN width (1, 0.5, 0.25, ...)")
+                    help="run a nested (MatFormer) version at another extracted FFN width (1, 0.5, 0.25, ...)")
     ap.add_argument("--sentences", metavar="FILE",
-                    help="score finance: single sentences instead of documents: a TXT file (one sentence per line) "
+                    help="finance: single sentences instead of documents: a TXT file (one sentence per line) "
                          "or a CSV/TSV/Parquet file with a text column; with labels, metrics too")
     ap.add_argument("--text-column", default=None,
-                    help="score --sentences: the table's text column (default: sentence)")
+                    help="--sentences: the table's text column (default: sentence)")
     ap.add_argument("--label-column", default=None,
-                    help="score --sentences: the table's label column, 0/1 or non-AI/AI (default: label, when present)")
+                    help="--sentences: the table's label column, 0/1 or non-AI/AI (default: label, when present)")
     ap.add_argument("--model", default=None,
-                    help="score --sentences: champion (default: the registered model) or a baseline saved by the "
+                    help="--sentences: champion (default: the registered model) or a baseline saved by the "
                          "train stage (keyword, tfidf_logreg, tfidf_nb, tfidf_rf: those train.finance.baselines fit)")
+
+
+COMMAND_HELP = {
+    "score": "Score new records (finance: documents or single sentences) with the champion, a version or a baseline.",
+    "status": "Per domain: stale DVC stages, the champion and the candidate.",
+    "lineage": "Champion (or @alias, /version) -> run -> params -> data -> source -> git commit.",
+    "params": "Print the merged, validated params (params.yaml + profiles + --set).",
+}
+
+
+def _parser(prog: str = "python -m tasks", command: str | None = None,
+            only_stages: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``python -m tasks`` (any stage or command), or of one ``formerflow`` command."""
+    if command is not None:  # formerflow score / status / lineage / params: that command's options only
+        ap = argparse.ArgumentParser(prog=prog, description=COMMAND_HELP[command])
+        if command == "score":
+            ap.add_argument("domain", help=f"one of {', '.join(DOMAINS)}")
+            _score_options(ap)
+        elif command == "lineage":
+            ap.add_argument("domain", metavar="TARGET",
+                            help="<domain>[@alias|/version], e.g. netflow, netflow@candidate, netflow/3 "
+                                 "(default @champion)")
+        elif command == "status":
+            ap.add_argument("domain", nargs="?", help=f"one of {', '.join(DOMAINS)} (default: all)")
+        add_params_options(ap)
+        logs.add_log_options(ap)
+        ap.set_defaults(stage=command, domain=None, no_track=False, distributed=False)
+        if command != "score":
+            ap.set_defaults(**{k: None for k in ("input", "output", "model_uri", "width", "sentences", "text_column",
+                                                  "label_column", "model")})
+        return ap
+    ap = argparse.ArgumentParser(prog=prog, description="Run one formerflow stage.", epilog=EPILOG)
+    ap.add_argument("stage", help=f"one of {', '.join(STAGES if only_stages else (*STAGES, *COMMANDS))}")
+    ap.add_argument("domain", nargs="?", help=f"one of {', '.join(DOMAINS)}" + (
+        "" if only_stages else "; lineage: <domain>[@alias|/version] (default @champion); status: a domain or "
+                               "none (all)"))
+    add_params_options(ap)
+    _stage_options(ap)
+    logs.add_log_options(ap)
+    if not only_stages:
+        _score_options(ap)
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m tasks", command: str | None = None,
+         only_stages: bool = False) -> int:
+    """Run a stage or command; ``prog`` / ``command`` / ``only_stages`` shape it as a ``formerflow`` command.
+
+    Args:
+        argv: The arguments (default ``sys.argv[1:]``).
+        prog: The name in usage lines and help.
+        command: ``score`` / ``status`` / ``lineage`` / ``params``: that command alone (``argv`` still starts with
+            it); None: ``python -m tasks``'s "any stage or command" form.
+        only_stages: ``formerflow stage``: the first argument must be a stage.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(prog, command, only_stages).parse_args(argv[1:] if command is not None else argv)
+    logs.setup_logging(logs.level_from_flags(args.quiet, args.verbose))
     # lazy: the schema imports the model registry (torch); --help and a mistyped stage or domain answer without it
     from tasks.params import ParamsError, load_params, params_diff, tracked_params  # lazy: see above
 
-    valid = (*STAGES, *COMMANDS)
+    valid = STAGES if only_stages else (*STAGES, *COMMANDS)
     if args.stage not in valid:
-        print(f"error: unknown stage {args.stage!r}; choose one of: {', '.join(valid)}", file=sys.stderr)
+        print(f"error: unknown stage {args.stage!r}{did_you_mean(args.stage, valid)}; choose one of: "
+              f"{', '.join(valid)}", file=sys.stderr)
         return 2
     domain = (args.domain or "").split("@")[0].split("/")[0] if args.stage == "lineage" else args.domain
     if (args.stage not in ("params", "status") or domain is not None) and domain not in DOMAINS:
-        print(f"error: unknown domain {domain!r}; choose one of: {', '.join(DOMAINS)}", file=sys.stderr)
+        print(f"error: unknown domain {domain!r}{did_you_mean(domain or '', DOMAINS)}; choose one of: "
+              f"{', '.join(DOMAINS)}", file=sys.stderr)
         return 2
     try:
         launched = ddp.is_launched()

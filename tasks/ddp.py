@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 LAUNCH_HINT = ("start it with torchrun, e.g. torchrun --standalone --nproc_per_node 2 -m tasks train <domain> "
-               "(README, \"Scale out\")")
+               "(docs/operations.md, \"Scale out\")")
 TIMEOUT = timedelta(minutes=30)
 """How long a rank waits in a collective for the others (rank 0 validates and fits the baselines meanwhile)."""
 

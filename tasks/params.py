@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 from models.registry import get as get_model
 from models.registry import make_config
 from tasks import domains
-from tasks.params_base import SECTIONS, STAGES, Strict, params_hash
+from tasks.params_base import SECTIONS, STAGES, Strict, did_you_mean, model_keys_at, params_hash
 from tasks.store import project_root
 
 __all__ = ["DOMAINS", "STAGES", "Params", "ParamsError", "load_params", "params_hash"]
@@ -56,7 +56,7 @@ class PipelineParams(Strict):
     spare, but the domains then share torch's global random generator and thread pool in one process, so the
     numbers are no longer bit-for-bit repeatable; off by default (one domain after another)."""
     task_runner: Literal["threads", "dask"] = "threads"
-    """Where the flow's tasks run (README "Scale out"). ``threads``: this process (the default: no cluster).
+    """Where the flow's tasks run (docs/operations.md, "Scale out"). ``threads``: this process (the default: no cluster).
     ``dask``: a Dask cluster through prefect-dask (the ``scale`` extra): the domains' stages as Dask tasks, and
     inside a stage the independent fits (the EEG protocol's models x seeds x folds, the compression variants)
     as Dask tasks of the same cluster. Each task runs the same stage or fit function as with threads."""
@@ -148,14 +148,19 @@ def profile_path(name: str, root: Path) -> Path:
     return root / "profiles" / f"{name}.yaml"
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem: ``<source>: train.netflow.lr: Input should be greater than 0 (got -1)``."""
+def format_validation_error(exc: ValidationError, source: str, model: Any = None) -> str:
+    """One line per problem: ``<source>: train.netflow.lr: Input should be greater than 0 (got -1)``.
+
+    An unknown key names the nearest known one when ``model`` (the validated class; default :class:`Params`)
+    has one close to it: ``train.netflow.epoch: Extra inputs are not permitted (did you mean 'epochs'?)``.
+    """
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in err["loc"]) or "<root>"
         got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" and "input" in err else ""
-        if err["type"] == "extra_forbidden":
-            got = ""
+        if err["type"] == "extra_forbidden" and err["loc"]:
+            keys = model_keys_at(model if model is not None else Params, tuple(err["loc"][:-1]))
+            got = did_you_mean(err["loc"][-1], keys) if keys else ""
         lines.append(f"{source}: {path}: {err['msg']}{got}")
     return "\n".join(lines)
 
@@ -188,6 +193,11 @@ def load_params(
         profiles = [p for p in os.environ.get("FORMERFLOW_PROFILE", "").split(",") if p.strip()]
     for name in profiles:
         ppath = profile_path(name.strip(), root)
+        if not ppath.exists():
+            known = sorted(str(p.relative_to(root / "profiles").with_suffix(""))
+                           for p in (root / "profiles").rglob("*.yaml"))
+            raise ParamsError(f"profile {name.strip()!r} not found: no {ppath}{did_you_mean(name.strip(), known)}; "
+                              f"profiles: {', '.join(known) or 'none'}")
         data = deep_merge(data, _read_yaml(ppath))
         sources.append(str(ppath))
     for text in overrides:

@@ -20,9 +20,12 @@ This module imports no domain.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +35,69 @@ STAGES = ("ingest", "preprocess", "train", "compress", "evaluate", "register")
 """Pipeline stages in order; ``score`` is run on demand, not by the pipeline."""
 SECTIONS = (*STAGES, "score")
 """The stage sections of params.yaml, each nested per domain."""
+
+
+def add_params_options(ap: argparse.ArgumentParser, params_file: bool = True) -> None:
+    """The params options every command that reads params takes (the same in ``formerflow run`` and ``sweep``).
+
+    ``params_file``: also ``--params FILE`` (a stage's; the flows always read the project's params.yaml, which
+    their cache keys and dvc.lock describe).
+    """
+    if params_file:
+        ap.add_argument("--params", default=None, help="params file (default: params.yaml in the project root)")
+    ap.add_argument("--profile", action="append", default=None,
+                    help="profile from profiles/<name>.yaml merged over params (repeatable; "
+                         "default: $FORMERFLOW_PROFILE)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one param, e.g. --set train.netflow.epochs=2 (repeatable)")
+
+
+def did_you_mean(word: str, options: Any) -> str:
+    """`` (did you mean 'epochs'?)`` when ``word`` is close to one of ``options`` (difflib), else ``""``.
+
+    For every "unknown name" error: params keys, domains, stages, commands, columns.
+    """
+    import difflib  # lazy: only an error needs it
+
+    names = [str(o) for o in options]
+    close = difflib.get_close_matches(str(word), names, n=2, cutoff=0.6)
+    if not close:  # a case slip (in_bytes for IN_BYTES) is not "close" to difflib
+        close = [n for n in names if n.lower() == str(word).lower()][:1]
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def model_keys_at(model: Any, loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys a pydantic model accepts at the dotted location ``loc`` (None when it is not a model there).
+
+    Walks field annotations through ``X | None``, ``Annotated`` and ``dict[str, X]`` (a dict's key is a part of
+    ``loc`` too), so ``train.netflow.epoch`` finds the fields of the netflow train section.
+    """
+    def unwrap(tp: Any) -> Any:
+        while True:
+            origin = typing.get_origin(tp)
+            if origin is typing.Annotated:
+                tp = typing.get_args(tp)[0]
+            elif origin in (typing.Union, types.UnionType):
+                models = [a for a in typing.get_args(tp) if a is not type(None)]
+                if len(models) != 1:
+                    return tp
+                tp = models[0]
+            else:
+                return tp
+
+    cur, parts = unwrap(model), list(loc)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            field = cur.model_fields.get(str(part))
+            if field is None:
+                return None
+            cur = unwrap(field.annotation)
+        elif typing.get_origin(cur) is dict:
+            cur = unwrap(typing.get_args(cur)[1])
+        else:
+            return None
+    return list(cur.model_fields) if isinstance(cur, type) and issubclass(cur, BaseModel) else None
 
 
 class Strict(BaseModel):
@@ -286,7 +352,7 @@ class CompressSection(Strict):
     """What the chosen variant is best at among those within the budget: batch-1 latency, throughput or size."""
     compile: bool = False
     """``torch.compile`` a loaded ``int8`` (torchao) model: it then beats fp32, but compiling costs tens of seconds
-    per process and new shape (README, "Compression"). Off by default."""
+    per process and new shape (docs/compression.md). Off by default."""
     distill: DistillSettings = Field(default_factory=DistillSettings)
     prune: PruneSettings = Field(default_factory=PruneSettings)
     lowrank: LowRankSettings = Field(default_factory=LowRankSettings)

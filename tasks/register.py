@@ -12,7 +12,7 @@ A candidate that is not promoted is still registered, with alias ``candidate``
 only; when there is no champion yet, none is set (``@champion`` then does not
 resolve, and scoring says so).
 
-What is checked before anything is registered (README, "Registry integrity"):
+What is checked before anything is registered (docs/operations.md, "Registry integrity"):
 
 * ``reports/<domain>/metrics.json`` must have been measured on the model folders and
   processed data as they are now (evaluate records their content hashes as
@@ -36,7 +36,7 @@ into the artifact and its own sha256 onto the version (tag ``artifact.manifest.s
 :mod:`tasks.serving` checks both before a model is loaded. Services load it with
 ``mlflow.pyfunc.load_model("models:/formerflow-<domain>@champion")``.
 
-What MLflow records (README, "MLflow"): the pyfunc carries a signature and an input example
+What MLflow records (docs/operations.md, "MLflow"): the pyfunc carries a signature and an input example
 (:func:`tasks.serving.signature`, from the domain's ``input_example`` hook). It is logged as an
 MLflow 3 logged model of the register run, and the version is registered from it
 (source ``models:/<model_id>``); the chosen variant's metrics are metrics of the run and of

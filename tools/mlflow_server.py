@@ -1,6 +1,6 @@
 """A local MLflow tracking server on PostgreSQL with served artifacts: start, stop, status.
 
-The scale-out path of formerflow's tracking (README "Scale out"): MLflow's own ``mlflow server`` with a
+The scale-out path of formerflow's tracking (docs/operations.md, "Scale out"): MLflow's own ``mlflow server`` with a
 PostgreSQL backend store (runs, metrics, the model registry) and ``--serve-artifacts``, so clients read and
 write artifacts through the server over HTTP (``mlflow-artifacts:/`` locations) and the server stores them in
 ``--artifacts`` (a local folder, or an object store such as ``s3://bucket/prefix``). Point formerflow at it with

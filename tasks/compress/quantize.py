@@ -10,7 +10,7 @@ into plain tensors plus JSON metadata, saved together in one safetensors file, a
 version is pinned). :func:`load` quantizes a freshly built float model the same way and
 assigns the saved tensors (``load_state_dict(assign=True)``).
 
-Measured on the 2-core VM (README, "Compression"): without ``torch.compile`` torchao's int8
+Measured on the 2-core VM (docs/compression.md): without ``torch.compile`` torchao's int8
 runs *slower* than fp32 on every model here (its int8 matmul is not fused in eager mode); with
 it, the text encoder runs at 2.7 ms instead of 10.1 ms, but compiling costs about 33 s for the
 first batch-1 call and 41 s more for the first batched one (dynamic shapes), in every process

@@ -11,7 +11,7 @@ of torchao (:mod:`tasks.compress.quantize`, method ``int8``). It is kept behind
 its own method name while it exists because, measured here, it is the int8 path
 that pays without ``torch.compile``: its fused dynamic-int8 Linear kernels beat
 fp32 on the text encoder, where torchao's eager int8 is slower than fp32
-(README, "Compression"). The deprecation warnings are silenced here.
+(docs/compression.md). The deprecation warnings are silenced here.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Everything else in the package (readers, synthetic source, reports) is the domai
 The generic stages branch on ``DOMAIN.kind`` and read what they need to know of the
 labels from :class:`TaskInfo`. Domains are found by :func:`names` (every package here with a
 ``domain.py``) and loaded by :func:`get`; nothing outside this package names a domain
-in code, so a new domain is a new package (README, "Adding a domain").
+in code, so a new domain is a new package (docs/architecture.md, "Adding a domain").
 
 Hooks every domain provides (:class:`Domain`)::
 

@@ -237,7 +237,7 @@ def attention_section(attention: dict, channels: list[str], classes: list[str], 
 
     The class contrast (how much a channel's weight moves between classes) is what
     localises: on the synthetic motor imagery it peaks at C3/C4, where the generator
-    put the desynchronisation, while the mean weights do not (measured in README,
+    put the desynchronisation, while the mean weights do not (measured in docs/eeg.md,
     "Channel attention"). The variant without Euclidean alignment is preferred for the
     picture when it ran, because EA whitens across channels, so an aligned channel is a
     mixture of electrodes.

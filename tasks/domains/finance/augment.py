@@ -2,7 +2,7 @@
 
 An encoder fine-tuned on lexicon-selected sentences (the FinAI set: every positive holds a
 seed term, no negative does) learns the lexicon: it misreads "machine lerning", AI
-worded without a seed term, and seed-like words used in other senses (README, "Results on
+worded without a seed term, and seed-like words used in other senses (docs/finance.md, "Results on
 real data: FinAI"). ``preprocess.finance.augment`` mixes into the **training split only**:
 
 * ``synthetic_disclosures``: AI disclosures from the synthetic annual-report generator

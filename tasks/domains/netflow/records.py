@@ -17,6 +17,7 @@ import polars as pl
 
 from tasks import store
 from tasks.domains.netflow.params import FlowDatasetSpec
+from tasks.params_base import did_you_mean
 
 LABEL = "label"
 """The class name column of the raw Parquet (the spec's label column, as text)."""
@@ -135,9 +136,13 @@ def validate_columns(names: list[str], spec: FlowDatasetSpec, display: str, requ
         required.append(spec.label_column)
     missing = [c for c in required if c not in renamed]
     if missing:
+        # The file's columns nearest to each missing one (IN_BYTE for IN_BYTES): a typo or another spelling,
+        # which spec.renames maps.
+        near = "".join(f"; {c}{hint}" for c in missing if (hint := did_you_mean(c, sorted(renamed - set(required)))))
         raise SchemaError(
             f"{display}: missing required columns {missing} (dataset spec {spec.name!r}; "
-            f"the file has {len(names)} columns: {names[:8]}{' ...' if len(names) > 8 else ''})"
+            f"the file has {len(names)} columns: {names[:8]}{' ...' if len(names) > 8 else ''}{near}; "
+            "ingest.netflow.spec.renames maps a file's name to the spec's)"
         )
 
 
