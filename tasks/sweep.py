@@ -336,7 +336,8 @@ def run_trial(domain: str, params: Params, overrides: list[str], report: Report 
 
     t0 = time.perf_counter()
     try:
-        result = fit(model, train, val, p, task=p.task, checkpoint_dir=None, on_epoch=on_epoch, progress=False)
+        result = fit(model, train, val, p, task=p.task, checkpoint_dir=None, on_epoch=on_epoch, progress=False,
+                     name=f"{domain} sweep trial")
     except TrialPruned as pruned:
         values = [h[metric] for h in history]
         best = (max if direction == "maximize" else min)(values)

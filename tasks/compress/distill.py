@@ -176,7 +176,7 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
     loss = loss_against(context.teacher, context.task, temperature=s.temperature, alpha=s.alpha,
                         hidden_weight=s.hidden_weight)
     result = fit(student, context.splits["train"], context.splits["val"], context.loop_settings(epochs, s.lr_factor),
-                 task=context.task, loss_fn=loss, progress=False)
+                 task=context.task, loss_fn=loss, progress=False, name=f"{context.domain} distill")
     record["stats"] = {**record.get("stats", {}), "distill_epochs": result.epochs_run,
                        "distill_best_epoch": result.best_epoch, "distill_tensors_from_teacher": info["copied"]}
     return student.eval()

@@ -307,7 +307,7 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
         context.teacher.to(pick_device(cfg.device))  # the loss calls the teacher on the batches' device
         try:
             fit(factorised.train(), context.splits["train"], context.splits["val"], cfg, task=context.task,
-                loss_fn=loss, progress=False)
+                loss_fn=loss, progress=False, name=f"{context.domain} lowrank fine-tune")
         finally:
             context.teacher.cpu().eval()
         tuned_loss = float(sample_losses(factorised, val, context.task, batch).mean())

@@ -525,7 +525,7 @@ def _independent(width: float, teacher: nn.Module, record: dict[str, Any], conte
     loss = joint_loss(copy.deepcopy(context.teacher), context.task, [1], temperature=d.temperature, alpha=d.alpha,
                       hidden_weight=d.hidden_weight)
     result = fit(student, context.splits["train"], context.splits["val"], _loop(context), task=context.task,
-                 loss_fn=loss, progress=False)
+                 loss_fn=loss, progress=False, name=f"{context.domain} indep-w{width:g}")
     val = sample_losses(student, context.val_items(), context.task, context.loop.eval_batch_size)
     record["plan"] = [*record["plan"], *plan]
     record["nested"] = {"width": width, "blocks": _per_block(blocks, width), "independent": True,

@@ -223,7 +223,8 @@ def step(model: nn.Module, record: dict[str, Any], context: Any) -> nn.Module:
     tuned = 0
     if s.finetune_epochs and result.plan:
         fit(pruned, context.splits["train"], context.splits["val"],
-            context.loop_settings(s.finetune_epochs, s.lr_factor), task=context.task, progress=False)
+            context.loop_settings(s.finetune_epochs, s.lr_factor), task=context.task, progress=False,
+            name=f"{context.domain} prune fine-tune")
         tuned = s.finetune_epochs
     record["stats"] = {**record.get("stats", {}), "prune_cuts": len(result.plan), "prune_trials": result.trials,
                        "prune_val_loss": [round(result.base_loss, 6), round(result.final_loss, 6)],

@@ -136,7 +136,7 @@ def fit_protocol_fold(arch: str, cfg: Any, loop: Any, seed: int, xtr: np.ndarray
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     model = models.build(f"{NAME}/{arch}", cfg)
-    fit(model, Trials(xtr, ytr), None, loop, task="multiclass", progress=False)
+    fit(model, Trials(xtr, ytr), None, loop, task="multiclass", progress=False, name=f"eeg protocol {arch} seed {seed}")
     probs = probabilities(predict(model, Trials(xte, np.zeros(len(xte), dtype=ytr.dtype)), eval_batch_size),
                           "multiclass")
     weights = None

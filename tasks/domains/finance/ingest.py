@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks import store
+from tasks import logs, store
 from tasks.domains.finance.data import CLASSES, NAME
 from tasks.domains.finance.sources import (
     NoDocumentsError,
@@ -20,6 +22,14 @@ from tasks.domains.finance.synthetic import generate
 if TYPE_CHECKING:
     from tasks.params import Params
     from tasks.tracking import StageRun
+
+
+log = logging.getLogger(__name__)
+
+
+def _sizes(urls: list[str]) -> dict[str, int | None]:
+    """Each document's size in bytes (None where it is remote or gone): for the ingest's summary line."""
+    return {u: (Path(u).stat().st_size if not store.is_remote(u) and Path(u).is_file() else None) for u in urls}
 
 
 def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
@@ -52,7 +62,11 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
         sidecar: dict = {}
         for m in ([ip.metadata] if ip.metadata else sidecars):
             sidecar.update(read_metadata(store.fetch_to_cache(m, cache, retries=ip.retries, delay_s=ip.retry_delay_s), m))
+        t_read = time.perf_counter()
         docs, skipped = read_documents(doc_urls, ip, cache=cache, sidecar=sidecar)
+        if doc_urls:
+            logs.report_read(log, "finance ingest", _sizes(doc_urls), rows=docs.height,
+                             seconds=time.perf_counter() - t_read)
         if doc_urls and docs.height == 0:
             raise NoDocumentsError(f"{ip.source}: no readable document among {len(doc_urls)}: "
                                    + "; ".join(s["reason"] for s in skipped[:5]))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from tasks import store
+from tasks import logs, store
 from tasks.domains.netflow.data import NAME, RAW_FILE, RAW_TEST_FILE
 from tasks.domains.netflow.records import LABEL, EmptySourceError, SchemaError, write_flows
 from tasks.domains.netflow.synthetic import generate
@@ -17,6 +19,9 @@ from tasks.domains.netflow.synthetic import generate
 if TYPE_CHECKING:
     from tasks.params import Params
     from tasks.tracking import StageRun
+
+
+log = logging.getLogger(__name__)
 
 
 def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
@@ -52,8 +57,14 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
         target = out / RAW_FILE
         read = dict(fmt=p.format, cache=Path(cache), retries=p.retries, delay_s=p.retry_delay_s,
                     max_bytes=p.max_extracted_bytes, max_ratio=p.max_compression_ratio)
+        t0 = time.perf_counter()
         first = write_flows(urls, p.spec, target, max_rows=p.max_rows, shown=shown, **read)
         n_rows, class_counts = _class_counts(target)
+        # One line of what was read (the files' sizes as fingerprinted: a 2 GB capture says so in the log).
+        sizes = {str(f.get("url")): int(f["size"]) if f.get("size") is not None else None
+                 for f in (fingerprint if isinstance(fingerprint, list) else [])} or \
+            {u: Path(u).stat().st_size for u in urls if Path(u).exists()}
+        logs.report_read(log, "netflow ingest", sizes, rows=n_rows, seconds=time.perf_counter() - t0)
         if n_rows == 0:
             raise EmptySourceError(f"{p.source}: no data rows")
         if p.spec.benign_value not in class_counts:

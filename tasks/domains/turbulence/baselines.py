@@ -44,7 +44,8 @@ def train_baselines(params: Params, out: Path, run: StageRun | None = None) -> d
                 run.log_metrics({f"{_name}.{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
         print(f"training baseline {name} ({key}, {count_parameters(model):,} parameters)")
-        result = fit(model, train, val, p, task="regression", checkpoint_dir=ckpt, on_epoch=log_epoch)
+        result = fit(model, train, val, p, task="regression", checkpoint_dir=ckpt, on_epoch=log_epoch,
+                     name=f"turbulence baseline {name}")
         folder = out / name
         folder.mkdir()
         save_model(folder, model, key, {"task": "regression", "schema": schema})

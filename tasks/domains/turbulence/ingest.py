@@ -3,6 +3,7 @@ validated, kept in ``data/raw/turbulence/`` with the layout that reads it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -11,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks import store
+from tasks import logs, store
 from tasks.domains.turbulence.data import NAME, RAW_NAME
 from tasks.domains.turbulence.layout import FieldError, FieldLayout, Fields
 from tasks.domains.turbulence.readers import glob_root, local_copy, read_fields, text_files
@@ -31,6 +32,9 @@ def synthetic_layout(dim: int) -> FieldLayout:
 
 def _layout_dict(layout: FieldLayout) -> dict[str, Any]:
     return asdict(layout)
+
+
+log = logging.getLogger(__name__)
 
 
 def _describe(fields: Fields) -> dict[str, Any]:
@@ -127,6 +131,10 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
         except FieldError as exc:
             # A message from a library may still quote the copy's path; name the source there too.
             raise FieldError(str(exc).replace(str(target), str(shown))) from None
+        size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file()) if target.is_dir() else \
+            target.stat().st_size
+        logs.report_read(log, "turbulence ingest", {str(shown): size}, rows=None,
+                         seconds=time.perf_counter() - t0)
         manifest = {
             "stage": "ingest", "domain": NAME, "source": shown, "file": target.name, "format": p.format,
             "layout": _layout_dict(layout), "fingerprint": fingerprint, **_describe(fields),
