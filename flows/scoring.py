@@ -1,8 +1,9 @@
 """Batch scoring flow: score new records with the registry's champion and write Parquet.
 
-Run it: ``python -m flows.scoring netflow new_flows.csv.gz predictions.parquet``
-(any fsspec URL or glob as input; ``--model-uri`` to pick another version; ``--width 0.5`` runs a nested
-(MatFormer) version at another of its extracted widths).
+Run it: ``python -m flows.scoring netflow --input new_flows.csv.gz --output predictions.parquet``, the options
+of ``formerflow score`` (any fsspec URL or glob as input; ``--model-uri`` to pick another version; ``--width 0.5``
+runs a nested (MatFormer) version at another of its extracted widths); ``formerflow score`` is the same scoring
+without a Prefect flow run around it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
-from tasks.params import Params, load_params
+from tasks import logs
+from tasks.params import DOMAINS, Params, load_params
+from tasks.params_base import add_params_options, did_you_mean
 from tasks.score import score
 
 
@@ -28,13 +31,14 @@ def score_task(domain: str, input_url: str, output: str, model_uri: str | None, 
 
 @flow(name="formerflow-score", log_prints=True)
 def score_flow(domain: str, input_url: str, output: str, model_uri: str | None = None,
-               profiles: list[str] | None = None, width: float | None = None) -> dict[str, Any]:
+               profiles: list[str] | None = None, width: float | None = None,
+               overrides: list[str] | None = None) -> dict[str, Any]:
     """Score ``input_url`` with ``models:/formerflow-<domain>@champion`` (or ``model_uri``; at FFN ``width`` for a
     nested version).
 
     The manifest and the Prefect artifact name the version number that scored (``model_version``).
     """
-    params = load_params(profiles=profiles)
+    params = load_params(profiles=profiles, overrides=overrides or [])
     manifest = score_task(domain, input_url, output, model_uri, params.model_dump(mode="json"), width)
     skipped = manifest.get("skipped", [])
     if "steps" in manifest:  # a field domain (turbulence): a predicted trajectory, not flagged records
@@ -60,20 +64,26 @@ def score_flow(domain: str, input_url: str, output: str, model_uri: str | None =
     return manifest
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.scoring", description="Score new records with the champion.")
-    ap.add_argument("domain")
-    ap.add_argument("input", help="file, glob or fsspec URL of records")
-    ap.add_argument("output", help="Parquet file to write")
-    ap.add_argument("--model-uri", default=None)
-    ap.add_argument("--profile", action="append", default=None)
+def main(argv: list[str] | None = None, prog: str = "python -m flows.scoring") -> int:
+    """The scoring flow with ``formerflow score``'s options (records or documents; ``--sentences`` is not a flow)."""
+    ap = argparse.ArgumentParser(prog=prog, description="Score new records with the champion, as a Prefect flow run.")
+    ap.add_argument("domain", help=f"one of {', '.join(DOMAINS)}")
+    ap.add_argument("--input", required=True, help="file, glob or fsspec URL of records (finance: annual reports)")
+    ap.add_argument("--output", required=True, help="Parquet file to write")
+    ap.add_argument("--model-uri", default=None, help="MLflow model URI (default models:/formerflow-<domain>@champion)")
     ap.add_argument("--width", type=float, default=None,
                     help="a nested (MatFormer) version's FFN width to run (1, 0.5, 0.25, ...; default: the registered)")
+    add_params_options(ap, params_file=False)
+    logs.add_log_options(ap)
     args = ap.parse_args(argv)
-    print(json.dumps(score_flow(args.domain, args.input, args.output, args.model_uri, args.profile, args.width),
-                     indent=2))
+    logs.setup_logging(logs.level_from_flags(args.quiet, args.verbose))
+    if args.domain not in DOMAINS:
+        print(f"error: unknown domain {args.domain!r}{did_you_mean(args.domain, DOMAINS)}; choose from: "
+              f"{', '.join(DOMAINS)}", file=sys.stderr)
+        return 2
+    print(json.dumps(score_flow(args.domain, args.input, args.output, args.model_uri, args.profile, args.width,
+                                args.overrides), indent=2))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
