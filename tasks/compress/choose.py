@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.params_base import NESTED_TOKEN
-from tasks.plotting import pyplot, save_png
+from tasks.plotting import pyplot, save_png, wrap_title
 
 OBJECTIVES = {"latency": ("latency_ms", False), "throughput": ("throughput_per_s", True), "size": ("bytes", False)}
 """objective -> (metric key, higher is better)."""
@@ -230,7 +230,7 @@ def nested_plot(rows: dict[str, dict[str, Any]], compress_rows: dict[str, dict[s
         ax.axhline(rows["teacher"][primary], color="grey", lw=1, ls=":", label="teacher")
     ax.set_xlabel("parameters")
     ax.set_ylabel(primary + (" (higher is better)" if higher_is_better else " (lower is better)"))
-    ax.set_title(f"{domain}: nested widths vs independently distilled students", fontsize=9)
+    ax.set_title(wrap_title(f"{domain}: nested widths vs independently distilled students", fig, 9), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -256,9 +256,11 @@ def pareto_plots(rows: dict[str, dict[str, Any]], choice: dict[str, Any], primar
                        edgecolors="tab:red" if variant == choice["variant"] else "tab:blue", zorder=3)
             ax.annotate(variant, (x, r[primary]), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
+        ax.margins(x=0.25, y=0.12)  # room for the variant names written beside the right- and top-most points
         ax.set_xlabel(label + " (log)")
         ax.set_ylabel(primary + (" (higher is better)" if higher_is_better else " (lower is better)"))
-        ax.set_title(f"{domain}: {primary} vs {label.split(' (')[0]} (hollow = dominated, red = chosen)", fontsize=9)
+        ax.set_title(wrap_title(f"{domain}: {primary} vs {label.split(' (')[0]} (hollow = dominated, red = chosen)",
+                                fig, 9), fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         save_png(fig, plots_dir / name)

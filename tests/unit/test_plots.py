@@ -317,3 +317,35 @@ def test_hit_slice_spectrum_fits(figures, tmp_path):
 
     hit_slice_check(HIT_SLICE, tmp_path)
     assert_text_inside(figures["hit_slice_spectrum.png"], "hit_slice_spectrum.png")
+
+
+# ============================================================================ compression: Pareto and nested plots
+def _compress_rows() -> dict[str, dict]:
+    rows = {"teacher": {"balanced_accuracy": 0.93, "latency_ms": 0.8, "bytes": 750_000, "parameters": 185_601}}
+    for i, name in enumerate(["distill+int8_eager_with_a_long_name", "prune+distill+int8_eager", "lowrank+int8_eager",
+                              "nested-w0.5", "indep-w0.5", "nested-w0.25", "indep-w0.25", "int8_eager"]):
+        rows[name] = {"balanced_accuracy": 0.90 + 0.004 * i, "latency_ms": 0.2 + 0.1 * i, "bytes": 60_000 * (i + 1),
+                      "parameters": 20_000 * (i + 1)}
+    return rows
+
+
+def test_compress_pareto_plots_keep_names_and_titles_on_the_canvas(figures, tmp_path):
+    from tasks.compress.choose import pareto_plots
+
+    rows = _compress_rows()
+    files = pareto_plots(rows, {"variant": "distill+int8_eager_with_a_long_name"}, "balanced_accuracy", True,
+                         tmp_path, "a_domain_with_a_rather_long_name")
+    assert files == ["compress_latency.png", "compress_size.png"]
+    # save_png renders to a buffer first: the figures come in the order of the files.
+    assert len(figures) == 2
+    for name, fig in zip(files, figures.values(), strict=True):  # the variant names beside the points too
+        assert_text_inside(fig, name)
+
+
+def test_compress_nested_plot_title_fits(figures, tmp_path):
+    from tasks.compress.choose import nested_plot
+
+    rows = _compress_rows()
+    files = nested_plot(rows, {}, "balanced_accuracy", True, tmp_path, "a_domain_with_a_rather_long_name")
+    assert files == ["compress_nested.png"]
+    assert_text_inside(only(figures), "compress_nested.png")
