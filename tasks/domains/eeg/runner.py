@@ -184,8 +184,9 @@ def protocol_report(params: Params, result: dict[str, Any], plots_dir: Path) -> 
     if pooled:
         spread = "± std over seeds" if n_seeds > 1 else "(one seed, one pooled subject: no spread)"
     else:
-        spread = ("± std over subjects (of the seed means); [± std over seeds of the subject mean, the reference's "
-                  "std]" if n_seeds > 1 else "± std over subjects (one seed)")
+        # The std first after ± is the one the per-subject table and the bar chart show (protocol.table_std_key).
+        spread = ("± std over seeds of the subject mean (the reference's std, as the bars); [± std over subjects of "
+                  "the seed means]" if n_seeds > 1 else "± std over subjects (one seed, as the bars)")
     lines = [f"## Protocol: {pr['name'].upper()}"
              + (f" ({pr['k']}-fold)" if pr["name"] == "cv" else "")
              + (" over all trials pooled" if pr["pooled"] else ""),
@@ -199,8 +200,9 @@ def protocol_report(params: Params, result: dict[str, Any], plots_dir: Path) -> 
         if pooled:
             cells = [f"{m[k]['mean']:.3f}" + (f" ± {m[k]['std_seeds']:.3f}" if n_seeds > 1 else "") for k in metrics]
         else:
-            cells = [f"{m[k]['mean']:.3f} ± {m[k]['std_subjects']:.3f}"
-                     + (f" [± {m[k]['std_seeds']:.3f}]" if n_seeds > 1 else "") for k in metrics]
+            first = eeg_protocol.table_std_key(m)
+            cells = [f"{m[k]['mean']:.3f} ± {m[k][first]:.3f}"
+                     + (f" [± {m[k]['std_subjects']:.3f}]" if first == "std_seeds" else "") for k in metrics]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {info['seconds'].get(model, float('nan')):.0f} |")
     ea_rows = [v for v in info["variants"] if v["arch"] == "dbconformer"]
     if len(ea_rows) == 2:
