@@ -239,8 +239,17 @@ def _task_for(stage: str, domain: str, refresh: bool, params: dict[str, Any] | N
 
 
 def _report_markdown(domain: str, manifests: dict[str, dict[str, Any]]) -> str:
+    """The domain's Prefect markdown artifact: a compact metrics table that fits the UI's width (model, kind, the
+    primary and two key metrics, latency, size), the sections after it, the registry, and where the full report is.
+    """
     ev, reg = manifests.get("evaluate", {}), manifests.get("register", {})
-    lines = [f"# formerflow · {domain}", "", "## Test metrics", "", ev.get("table", "(not evaluated)"), ""]
+    # An evaluate manifest cached before the compact table existed has only the full one.
+    table = ev.get("compact_table") or ev.get("table", "(not evaluated)")
+    lines = [f"# formerflow · {domain}", "", "## Test metrics", "", table, ""]
+    if ev:
+        report = store.project_root() / ev.get("report", f"reports/{domain}/report.md")
+        served = f"Served variant: **{ev['served']}**. " if ev.get("served") else ""
+        lines += [f"{served}Every metric, per-class results and plots: `{report}`.", ""]
     if ev.get("extra"):  # domain-specific sections (EEG: the protocol tables)
         lines += [ev["extra"], ""]
     if reg:

@@ -13,11 +13,18 @@ Metrics come from scikit-learn; plots from matplotlib. For a classification doma
 A field domain (turbulence) rolls its models out itself (``evaluate_models``); the stage
 loads every model folder for it and writes the same outputs.
 
-Outputs: ``reports/<domain>/metrics.json``, ``report.md``, ``plots/*.png``.
+Outputs: ``reports/<domain>/metrics.json`` (every number; register reads it), ``summary.json`` (the few
+numbers ``dvc metrics show`` prints, one flat dict with the same keys for every domain), ``report.md``
+(headed by when, from which code and params, and the registry's state: :class:`ReportHeader`) and
+``plots/`` (images only, so ``dvc plots show`` renders them offline).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +45,14 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from tasks import domains, store
+from tasks import domains, store, tracking
 from tasks.compress import load_any
 from tasks.compress.choose import choose, method_sections, nested_plot, pareto_markdown, pareto_plots
 from tasks.domains import ClassificationDomain, LoadedModel, TaskInfo
 from tasks.loop import count_parameters, hard_predictions, predict, probabilities
 from tasks.measure import latency_ms, size_on_disk
+from tasks.params import ParamsError, load_params, params_diff
+from tasks.params_base import STAGES, params_hash
 from tasks.plotting import curve_style, pyplot, wrap_title
 from tasks.store import DomainPaths
 
@@ -282,13 +291,163 @@ def threshold_table(models: dict[str, dict[str, Any]], fallback: float | None) -
             f"metrics are on the test split.{others}\n\n" + "\n".join(rows))
 
 
+# ----------------------------------------------------------------------------- the report's header
+GENERATED = ("data/", "artifacts/", "reports/", "checkpoints/", "mlruns/", "mlartifacts/", "mlflow.db", ".tmp/",
+             ".prefect/", ".locks/", ".sweeps/", "dvc.lock", "dvc_plots/")
+"""Paths a run writes itself: changes there do not make the code of a report "dirty" (``dvc.lock`` included:
+every ``dvc repro`` and Prefect run rewrites it)."""
+REGISTRY_LINE = "- **Registry**"
+"""How the header's registry line starts: register finds and rewrites it (:func:`update_registry_line`)."""
+
+
+@dataclass(frozen=True)
+class ReportHeader:
+    """What a report was made from and when: the lines at the top of ``report.md``.
+
+    Attributes:
+        written: UTC time the report was written.
+        commit: The git commit of the project, or ``unknown`` (not a git work tree).
+        dirty: ``no``, ``yes (<n> files: ...)`` or ``unknown``: changes to tracked or untracked files that
+            git does not ignore, outside what a run writes (:data:`GENERATED`).
+        params_hash: :func:`tasks.params_base.params_hash` of the resolved params (params.yaml + profiles +
+            ``--set``), as the MLflow tag ``params.hash`` of the stage's run records it.
+        profiles: The profiles the stage can see (``$FORMERFLOW_PROFILE``), or a note that it sees none.
+        differs: Where the domain's resolved params differ from params.yaml alone (profiles and ``--set``
+            together), ``key: params.yaml X, this run Y``; empty when they do not.
+        registry: The registry line (:func:`registry_line`).
+    """
+
+    written: str
+    commit: str
+    dirty: str
+    params_hash: str
+    profiles: str
+    differs: tuple[str, ...]
+    registry: str
+
+    def markdown(self, most: int = 6) -> list[str]:
+        """The header as markdown list lines, at most ``most`` params differences spelled out."""
+        if self.differs:
+            shown = "; ".join(f"`{d}`" for d in self.differs[:most])
+            more = f"; and {len(self.differs) - most} more" if len(self.differs) > most else ""
+            differs = f"differs from params.yaml in {len(self.differs)} key(s): {shown}{more}"
+        else:
+            differs = "same as params.yaml"
+        return [f"- **Written**: {self.written}",
+                f"- **Code**: git `{self.commit}` (dirty: {self.dirty})",
+                f"- **Params**: hash `{self.params_hash}` of the resolved params (params.yaml + profiles + `--set`; "
+                "the `params.hash` tag of the stage's MLflow run)",
+                f"- **Profiles and overrides**: {self.profiles}; this domain's params {differs}",
+                self.registry]
+
+
+def git_state(root: Path) -> tuple[str, str]:
+    """``(commit, dirty)`` of the project at ``root``: see :class:`ReportHeader`; ``("unknown", "unknown")``
+    outside a git work tree or without git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+    # Porcelain v1: two status letters, a space, the path ("old -> new" for a rename), quoted when unusual.
+    changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if len(line) > 3]
+    changed = [f for f in changed if not f.startswith(GENERATED)]
+    if not changed:
+        return commit, "no"
+    return commit, f"yes ({len(changed)} file(s): {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
+
+
+def registry_line(domain: str, champion: str | None, candidate: str | None, note: str) -> str:
+    """The header's registry line: the versions behind ``champion`` and ``candidate`` and when they were read."""
+    def v(version: str | None) -> str:
+        return f"v{version}" if version else "none"
+
+    return (f"{REGISTRY_LINE} (`{tracking.registered_model_name(domain)}`): champion {v(champion)}, "
+            f"candidate {v(candidate)}; {note}")
+
+
+def registry_now(domain: str, tracked: bool) -> str:
+    """The registry line as evaluate writes it: the aliases before this run's register, which rewrites it.
+
+    Untracked (``--no-track``, a test calling the stage) the registry is not opened: that would create the
+    project's MLflow store.
+    """
+    if not tracked:
+        return registry_line(domain, None, None, "not read (evaluate ran without MLflow tracking); register "
+                                                 "rewrites this line")
+    name = tracking.registered_model_name(domain)
+    try:
+        champion, candidate = (tracking.get_alias(name, alias) for alias in ("champion", "candidate"))
+    except Exception as exc:  # an unreachable tracking server costs the line, not the report
+        return registry_line(domain, None, None, f"unknown: the registry could not be read ({type(exc).__name__}: "
+                                                 f"{exc})")
+    return registry_line(domain, champion and champion.version, candidate and candidate.version,
+                         "as read by evaluate, before this run's register (register rewrites this line)")
+
+
+def update_registry_line(path: Path, line: str) -> bool:
+    """Replace the registry line of the report at ``path`` with ``line`` (register, after moving the aliases).
+
+    Returns:
+        False when there is no report or it has no registry line (written before the header existed).
+    """
+    if not path.exists():
+        return False
+    lines = path.read_text().split("\n")
+    hits = [i for i, text in enumerate(lines) if text.startswith(REGISTRY_LINE)]
+    if not hits:
+        return False
+    lines[hits[0]] = line
+    store.atomic_write_text(path, "\n".join(lines))
+    return True
+
+
+def report_header(domain: str, params: Params, tracked: bool) -> ReportHeader:
+    """The header of ``domain``'s report for a stage that runs on ``params``.
+
+    A stage receives the resolved params, not how they were made: the profiles it names are those of
+    ``$FORMERFLOW_PROFILE`` (a ``--profile`` on the command line does not reach it), and the differences from
+    params.yaml alone show what profiles and ``--set`` changed, whichever way they were given.
+    """
+    root = store.project_root()
+    commit, dirty = git_state(root)
+    effective = params.model_dump(mode="json")
+    try:
+        base = load_params(profiles=[], overrides=[]).model_dump(mode="json")
+        differs = tuple(params_diff(effective, base, [f"{stage}.{domain}" for stage in STAGES]))
+    except (ParamsError, OSError) as exc:
+        differs = (f"(params.yaml alone does not load: {exc})",)
+    env = os.environ.get("FORMERFLOW_PROFILE", "").strip()
+    profiles = (f"profiles `{env}` ($FORMERFLOW_PROFILE)" if env else
+                "no profile in $FORMERFLOW_PROFILE (a --profile on the command line is not passed to the stage)")
+    return ReportHeader(
+        written=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), commit=commit, dirty=dirty,
+        # As tracking.log_resolved_params hashes them (URLs redacted), so the header and the run's tag agree.
+        params_hash=params_hash(store.redact(effective)), profiles=profiles, differs=differs,
+        registry=registry_now(domain, tracked))
+
+
 def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[str], info: TaskInfo,
-                 extra: str = "") -> None:
+                 extra: str = "", header: ReportHeader | None = None) -> None:
+    """Write ``report.md``: the header, the metrics table, thresholds, per-class results, extra sections, plots.
+
+    Args:
+        domain: The domain key.
+        result: What ``metrics.json`` holds.
+        path: The report file.
+        plots: Image file names in the report's ``plots/`` folder.
+        info: The domain's task description (columns and words of the table).
+        extra: Markdown sections after the tables (the Pareto table, the domain's own).
+        header: The header (:func:`report_header`); None leaves it out.
+    """
     models = result["models"]
     threshold = f"; threshold {result['threshold']}" if result.get("threshold") is not None else ""
-    lines = [
-        f"# formerflow report: {domain}",
-        "",
+    lines = [f"# formerflow report: {domain}", ""]
+    if header is not None:
+        lines += [*header.markdown(), ""]
+    lines += [
         f"Test split: {result['n_test']} {info.split_note}. Task: {result['task']}{threshold}. "
         "Latency on CPU, batch 1, median of repeats.",
         "",
@@ -312,10 +471,64 @@ def write_report(domain: str, result: dict[str, Any], path: Path, plots: list[st
         lines.append("")
     if extra:
         lines += [extra, ""]
-    # Images inline; anything else (the finance attributions page) as a link.
-    lines += ["## Plots", ""] + [(f"![{Path(p).stem}](plots/{Path(p).name})" if Path(p).suffix == ".png"
-                                  else f"- [{Path(p).name}](plots/{Path(p).name})") for p in plots] + [""]
+    lines += ["## Plots", ""] + [f"![{Path(p).stem}](plots/{Path(p).name})" for p in plots] + [""]
     store.atomic_write_text(path, "\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- the compact views
+COST_COLUMNS = ("latency_ms", "ms_per_step", "throughput_per_s", "bytes", "parameters", "speedup_vs_solver")
+KEY_METRICS = ("macro_f1", "f1", "roc_auc", "balanced_accuracy")
+"""The metrics a compact table shows beside the primary one, in this order of preference (when the domain's
+table has them; otherwise its first quality columns)."""
+
+
+def compact_columns(info: TaskInfo, primary: str, n_key: int = 2) -> list[str]:
+    """The columns of the compact table: the primary metric, ``n_key`` key metrics, batch-1 latency, size."""
+    cols = _columns(info)
+    quality = [k for k in (*[k for k in KEY_METRICS if k in cols], *cols)
+               if k != primary and k not in COST_COLUMNS]
+    latency = "ms_per_step" if "ms_per_step" in cols else "latency_ms"
+    return [primary, *dict.fromkeys(quality).keys()][: 1 + n_key] + [latency, "bytes"]
+
+
+def compact_table(models: dict[str, dict[str, Any]], info: TaskInfo, primary: str) -> str:
+    """The metrics table narrowed to :func:`compact_columns` (what fits a Prefect artifact's width)."""
+    labels = column_labels(info)
+    cols = compact_columns(info, primary)
+    head = "| model | kind | " + " | ".join(labels.get(k, k) for k in cols) + " |"
+    rows = [f"| {name} | {m.get('kind', '')} | " + " | ".join(_fmt(k, m.get(k)) for k in cols) + " |"
+            for name, m in models.items()]
+    return "\n".join([head, "|---|---|" + "---:|" * len(cols), *rows])
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (JSON null: ``dvc metrics show`` prints ``-``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        return None
+    return float(value)
+
+
+def summary(result: dict[str, Any], primary: str, higher_is_better: bool) -> dict[str, Any]:
+    """``summary.json``: the handful of numbers ``dvc metrics show`` prints, the same keys for every domain.
+
+    ``metric`` names the primary metric; ``teacher``, ``served`` and ``best_baseline`` are its values for the
+    teacher, the variant the compression choice serves (``variant``) and the best model that is neither the
+    teacher nor a compressed variant; ``speedup`` is the teacher's batch-1 latency over the served variant's,
+    ``size_ratio`` the served variant's size on disk over the teacher's.
+    """
+    models = result["models"]
+    teacher = models.get("teacher", {})
+    variant = (result.get("choice") or {}).get("variant", "teacher")
+    served = models.get(variant, {})
+    own = {"teacher", *(result.get("compression") or {})}
+    baselines = [v for n, m in models.items() if n not in own and (v := _number(m.get(primary))) is not None]
+    t_lat, s_lat = _number(teacher.get("latency_ms")), _number(served.get("latency_ms"))
+    t_size, s_size = _number(teacher.get("bytes")), _number(served.get("bytes"))
+    return {"metric": primary, "teacher": _number(teacher.get(primary)), "variant": variant,
+            "served": _number(served.get(primary)),
+            "best_baseline": (max if higher_is_better else min)(baselines) if baselines else None,
+            "speedup": round(t_lat / s_lat, 3) if t_lat and s_lat else None,
+            "size_ratio": round(s_size / t_size, 3) if t_size and s_size else None}
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -340,9 +553,23 @@ def evaluate(domain: str, params: Params, run: StageRun | None = None) -> dict[s
         else:
             result, extra_md, plot_files = _evaluate_classifier(domain, dom, params, info, plots_dir)
         choice_md, choice_plots = _choose_variant(domain, params, result, plots_dir)
+        check_images(plots_dir)
     result["measured_on"] = measured
-    return _finish(domain, result, info, [*choice_plots, *plot_files], "\n\n".join(filter(None, [choice_md, extra_md])),
-                   run)
+    return _finish(domain, params, result, info, [*choice_plots, *plot_files],
+                   "\n\n".join(filter(None, [choice_md, extra_md])), run)
+
+
+IMAGE_SUFFIXES = (".png", ".gif", ".jpg", ".jpeg", ".svg")
+"""What ``reports/<domain>/plots/`` may hold: DVC lists the folder as image plots (``dvc plots show`` embeds
+them; anything else there it fails to load)."""
+
+
+def check_images(plots_dir: Path) -> None:
+    """Refuse a plots folder holding anything but images, naming the files (a page goes beside report.md)."""
+    other = sorted(f.name for f in plots_dir.iterdir() if f.suffix.lower() not in IMAGE_SUFFIXES)
+    if other:
+        raise ValueError(f"reports/{plots_dir.parent.name}/plots/ may hold images only ({', '.join(IMAGE_SUFFIXES)}), "
+                         f"but the evaluate stage wrote {', '.join(other)} there: write pages beside report.md")
 
 
 def _choose_variant(domain: str, params: Params, result: dict[str, Any], plots_dir: Path) -> tuple[str, list[str]]:
@@ -465,13 +692,17 @@ def _compression(paths: DomainPaths) -> dict[str, Any] | None:
     return store.read_json(paths.reports / "compress.json")["methods"]
 
 
-def _finish(domain: str, result: dict[str, Any], info: TaskInfo, plot_files: list[str], extra_md: str,
-            run: StageRun | None = None) -> dict[str, Any]:
-    """Write ``metrics.json`` and ``report.md``, log to MLflow, and return the stage manifest (every domain)."""
+def _finish(domain: str, params: Params, result: dict[str, Any], info: TaskInfo, plot_files: list[str],
+            extra_md: str, run: StageRun | None = None) -> dict[str, Any]:
+    """Write ``metrics.json``, ``summary.json`` and ``report.md``, log to MLflow, and return the stage manifest
+    (every domain)."""
     paths = store.domain_paths(domain)
     results = result["models"]
+    reg = params.section("register", domain)
     store.atomic_write_json(paths.reports / "metrics.json", result)
-    write_report(domain, result, paths.reports / "report.md", plot_files, info, extra=extra_md)
+    store.atomic_write_json(paths.reports / "summary.json", summary(result, reg.primary_metric, reg.higher_is_better))
+    write_report(domain, result, paths.reports / "report.md", plot_files, info, extra=extra_md,
+                 header=report_header(domain, params, tracked=run is not None))
     if run is not None:
         for name, m in results.items():
             run.log_metrics({f"{name}.{k}": float(v) for k, v in m.items() if isinstance(v, int | float)})
@@ -479,8 +710,15 @@ def _finish(domain: str, result: dict[str, Any], info: TaskInfo, plot_files: lis
             run.log_metrics({f"protocol.{name}.{k}": v["mean"] for k, v in m.items()
                              if isinstance(v, dict) and isinstance(v.get("mean"), float) and np.isfinite(v["mean"])})
         run.log_artifact(paths.reports / "report.md")
+        run.log_artifact(paths.reports / "summary.json")
         run.log_artifact(paths.reports / "plots", "plots")
+        for page in sorted(paths.reports.glob("*.html")):  # a domain's pages beside the report (finance's attributions)
+            run.log_artifact(page)
+    report = paths.reports / "report.md"
     return {"stage": "evaluate", "domain": domain,
             "summary": {n: {k: m.get(k) for k in _columns(info)} for n, m in results.items()},
             "table": metrics_table(results, info), "extra": extra_md,
+            # What a narrow view (the Prefect artifact) shows, and where the whole report is.
+            "compact_table": compact_table(results, info, reg.primary_metric),
+            "served": (result.get("choice") or {}).get("variant"), "report": report.relative_to(paths.root).as_posix(),
             "outputs": {"metrics": store.content_hash(paths.reports / "metrics.json")}}

@@ -7,7 +7,8 @@ champion's plus ``min_delta``, no worse than the best baseline of its own
 report (``metrics.json``: the baselines scored on the same test split; unless
 ``allow_below_baseline``), and its per-window latency is within the budget. The
 decision and its reason are written to ``reports/<domain>/registry.json`` and
-tagged on the version (``gate.decision``, ``gate.reason``, ``gate.baseline``).
+tagged on the version (``gate.decision``, ``gate.reason``, ``gate.baseline``), and
+the registry line of ``report.md``'s header is rewritten with the new aliases.
 A candidate that is not promoted is still registered, with alias ``candidate``
 only; when there is no champion yet, none is set (``@champion`` then does not
 resolve, and scoring says so).
@@ -61,7 +62,13 @@ from mlflow.exceptions import MlflowException
 from tasks import domains, serving, store, tracking
 from tasks.compress import load_any
 from tasks.domains import LoadedModel
-from tasks.evaluate import classification_metrics, model_folders, own_threshold_metrics
+from tasks.evaluate import (
+    classification_metrics,
+    model_folders,
+    own_threshold_metrics,
+    registry_line,
+    update_registry_line,
+)
 from tasks.loop import predict, probabilities
 
 if TYPE_CHECKING:
@@ -492,4 +499,10 @@ def register(domain: str, params: Params, run=None) -> dict[str, Any]:
         "data_processed_md5": processed_md5, "artifact_manifest_sha256": digest, "logged_model_id": model_id,
     }
     store.atomic_write_json(paths.reports / "registry.json", result)
+    # The report's header read the aliases before this version existed: rewritten, so it never names a
+    # superseded champion (dvc.yaml lists report.md as register's output for that reason).
+    decision = "promoted to champion" if promote else "kept out of champion"
+    update_registry_line(paths.reports / "report.md", registry_line(
+        domain, result["champion_version"], result["version"],
+        f"after this run's register, which made v{mv.version} candidate and {decision} ({reason})"))
     return result

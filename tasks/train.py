@@ -5,6 +5,9 @@ builds the teacher through the domain contract (:mod:`tasks.domains`), trains it
 per-epoch metrics to MLflow and a resumable checkpoint, fits the domain's scikit-learn
 baselines (scored on the test split here, so no estimator is pickled) and runs the
 domain's extra training (EEG: its evaluation protocol; turbulence: its neural baselines).
+The training curves go to ``reports/<domain>/train_curve.png``: a static image, which
+``dvc plots show`` embeds and renders offline (a vega-lite plot of ``train_history.csv``
+would need the plotting library from the web).
 
 Under ``torchrun`` (:mod:`tasks.ddp`) every rank runs this function: the teacher trains
 data-parallel on all of them, and rank 0 alone writes (checkpoints, MLflow, the outputs below),
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +28,7 @@ import polars as pl
 from tasks import ddp, domains, store
 from tasks.loop import Dataset, count_parameters, fit, save_model, seed_everything
 from tasks.params_base import params_hash
+from tasks.plotting import pyplot, save_png, wrap_title
 
 if TYPE_CHECKING:
     from tasks.params import Params
@@ -35,8 +40,8 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
 
     Outputs: ``artifacts/<domain>/teacher/`` (weights, config, metrics and the domain's model
     assets), ``artifacts/<domain>/baselines/`` (test-set predictions and timings of the
-    baselines, and what the domain's extra training writes), ``reports/<domain>/train.json``
-    and ``train_history.csv``.
+    baselines, and what the domain's extra training writes), ``reports/<domain>/train.json``,
+    ``train_history.csv`` and ``train_curve.png``.
 
     Raises:
         FileNotFoundError: The processed data is missing (names the preprocess command, or the
@@ -99,12 +104,48 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
         # in the same atomic folder.
         summary.update(dom.extra_train(params, bdir, run, fitted))
     store.atomic_write_text(paths.reports / "train_history.csv", pl.DataFrame(result.history).write_csv())
+    plot_train_curve(result.history, paths.reports / "train_curve.png", f"{domain}: {key}, training curves")
     store.atomic_write_json(paths.reports / "train.json", summary)
     if run is not None:
         run.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)})
         run.log_artifact(paths.teacher / "config.json", "teacher")
     return {"stage": "train", "domain": domain, **summary,
             "outputs": {"teacher": store.content_hash(paths.teacher), "baselines": store.content_hash(paths.baselines)}}
+
+
+def plot_train_curve(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    """The training curves of one fit as a PNG: losses on the left, the validation metrics on the right.
+
+    Args:
+        history: One dict per epoch (``epoch``, ``train_loss``, ``lr`` and the loop's ``val_*`` values).
+        path: The image to write (atomically).
+        title: The figure's title (wrapped to its width).
+
+    Returns:
+        ``path``.
+    """
+    plt = pyplot()
+    frame = pl.DataFrame(history) if history else pl.DataFrame({"epoch": []})
+    epochs = frame["epoch"].to_numpy() if "epoch" in frame.columns else np.arange(1, frame.height + 1)
+    losses = [c for c in frame.columns if c.endswith("loss")]
+    metrics = [c for c in frame.columns if c.startswith("val_") and not c.endswith("loss")]
+    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(9 if metrics else 5.5, 3.8), layout="constrained",
+                             squeeze=False)
+    for ax, cols, label in ((axes[0, 0], losses, "loss"), *([(axes[0, 1], metrics, "validation metric")]
+                                                            if metrics else [])):
+        for i, col in enumerate(cols):
+            # Float-cast: a column of nulls (no validation in an epoch) is drawn as a gap, not refused.
+            ax.plot(epochs, frame[col].cast(pl.Float64).to_numpy(), label=col, marker="o", markersize=3,
+                    linestyle=("-", "--", "-.", ":")[i % 4])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if cols:
+            ax.legend(fontsize=8)
+    if not frame.height:
+        axes[0, 0].text(0.5, 0.5, "no epoch ran (resumed from a finished checkpoint?)", ha="center",
+                        transform=axes[0, 0].transAxes)
+    fig.suptitle(wrap_title(title, fig))
+    return save_png(fig, path)
 
 
 def _score_baselines(dom: domains.ClassificationDomain, fitted: dict[str, Any], test: Dataset, info: domains.TaskInfo,

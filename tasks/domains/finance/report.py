@@ -2,7 +2,7 @@
 
 :func:`evaluate_extras` runs in the evaluate stage after the generic metrics: the calibration
 plot, per-year slices, sentence-length bias, the edge-case set per group and integrated-gradient
-token attributions rendered as HTML. :func:`scoring_summary` turns scored sentences into the
+token attributions rendered as HTML (``reports/finance/attributions.html``). :func:`scoring_summary` turns scored sentences into the
 per-document table and the AI-disclosure intensity plot. The numerical pieces live in
 :mod:`tasks.domains.finance.analysis`; this module assembles them into markdown and files.
 """
@@ -39,6 +39,11 @@ def _md_table(frame, digits: int = 3) -> str:
     return "\n".join(rows)
 
 
+ATTRIBUTIONS_PAGE = "attributions.html"
+"""The token-attribution page, in ``reports/finance/`` beside report.md (which links it) and logged to MLflow with
+it; not in ``plots/``, which holds images only."""
+
+
 def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
                     scores: dict[str, tuple[np.ndarray, np.ndarray]],
                     models: dict[str, LoadedModel]) -> tuple[str, list[str]]:
@@ -47,7 +52,7 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
     Args:
         params: Project params (``evaluate.finance`` knobs).
         result: The evaluate stage's result; ``result["finance"]`` is added.
-        plots_dir: Where plots and the attribution HTML go.
+        plots_dir: Where the plots go (images only; the attribution page goes to ``reports/finance/``).
         scores: ``{model: (y_true, P(AI))}`` on the test split, from the stage.
         models: The encoders the stage loaded (teacher and compressed), with their folders (tokenizers).
 
@@ -137,19 +142,22 @@ def evaluate_extras(params: Params, result: dict[str, Any], plots_dir: Path,
         teacher = loaded["teacher"]
         records = analysis.token_attributions(teacher.model, folder_tokenizer(teacher.folder),
                                               [str(test.text[i]) for i in pick], target=1, n_steps=p.attribution_steps)
-        analysis.render_attributions_html(records, plots_dir / "attributions.html",
+        # Beside report.md, not in plots/: that folder is DVC's image plots, which `dvc plots show` cannot load a
+        # page from (ATTRIBUTIONS_PAGE).
+        analysis.render_attributions_html(records, paths.reports / ATTRIBUTIONS_PAGE,
                                           "finance: integrated-gradient attributions towards AI (teacher)")
-        plots.append("attributions.html")
         md += ["## Token attributions", "",
                "Integrated gradients (captum) of the teacher's AI output over the word embeddings, baseline = "
                "padding; words summed over their WordPieces. Red pushes towards AI, blue away. Highlighted "
-               "version: [plots/attributions.html](plots/attributions.html).", "",
+               f"version: [{ATTRIBUTIONS_PAGE}]({ATTRIBUTIONS_PAGE}).", "",
                "| label | P(AI) | top words | sentence |", "|---:|---:|---|---|"]
         for i, rec in zip(pick, records, strict=True):
             sent = str(test.text[i])
             md.append(f"| {int(y[i])} | {rec['p_target']:.3f} | {', '.join(analysis.top_tokens(rec))} | "
                       f"{(sent[:160] + '...') if len(sent) > 160 else sent} |")
         md.append("")
+    else:  # no attributions this run: a page from an earlier one would describe another teacher
+        (paths.reports / ATTRIBUTIONS_PAGE).unlink(missing_ok=True)
     result["finance"] = extra
     return "\n".join(md), plots
 
