@@ -97,8 +97,9 @@ def stage_outputs(stage: str, domain: str) -> list[Path]:
         "preprocess": [p.processed],
         "train": [p.teacher, p.baselines],
         "compress": [p.compressed, p.reports / "compress.json"],
-        "evaluate": [p.reports / "metrics.json", p.reports / "report.md", p.reports / "plots"],
-        "register": [p.reports / "registry.json"],
+        "evaluate": [p.reports / "metrics.json", p.reports / "summary.json", p.reports / "plots"],
+        # register rewrites report.md's registry line (the champion/candidate after this run's register)
+        "register": [p.reports / "registry.json", p.reports / "report.md"],
     }[stage]
 
 

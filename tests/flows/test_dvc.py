@@ -82,7 +82,7 @@ def test_dvc_repro_noop_and_partial_rerun(dvc_repo):
     assert "Stage 'train@finance' didn't change" in out
     assert "Stage 'train@turbulence' didn't change" in out
     metrics = _dvc(dvc_repo, "metrics", "show")
-    assert all(f"reports/{d}/metrics.json" in metrics for d in ("netflow", "eeg", "finance", "turbulence"))
+    assert all(f"reports/{d}/summary.json" in metrics for d in ("netflow", "eeg", "finance", "turbulence"))
 
 
 def test_prefect_run_then_dvc_commit_shares_the_lock(dvc_repo, prefect_harness):

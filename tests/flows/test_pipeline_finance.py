@@ -47,7 +47,7 @@ def test_finance_pipeline_registers_and_scores_a_mixed_folder(project, prefect_h
     for section in ("## Calibration", "## Per-year slices", "## Sentence length vs P(AI)", "## Edge cases",
                     "## Token attributions", "| int8 | int8 |", "| keyword | TF-IDF / lexicon baseline |"):
         assert section in report
-    html = (project / "reports/finance/plots/attributions.html").read_text()
+    html = (project / "reports/finance/attributions.html").read_text()
     assert html.count('class="line"') == 2 and "<script" not in html
     for plot in ("calibration.png", "length_bias.png", "roc.png"):
         assert (project / "reports/finance/plots" / plot).stat().st_size > 5000
