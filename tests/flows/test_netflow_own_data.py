@@ -111,7 +111,7 @@ def test_train_and_test_files_from_the_profile(project, capfd):
     raw = pl.read_parquet(project / "data/raw/netflow/flows.parquet")
     test_raw = pl.read_parquet(project / "data/raw/netflow/test_flows.parquet")
     assert raw.columns == test_raw.columns and "IPV4_SRC_ADDR" not in raw.columns  # optional keep columns
-    assert test_raw["source_file"].unique().to_list() == manifest["test_files"]
+    assert test_raw["source_file"].unique().to_list() == [Path(f).name for f in manifest["test_files"]]
     assert test_raw["label"].to_list() == records(300, 2)["attack_cat"].to_list()
 
     rc, out = _cli(["preprocess", "netflow", "--profile", RECORDS], capfd)

@@ -122,7 +122,7 @@ def test_keep_columns_are_optional_unless_required(tmp_path):
     flows = pl.read_parquet(out)
     assert got.keep == IPS
     assert flows["IPV4_SRC_ADDR"].to_list() == df.head(150)["IPV4_SRC_ADDR"].cast(pl.String).to_list() + [""] * 150
-    assert flows["source_file"].to_list() == [str(a)] * 150 + [str(b)] * 150
+    assert flows["source_file"].to_list() == [a.name] * 150 + [b.name] * 150  # below the files' common folder
 
     got = write_flows([str(b)], spec, out, cache=tmp_path / "c")  # no file has them: left out, no error
     assert got.keep == [] and not set(IPS) & set(pl.read_parquet(out).columns)
@@ -185,3 +185,13 @@ def test_sort_by_a_kept_column_sorts_numbers_as_numbers(project):
                  "preprocess.netflow.sort_by=ts", "preprocess.netflow.unseen_classes=warn"])
     rows = np.concatenate([s["tensors"][n]["row"] for n in ("train", "val", "test")])
     np.testing.assert_array_equal(ts[rows], np.arange(2000))  # train | val | test in ts order
+
+
+def test_source_file_names_are_relative_and_carry_no_credentials():
+    from tasks.domains.netflow.records import source_names
+
+    assert source_names(["s3://bucket/captures/day1.csv"]) == ["day1.csv"]
+    assert source_names(["/data/run1/flows.csv", "/data/run2/flows.csv"]) == ["run1/flows.csv", "run2/flows.csv"]
+    # the same files from a local folder and from a URL with credentials: the same column, no secret in it
+    assert source_names(["https://user:hunter2pw@host/f/a.csv", "https://user:hunter2pw@host/f/b.csv"]) == \
+        source_names(["/home/me/f/a.csv", "/home/me/f/b.csv"]) == ["a.csv", "b.csv"]

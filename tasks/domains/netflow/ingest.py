@@ -58,7 +58,10 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
         read = dict(fmt=p.format, cache=Path(cache), retries=p.retries, delay_s=p.retry_delay_s,
                     max_bytes=p.max_extracted_bytes, max_ratio=p.max_compression_ratio)
         t0 = time.perf_counter()
-        first = write_flows(urls, p.spec, target, max_rows=p.max_rows, shown=shown, **read)
+        # source_file: the synthetic files by their place in data/raw; a user's by their path below the files'
+        # common folder (records.source_names: no bucket, host or credential in the data)
+        first = write_flows(urls, p.spec, target, max_rows=p.max_rows,
+                            shown=shown if p.source == "synthetic" else None, **read)
         n_rows, class_counts = _class_counts(target)
         # One line of what was read (the files' sizes as fingerprinted: a 2 GB capture says so in the log).
         sizes = {str(f.get("url")): int(f["size"]) if f.get("size") is not None else None

@@ -8,6 +8,7 @@ first so that a bad value can be named by file, row, column and value; the spec'
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import zlib
 from pathlib import Path
@@ -223,6 +224,18 @@ def check_values(lf, spec: FlowDatasetSpec, display: str) -> None:
                       + (f" ({n_bad} bad rows in all)" if n_bad > 1 else ""))
 
 
+def source_names(urls: list[str]) -> list[str]:
+    """Each file's path below the files' common folder: the ``source_file`` value of its rows.
+
+    Relative, so the same files read from a local folder or a bucket give the same column (and the same
+    content hash), and no host, bucket or credential of a URL is written into the data.
+    """
+    clean = [u.split("::")[-1].split("?")[0] for u in urls]
+    common = os.path.commonprefix(clean)
+    cut = common.rfind("/") + 1 if len(clean) > 1 else clean[0].rfind("/") + 1
+    return [c[cut:] or c for c in clean]
+
+
 def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: str = "auto", cache: Path,
                 retries: int = 3, delay_s: float = 0.5, max_rows: int | None = None,
                 max_bytes: int = DEFAULT_MAX_EXTRACTED_BYTES,
@@ -246,7 +259,7 @@ def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: st
         max_rows: Keep only the first rows.
         max_bytes: Cap on the unpacked size of a ``.gz`` source (:func:`local_plain`).
         max_ratio: Cap on the compression ratio of a ``.gz`` source.
-        shown: The name of each file written into the ``source_file`` column (default: ``urls``).
+        shown: The name of each file written into the ``source_file`` column (default: :func:`source_names`).
         keep: The keep columns to write (default: those of ``spec.keep_columns`` that some file has).
         same_columns_as: ``(name, columns)`` of another source (the training source of a test source): every
             file must have exactly these columns (after renames), else a :class:`SchemaError` naming both files
@@ -264,7 +277,7 @@ def write_flows(urls: list[str], spec: FlowDatasetSpec, target: Path, *, fmt: st
             or one over a cap, columns that differ from ``same_columns_as``.
         EmptySourceError: A file with no data rows.
     """
-    shown = shown or urls
+    shown = shown or source_names(urls)
     scans, all_names = [], []
     for url in urls:
         local = local_plain(url, cache, retries=retries, delay_s=delay_s, max_bytes=max_bytes, max_ratio=max_ratio)
