@@ -75,7 +75,8 @@ def train(domain: str, params: Params, run: StageRun | None = None) -> dict[str,
             run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
     result = fit(model, splits["train"], splits.get("val"), p, task=p.task,
-                 checkpoint_dir=paths.checkpoints / ckpt_key, on_epoch=log_epoch, distributed=ddp.active())
+                 checkpoint_dir=paths.checkpoints / ckpt_key, on_epoch=log_epoch, distributed=ddp.active(),
+                 name=f"{domain} teacher")
     summary = {
         "key": key, "parameters": count_parameters(model), "best_epoch": result.best_epoch,
         # Without a validation split the loop watches -train_loss; report that as what it is.
