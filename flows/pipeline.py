@@ -72,7 +72,7 @@ from prefect.tasks import exponential_backoff
 
 from flows import _boot, runners
 from tasks import lineage, logs, store, tracking
-from tasks.params import DOMAINS, STAGES, Params, ParamsError, load_params
+from tasks.params import DOMAINS, STAGES, Params, ParamsError, announce_profiles, load_params
 from tasks.params_base import add_params_options, did_you_mean
 from tasks.stages import run_stage, stage_code_hash, stage_outputs
 
@@ -457,6 +457,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m flows.pipeline") 
     _finished.clear()
     _boot.wait()  # the API server booting in the background (flows/_boot.py), if this program started it
     try:
+        announce_profiles(args.profile)  # the stages' report headers name them
         results = pipeline(domains=wanted, profiles=args.profile, overrides=args.overrides,
                            refresh_cache=args.refresh_cache)
     except store.LockHeldError as exc:  # another run took the project between the check and the flow

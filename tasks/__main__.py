@@ -132,7 +132,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m tasks", command: 
     args = _parser(prog, command, only_stages).parse_args(argv[1:] if command is not None else argv)
     logs.setup_logging(logs.level_from_flags(args.quiet, args.verbose))
     # lazy: the schema imports the model registry (torch); --help and a mistyped stage or domain answer without it
-    from tasks.params import ParamsError, load_params, params_diff, tracked_params  # lazy: see above
+    from tasks.params import (  # lazy: see above
+        ParamsError,
+        announce_profiles,
+        load_params,
+        params_diff,
+        tracked_params,
+    )
 
     valid = STAGES if only_stages else (*STAGES, *COMMANDS)
     if args.stage not in valid:
@@ -159,6 +165,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tasks", command: 
         return 2
     try:
         params = load_params(args.params, args.profile, args.overrides)
+        if args.stage in STAGES:
+            announce_profiles(args.profile)  # the report header names them
         if args.stage == "params":
             print(store.redact(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)), end="")
             return 0

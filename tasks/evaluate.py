@@ -408,8 +408,8 @@ def report_header(domain: str, params: Params, tracked: bool) -> ReportHeader:
     """The header of ``domain``'s report for a stage that runs on ``params``.
 
     A stage receives the resolved params, not how they were made: the profiles it names are those of
-    ``$FORMERFLOW_PROFILE`` (a ``--profile`` on the command line does not reach it), and the differences from
-    params.yaml alone show what profiles and ``--set`` changed, whichever way they were given.
+    ``$FORMERFLOW_PROFILE`` (which ``formerflow``'s ``--profile`` sets for the stages it runs), and the
+    differences from params.yaml alone show what profiles and ``--set`` changed, whichever way they were given.
     """
     root = store.project_root()
     commit, dirty = git_state(root)
@@ -420,8 +420,8 @@ def report_header(domain: str, params: Params, tracked: bool) -> ReportHeader:
     except (ParamsError, OSError) as exc:
         differs = (f"(params.yaml alone does not load: {exc})",)
     env = os.environ.get("FORMERFLOW_PROFILE", "").strip()
-    profiles = (f"profiles `{env}` ($FORMERFLOW_PROFILE)" if env else
-                "no profile in $FORMERFLOW_PROFILE (a --profile on the command line is not passed to the stage)")
+    # formerflow's --profile sets $FORMERFLOW_PROFILE for the stages it runs (tasks.params.announce_profiles)
+    profiles = f"profiles `{env}`" if env else "no profile"
     return ReportHeader(
         written=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), commit=commit, dirty=dirty,
         # As tracking.log_resolved_params hashes them (URLs redacted), so the header and the run's tag agree.

@@ -165,6 +165,13 @@ def format_validation_error(exc: ValidationError, source: str, model: Any = None
     return "\n".join(lines)
 
 
+def announce_profiles(profiles: list[str] | None) -> None:
+    """Make a command line's ``--profile`` names ``$FORMERFLOW_PROFILE`` of this process (and the stages it runs),
+    so a report header names them. Nothing changes when none is given (an exported value stays)."""
+    if profiles:
+        os.environ["FORMERFLOW_PROFILE"] = ",".join(p.strip() for p in profiles)
+
+
 def load_params(
     path: str | Path | None = None,
     profiles: list[str] | tuple[str, ...] | None = None,

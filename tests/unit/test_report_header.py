@@ -7,6 +7,7 @@ tracked run is covered end to end in tests/flows/test_dvc_reports.py).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -49,7 +50,7 @@ RESULT = {"n_test": 10, "task": "binary", "threshold": 0.5,
 
 def _header(registry: str) -> ReportHeader:
     return ReportHeader(written="2026-01-02 03:04:05 UTC", commit="a" * 40, dirty="no", params_hash="0123456789abcdef",
-                        profiles="profiles `paper` ($FORMERFLOW_PROFILE)",
+                        profiles="profiles `paper`",
                         differs=("train.netflow.epochs: params.yaml 8, this run 2",), registry=registry)
 
 
@@ -62,7 +63,7 @@ def test_report_starts_with_the_header_and_register_rewrites_its_registry_line(t
     assert "- **Written**: 2026-01-02 03:04:05 UTC" in head
     assert f"- **Code**: git `{'a' * 40}` (dirty: no)" in head
     assert "- **Params**: hash `0123456789abcdef`" in head
-    assert "profiles `paper` ($FORMERFLOW_PROFILE)" in head
+    assert "profiles `paper`" in head
     assert "differs from params.yaml in 1 key(s): `train.netflow.epochs: params.yaml 8, this run 2`" in head
     assert f"{REGISTRY_LINE} (`formerflow-netflow`): champion v3, candidate v3; as read by evaluate" in head
     assert "![roc](plots/roc.png)" in text
@@ -87,7 +88,7 @@ def test_header_of_a_project_names_its_params_differences_and_hash(tmp_path, mon
     assert plain.commit == "unknown" and plain.dirty == "unknown"  # not a git work tree
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", plain.written)
     assert "not read (evaluate ran without MLflow tracking)" in plain.registry
-    assert "no profile in $FORMERFLOW_PROFILE" in plain.profiles
+    assert plain.profiles == "no profile"
 
     params = load_params(overrides=["train.netflow.lr=0.123"])
     monkeypatch.setenv("FORMERFLOW_PROFILE", "ci")  # what the header reads of the profiles (not loaded here)
@@ -96,6 +97,17 @@ def test_header_of_a_project_names_its_params_differences_and_hash(tmp_path, mon
     assert not any(".eeg." in d for d in changed.differs)  # only this domain's sections
     assert changed.params_hash != plain.params_hash and re.fullmatch(r"[0-9a-f]{16}", changed.params_hash)
     assert changed.profiles.startswith("profiles `ci`")
+
+
+def test_the_command_lines_profiles_reach_the_stage(monkeypatch):
+    """formerflow's --profile sets $FORMERFLOW_PROFILE for the stages it runs, so their headers name it."""
+    from tasks.params import announce_profiles
+
+    monkeypatch.delenv("FORMERFLOW_PROFILE", raising=False)
+    announce_profiles(None)
+    assert "FORMERFLOW_PROFILE" not in os.environ  # nothing given: nothing set
+    announce_profiles(["finai", " finai-augment"])
+    assert os.environ["FORMERFLOW_PROFILE"] == "finai,finai-augment"
 
 
 def test_git_state_ignores_what_a_run_writes(tmp_path):
