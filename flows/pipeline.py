@@ -457,9 +457,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m flows.pipeline") 
     _finished.clear()
     _boot.wait()  # the API server booting in the background (flows/_boot.py), if this program started it
     try:
-        announce_profiles(args.profile)  # the stages' report headers name them
-        results = pipeline(domains=wanted, profiles=args.profile, overrides=args.overrides,
-                           refresh_cache=args.refresh_cache)
+        with announce_profiles(args.profile):  # the stages' report headers name them
+            results = pipeline(domains=wanted, profiles=args.profile, overrides=args.overrides,
+                               refresh_cache=args.refresh_cache)
     except store.LockHeldError as exc:  # another run took the project between the check and the flow
         print(f"formerflow: {exc}", file=sys.stderr)
         return LOCKED_EXIT

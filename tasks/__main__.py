@@ -165,8 +165,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m tasks", command: 
         return 2
     try:
         params = load_params(args.params, args.profile, args.overrides)
-        if args.stage in STAGES:
-            announce_profiles(args.profile)  # the report header names them
         if args.stage == "params":
             print(store.redact(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)), end="")
             return 0
@@ -210,7 +208,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m tasks", command: 
                 if not ddp.is_main():
                     return 0  # rank 0 prints the stage's summary
         else:
-            manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
+            with announce_profiles(args.profile):  # the report header names them
+                manifest = run_stage(args.stage, args.domain, params, track=not args.no_track)
     except (ParamsError, UnknownStageError, UnknownDomainError) as exc:
         print(store.redact(f"error: {exc}"), file=sys.stderr)
         return 2

@@ -21,9 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -165,11 +167,23 @@ def format_validation_error(exc: ValidationError, source: str, model: Any = None
     return "\n".join(lines)
 
 
-def announce_profiles(profiles: list[str] | None) -> None:
-    """Make a command line's ``--profile`` names ``$FORMERFLOW_PROFILE`` of this process (and the stages it runs),
-    so a report header names them. Nothing changes when none is given (an exported value stays)."""
-    if profiles:
-        os.environ["FORMERFLOW_PROFILE"] = ",".join(p.strip() for p in profiles)
+@contextlib.contextmanager
+def announce_profiles(profiles: list[str] | None) -> Iterator[None]:
+    """While the block runs, a command line's ``--profile`` names are ``$FORMERFLOW_PROFILE`` of this process (and
+    of the stages it runs), so a report header names them; the variable is restored afterwards. Nothing changes
+    when none is given (an exported value stays)."""
+    if not profiles:
+        yield
+        return
+    before = os.environ.get("FORMERFLOW_PROFILE")
+    os.environ["FORMERFLOW_PROFILE"] = ",".join(p.strip() for p in profiles)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("FORMERFLOW_PROFILE", None)
+        else:
+            os.environ["FORMERFLOW_PROFILE"] = before
 
 
 def load_params(

@@ -104,10 +104,15 @@ def test_the_command_lines_profiles_reach_the_stage(monkeypatch):
     from tasks.params import announce_profiles
 
     monkeypatch.delenv("FORMERFLOW_PROFILE", raising=False)
-    announce_profiles(None)
-    assert "FORMERFLOW_PROFILE" not in os.environ  # nothing given: nothing set
-    announce_profiles(["finai", " finai-augment"])
-    assert os.environ["FORMERFLOW_PROFILE"] == "finai,finai-augment"
+    with announce_profiles(None):
+        assert "FORMERFLOW_PROFILE" not in os.environ  # nothing given: nothing set
+    with announce_profiles(["finai", " finai-augment"]):
+        assert os.environ["FORMERFLOW_PROFILE"] == "finai,finai-augment"
+    assert "FORMERFLOW_PROFILE" not in os.environ  # restored: the next command of this process sees none
+    monkeypatch.setenv("FORMERFLOW_PROFILE", "ci")
+    with announce_profiles(["paper"]):
+        assert os.environ["FORMERFLOW_PROFILE"] == "paper"
+    assert os.environ["FORMERFLOW_PROFILE"] == "ci"
 
 
 def test_git_state_ignores_what_a_run_writes(tmp_path):
