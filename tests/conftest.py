@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,40 @@ def prefect_harness(tmp_path_factory):
         else:
             with ctx:
                 yield
+
+
+# ---------------------------------------------------------------------------- bad-input helpers (corpus, own data)
+_LEFTOVER = re.compile(r"^\..+\.(.*\.tmp.*|tmp.*|old-.*)$")
+
+
+def run_cli(argv: list[str], capfd) -> tuple[int, str]:
+    """``python -m tasks`` in this process: its exit status and everything it printed (stdout + stderr, fd level);
+    an exception escaping ``main`` (what would be a traceback on the terminal) fails the test."""
+    import traceback
+
+    from tasks.__main__ import main
+
+    capfd.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    except BaseException:
+        pytest.fail(f"{' '.join(argv)}: an exception escaped the command line:\n{traceback.format_exc()}")
+    out = capfd.readouterr()
+    return rc, out.out + out.err
+
+
+def data_tree(project: Path, skip: tuple[str, ...] = ("incoming",)) -> dict[str, str]:
+    """Every path under data/ (hidden ones too) with the md5 of each file, but those under ``data/<skip>``
+    (the user's incoming files by default)."""
+    from tasks import store
+
+    data = project / "data"
+    return {p.relative_to(project).as_posix(): (store.file_md5(p) if p.is_file() else "dir")
+            for p in sorted(data.rglob("*")) if not p.relative_to(data).as_posix().startswith(skip)}
+
+
+def leftovers(project: Path) -> list[str]:
+    """Temporaries (``.<name>.<pid>-*.tmp*``) and displaced folders (``.<name>.old-*``) anywhere in the project."""
+    return sorted(p.relative_to(project).as_posix() for p in project.rglob("*") if _LEFTOVER.match(p.name))

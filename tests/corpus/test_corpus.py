@@ -23,7 +23,6 @@ import json
 import re
 import shutil
 import tempfile
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import polars as pl
 import pytest
 
 from tasks import store
-from tests.conftest import setup_project
+from tests.conftest import run_cli, setup_project
 from tests.corpus.generate import BAD_DOCUMENTS, CASES, GOOD, HOSTILE_BUT_READABLE
 
 DOMAINS = ("netflow", "eeg", "finance", "turbulence")
@@ -166,19 +165,6 @@ CASE_IDS = [(d, c) for d in CASES for c in CASES[d]]
 
 
 # ============================================================================ helpers
-def _cli(argv: list[str], capfd) -> tuple[int, str]:
-    """Run the CLI in this process: its exit status and everything it printed (stdout + stderr, fd level)."""
-    from tasks.__main__ import main
-
-    capfd.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    except BaseException:  # what would have been a traceback on the terminal
-        pytest.fail(f"{' '.join(argv)}: an exception escaped the command line:\n{traceback.format_exc()}")
-    out = capfd.readouterr()
-    return rc, out.out + out.err
 
 
 def _data_tree(project: Path, skip: str | None = None) -> dict[str, str]:
@@ -275,13 +261,13 @@ def test_bad_input(project, tmp_path, capfd, domain, case):
     expect = EXPECT[(domain, case)]
     sets = [a for o in write_case(domain, case, tmp_path / "input") for a in ("--set", o)]
     if expect.prepare:
-        rc, out = _cli(["ingest", domain, *sets], capfd)
+        rc, out = run_cli(["ingest", domain, *sets], capfd)
         assert rc == 0, out
     finance_written = expect.exit == 0 and domain == "finance"
     before = _data_tree(project, skip="raw/finance" if finance_written else None)
     registry = _registry()
 
-    rc, out = _cli([expect.stage, domain, *sets], capfd)
+    rc, out = run_cli([expect.stage, domain, *sets], capfd)
 
     assert rc == expect.exit, out
     for text in expect.message:
@@ -325,7 +311,7 @@ def test_the_checks_see_what_they_guard(project, capfd):
 
     before, registry = _data_tree(project), _registry()
     assert any(k.startswith("data/raw/netflow/") for k in before)
-    rc, out = _cli(["ingest", "netflow", "--set", "ingest.netflow.synthetic.n_flows=3000"], capfd)
+    rc, out = run_cli(["ingest", "netflow", "--set", "ingest.netflow.synthetic.n_flows=3000"], capfd)
     assert rc == 0, out
     assert _data_tree(project) != before
     (project / "data/raw/.netflow.123-4_5.tmp").mkdir()

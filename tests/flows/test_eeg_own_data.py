@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +16,13 @@ import pytest
 import scipy.io
 from safetensors.numpy import load_file
 
-from tasks import store
+from tests.conftest import data_tree, run_cli
 
 pytestmark = pytest.mark.slow
 
 h5py = pytest.importorskip("h5py")
 
 
-def _cli(argv: list[str], capfd) -> tuple[int, str]:
-    """The CLI's exit status and everything it printed; an exception escaping ``main`` fails the test."""
-    from tasks.__main__ import main
-
-    capfd.readouterr()
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    except BaseException:
-        pytest.fail(f"{' '.join(argv)}: an exception escaped the command line:\n{traceback.format_exc()}")
-    out = capfd.readouterr()
-    return rc, out.out + out.err
 
 
 def _segment(rng: np.random.Generator, n: int, ictal: bool) -> np.ndarray:
@@ -70,7 +56,7 @@ def _bonn_like(root: Path, per_class: int = 6, n: int = 1024) -> Path:
 
 def test_mat_folders_profile(project, capfd):
     _bonn_like(project / "data/incoming/eeg-mat")
-    rc, out = _cli(["ingest", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)
+    rc, out = run_cli(["ingest", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)
     assert rc == 0, out
     assert "MAT data stored as int16 are read as numbers in ingest.eeg.spec.epoch_units=uV" in out
     manifest = json.loads((project / "data/raw/eeg/manifest.json").read_text())
@@ -82,7 +68,7 @@ def test_mat_folders_profile(project, capfd):
     assert files["source/S/S006.mat"]["variable"] == "S" and files["source/Z/Z001.mat"]["dtype"] == "int16"
     assert {f["dtype"] for f in files.values()} == {"int16"}
 
-    rc, out = _cli(["preprocess", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)
+    rc, out = run_cli(["preprocess", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)
     assert rc == 0, out
     schema = json.loads((project / "data/processed/eeg/schema.json").read_text())
     # 1024 samples at 173.61 Hz = 5.9 s: one 4 s window at 128 Hz per segment, none rejected (saturation off)
@@ -111,14 +97,14 @@ def test_mat_names_profile_one_dimensional_floats_and_pattern_key(project, capfd
                 seg = _segment(rng, 256 * 4, label == "ictal")  # 4 s at 256 Hz, float64, 1-D
                 scipy.io.savemat(src / f"{subject}_{label}_{n:03d}.mat",
                                  {f"seg_{n:03d}": seg, "note": "exported", "fs": 256.0}, oned_as="row")
-    rc, out = _cli(["ingest", "eeg", "--profile", "examples/eeg-mat-names"], capfd)
+    rc, out = run_cli(["ingest", "eeg", "--profile", "examples/eeg-mat-names"], capfd)
     assert rc == 0, out
     manifest = json.loads((project / "data/raw/eeg/manifest.json").read_text())
     assert manifest["subjects"] == ["p01", "p02"]
     assert manifest["class_counts"] == {"interictal": 6, "ictal": 6}
     assert {f["variable"] for f in manifest["files"]} == {f"seg_{i:03d}" for i in range(1, 13)}
     assert "no scale factor" not in out  # doubles: nothing to say about counts
-    rc, out = _cli(["preprocess", "eeg", "--profile", "examples/eeg-mat-names"], capfd)
+    rc, out = run_cli(["preprocess", "eeg", "--profile", "examples/eeg-mat-names"], capfd)
     assert rc == 0, out
     schema = json.loads((project / "data/processed/eeg/schema.json").read_text())
     # two 2 s windows per 4 s segment, at 128 Hz
@@ -129,22 +115,17 @@ _TEMP_PATH = re.compile(r"/\.[^/\s]+\.[\w-]+\.tmp\b")
 _LEFTOVER = re.compile(r"^\..+\.(.*\.tmp.*|tmp.*|old-.*)$")
 
 
-def _data_tree(project: Path) -> dict[str, str]:
-    """Every path under data/ but the user's incoming files, with the md5 of each file."""
-    return {p.relative_to(project).as_posix(): (store.file_md5(p) if p.is_file() else "dir")
-            for p in sorted((project / "data").rglob("*")) if not p.relative_to(project).as_posix().startswith(
-                "data/incoming")}
 
 
 def test_mat_folder_with_two_variables_is_refused(project, capfd):
     src = _bonn_like(project / "data/incoming/eeg-mat", per_class=3, n=800)
-    assert _cli(["ingest", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)[0] == 0
-    before = _data_tree(project)
+    assert run_cli(["ingest", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)[0] == 0
+    before = data_tree(project)
     assert "data/raw/eeg/manifest.json" in before
     bad = src / "Z" / "Z004.mat"
     scipy.io.savemat(bad, {"Z": np.zeros((800, 1), np.int16), "Z_annot": np.ones((800, 1), np.int16)})
 
-    rc, out = _cli(["ingest", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)
+    rc, out = run_cli(["ingest", "eeg", "--profile", "examples/eeg-mat-folders"], capfd)
     assert rc == 1, out
     # the user's file (as given, absolute), the problem and the variables; no temporary copy, no traceback
     assert (f"{bad}: data_key '*' takes the one data variable of the file, but the file holds 2: "
@@ -152,5 +133,5 @@ def test_mat_folder_with_two_variables_is_refused(project, capfd):
     assert not _TEMP_PATH.search(out), out
     assert "Traceback" not in out
     # nothing partial: data/ byte for byte as before, no temporary or displaced folder anywhere
-    assert _data_tree(project) == before
+    assert data_tree(project) == before
     assert not [p for p in project.rglob("*") if _LEFTOVER.match(p.name)]

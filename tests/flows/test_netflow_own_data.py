@@ -21,9 +21,8 @@ import polars as pl
 import pytest
 from safetensors.numpy import load_file
 
-from tasks import store
 from tasks.domains.netflow.synthetic import synthesize
-from tests.conftest import setup_project
+from tests.conftest import data_tree, leftovers, run_cli, setup_project
 
 RECORDS = "examples/netflow-train-test-files"
 PER_CLASS = "examples/netflow-per-class-files"
@@ -67,23 +66,10 @@ def write_per_class(project: Path, n: int = 6000) -> dict[str, int]:
     return counts
 
 
-def _cli(args: list[str], capfd) -> tuple[int, str]:
-    from tasks.__main__ import main
-
-    rc = main(args)
-    out = capfd.readouterr()
-    return rc, out.out + out.err
 
 
-def _data_tree(project: Path) -> dict[str, str]:
-    data = project / "data"
-    return {p.relative_to(project).as_posix(): (store.file_md5(p) if p.is_file() else "dir")
-            for p in sorted(data.rglob("*")) if not p.relative_to(data).as_posix().startswith("incoming")}
 
 
-def _leftovers(project: Path) -> list[str]:
-    return sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
-                  if re.match(r"^\..+\.(.*\.tmp.*|tmp.*|old-.*)$", p.name))
 
 
 @pytest.fixture
@@ -101,7 +87,7 @@ def test_train_and_test_files_from_the_profile(project, capfd):
     """The test file is the test set, every row scored; validation comes from the training file; train and
     evaluate run on that split."""
     write_records(project)
-    rc, out = _cli(["ingest", "netflow", "--profile", RECORDS], capfd)
+    rc, out = run_cli(["ingest", "netflow", "--profile", RECORDS], capfd)
     assert rc == 0, out
     manifest = json.loads((project / "data/raw/netflow/manifest.json").read_text())
     assert manifest["rows"] == 600 and manifest["test_rows"] == 300
@@ -114,7 +100,7 @@ def test_train_and_test_files_from_the_profile(project, capfd):
     assert test_raw["source_file"].unique().to_list() == [Path(f).name for f in manifest["test_files"]]
     assert test_raw["label"].to_list() == records(300, 2)["attack_cat"].to_list()
 
-    rc, out = _cli(["preprocess", "netflow", "--profile", RECORDS], capfd)
+    rc, out = run_cli(["preprocess", "netflow", "--profile", RECORDS], capfd)
     assert rc == 0, out
     schema, t = _processed(project)
     assert schema["split"]["test_source"] is True and schema["window"] == 1
@@ -125,7 +111,7 @@ def test_train_and_test_files_from_the_profile(project, capfd):
     assert sum(schema["splits"]["test"]["class_windows"].values()) == 300
 
     for stage in ("train", "evaluate"):
-        rc, out = _cli([stage, "netflow", "--profile", RECORDS, "--set", "compress.netflow.methods=[]"], capfd)
+        rc, out = run_cli([stage, "netflow", "--profile", RECORDS, "--set", "compress.netflow.methods=[]"], capfd)
         assert rc == 0, f"{stage}: {out}"
     metrics = json.loads((project / "reports/netflow/metrics.json").read_text())
     assert "teacher" in json.dumps(metrics)
@@ -134,28 +120,28 @@ def test_train_and_test_files_from_the_profile(project, capfd):
 def test_per_class_files_refused_chronologically_and_stratified_covers_every_class(project, capfd, caplog):
     counts = write_per_class(project)
     assert len(counts) == 6
-    rc, out = _cli(["ingest", "netflow", "--profile", PER_CLASS], capfd)
+    rc, out = run_cli(["ingest", "netflow", "--profile", PER_CLASS], capfd)
     assert rc == 0, out
-    before = _data_tree(project)
+    before = data_tree(project)
 
     # The default chronological split tests on the last files only: refused, with the classes and their counts.
-    rc, out = _cli(["preprocess", "netflow", "--profile", PER_CLASS, "--set", "preprocess.netflow.split=chronological"],
+    rc, out = run_cli(["preprocess", "netflow", "--profile", PER_CLASS, "--set", "preprocess.netflow.split=chronological"],
                    capfd)
     assert rc == 1
     assert "data/incoming/netflow-classes/*.csv" in out and "hold no 'Benign' window" in out
     assert re.search(r"Benign: train \d+, val 0, test 0", out), out
     assert "use preprocess.netflow.split=stratified" in out
-    assert _data_tree(project) == before and not _leftovers(project)
+    assert data_tree(project) == before and not leftovers(project)
 
     # ... or warned about, loudly, with the switch.
     with caplog.at_level(logging.WARNING):
-        rc, out = _cli(["preprocess", "netflow", "--profile", PER_CLASS, "--set", "preprocess.netflow.split=chronological",
+        rc, out = run_cli(["preprocess", "netflow", "--profile", PER_CLASS, "--set", "preprocess.netflow.split=chronological",
                         "--set", "preprocess.netflow.unseen_classes=warn"], capfd)
     assert rc == 0, out
     assert any("hold no 'Benign' window" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
     # The profile's stratified split: every class in every split, no row in windows of two splits.
-    rc, out = _cli(["preprocess", "netflow", "--profile", PER_CLASS], capfd)
+    rc, out = run_cli(["preprocess", "netflow", "--profile", PER_CLASS], capfd)
     assert rc == 0, out
     schema, t = _processed(project)
     assert schema["split"]["strategy"] == "stratified" and schema["split"]["block_rows"] == 64
@@ -179,24 +165,24 @@ def test_per_class_files_refused_chronologically_and_stratified_covers_every_cla
 def test_test_source_with_other_columns_is_refused(project, capfd):
     test = records(300, 2).drop("sload").with_columns(pl.lit(1).alias("extra"))
     write_records(project, test)
-    before = _data_tree(project)
-    rc, out = _cli(["ingest", "netflow", "--profile", RECORDS], capfd)
+    before = data_tree(project)
+    rc, out = run_cli(["ingest", "netflow", "--profile", RECORDS], capfd)
     assert rc == 1
     assert "data/incoming/netflow-records/test.csv: the test source's columns differ" in out
     assert re.search(r"missing \['sload'\] \(in \S*data/incoming/netflow-records/train\.csv\)", out), out
     assert "['extra'] not in" in out
     assert not _TEMP_PATH.search(out), out
-    assert _data_tree(project) == before == {} and not _leftovers(project)
+    assert data_tree(project) == before == {} and not leftovers(project)
 
 
 def test_group_split_on_a_missing_column_is_refused(project, capfd):
     write_records(project)
-    rc, out = _cli(["ingest", "netflow", "--profile", RECORDS], capfd)
+    rc, out = run_cli(["ingest", "netflow", "--profile", RECORDS], capfd)
     assert rc == 0, out
-    before = _data_tree(project)
-    rc, out = _cli(["preprocess", "netflow", "--profile", RECORDS, "--set", "preprocess.netflow.split=group",
+    before = data_tree(project)
+    rc, out = run_cli(["preprocess", "netflow", "--profile", RECORDS, "--set", "preprocess.netflow.split=group",
                     "--set", "preprocess.netflow.group_by=host"], capfd)
     assert rc == 1
     assert "data/incoming/netflow-records/train.csv" in out and "group_by names the column 'host'" in out
     assert "ingest.netflow.spec.keep_columns" in out
-    assert _data_tree(project) == before and not _leftovers(project)
+    assert data_tree(project) == before and not leftovers(project)

@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import store
 from tasks.domains.turbulence import physics
 from tasks.domains.turbulence.evaluate import Persistence, evaluate_fields, hit_slice_check
 from tasks.domains.turbulence.layout import FieldError, FieldLayout
 from tasks.domains.turbulence.readers import read_fields
-from tests.conftest import setup_project
+from tests.conftest import data_tree, leftovers, run_cli, setup_project
 
 HIT_SLICE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "turbulence" / "hit_slice.nc"
 N, DX, DT = 16, 0.1, 0.01
@@ -76,23 +75,10 @@ def write_tecplot(path: Path, steps: int, *, bad_zone: int | None = None) -> Pat
     return path
 
 
-def _cli(args: list[str], capfd) -> tuple[int, str]:
-    from tasks.__main__ import main
-
-    rc = main(args)
-    out = capfd.readouterr()
-    return rc, out.out + out.err
 
 
-def _data_tree(project: Path) -> dict[str, str]:
-    data = project / "data"
-    return {p.relative_to(project).as_posix(): (store.file_md5(p) if p.is_file() else "dir")
-            for p in sorted(data.rglob("*")) if not p.relative_to(data).as_posix().startswith("incoming")}
 
 
-def _leftovers(project: Path) -> list[str]:
-    return sorted(p.relative_to(project).as_posix() for p in project.rglob("*")
-                  if re.match(r"^\..+\.(.*\.tmp.*|tmp.*|old-.*)$", p.name))
 
 
 def _profile(name: str) -> dict:
@@ -113,7 +99,7 @@ def test_text_table_profile_ingests_and_preprocesses(tmp_path, monkeypatch, capf
             write_table(root / f"data/incoming/piv/run{run + 1}/frame_{2 * step + 2}.txt", run, step)
     profile = ["--profile", "examples/turbulence-text-table"]
 
-    rc, out = _cli(["ingest", "turbulence", *profile], capfd)
+    rc, out = run_cli(["ingest", "turbulence", *profile], capfd)
     assert rc == 0, out
     manifest = json.loads((root / "data/raw/turbulence/manifest.json").read_text())
     assert manifest["format"] == "table" and manifest["periodic"] is False, manifest
@@ -122,7 +108,7 @@ def test_text_table_profile_ingests_and_preprocesses(tmp_path, monkeypatch, capf
     assert manifest["lengths"] == pytest.approx([N * DX, N * DX], rel=1e-4)
     assert len(list((root / "data/raw/turbulence/fields").rglob("*.txt"))) == 18
 
-    rc, out = _cli(["preprocess", "turbulence", *profile], capfd)
+    rc, out = run_cli(["preprocess", "turbulence", *profile], capfd)
     assert rc == 0, out
     schema = json.loads((root / "data/processed/turbulence/schema.json").read_text())
     assert schema["grid"] == [N, N] and schema["periodic"] is False
@@ -134,7 +120,7 @@ def test_text_table_profile_ingests_and_preprocesses(tmp_path, monkeypatch, capf
         _, _, u, v = field(2, step)
         np.testing.assert_allclose(test[0, step, ..., 0], u, atol=2e-6)
         np.testing.assert_allclose(test[0, step, ..., 1], v, atol=2e-6)
-    assert not _leftovers(root)
+    assert not leftovers(root)
 
 
 def test_tecplot_profile_ingests_and_preprocesses(tmp_path, monkeypatch, capfd):
@@ -142,14 +128,14 @@ def test_tecplot_profile_ingests_and_preprocesses(tmp_path, monkeypatch, capfd):
     write_tecplot(root / _profile("turbulence-tecplot")["ingest"]["turbulence"]["source"], 18)
     profile = ["--profile", "examples/turbulence-tecplot"]
 
-    rc, out = _cli(["ingest", "turbulence", *profile], capfd)
+    rc, out = run_cli(["ingest", "turbulence", *profile], capfd)
     assert rc == 0, out
     manifest = json.loads((root / "data/raw/turbulence/manifest.json").read_text())
     assert manifest["format"] == "tecplot" and manifest["periodic"] is False
     assert manifest["shape"] == [1, 18, N, N, 2]
     assert manifest["dt"] == pytest.approx(DT, rel=1e-6)  # from SOLUTIONTIME
 
-    rc, out = _cli(["preprocess", "turbulence", *profile], capfd)
+    rc, out = run_cli(["preprocess", "turbulence", *profile], capfd)
     assert rc == 0, out
     schema = json.loads((root / "data/processed/turbulence/schema.json").read_text())
     assert schema["trajectories"] == {"train": [0], "val": [1], "test": [2]} and schema["snapshots"] == 6
@@ -166,21 +152,21 @@ def test_tecplot_profile_ingests_and_preprocesses(tmp_path, monkeypatch, capfd):
 
 
 def _assert_refused(root: Path, capfd, args: list[str], *texts: str) -> str:
-    before = _data_tree(root)
-    rc, out = _cli(args, capfd)
+    before = data_tree(root)
+    rc, out = run_cli(args, capfd)
     assert rc == 1, out
     for text in texts:
         assert text in out, f"{text!r} not in:\n{out}"
     assert "Traceback" not in out, out
     assert not _TEMP_PATH.search(out), f"the message names a temporary copy:\n{out}"
-    assert _data_tree(root) == before, "the stage changed data/"
-    assert not _leftovers(root), _leftovers(root)
+    assert data_tree(root) == before, "the stage changed data/"
+    assert not leftovers(root), leftovers(root)
     return out
 
 
 def test_a_table_whose_points_do_not_form_a_grid_is_refused(tmp_path, monkeypatch, capfd):
     root = setup_project(tmp_path / "proj", monkeypatch)
-    rc, out = _cli(["ingest", "turbulence"], capfd)  # a good synthetic ingest: what must stay as it was
+    rc, out = run_cli(["ingest", "turbulence"], capfd)  # a good synthetic ingest: what must stay as it was
     assert rc == 0, out
     for run in range(3):
         for step in range(6):
@@ -193,7 +179,7 @@ def test_a_table_whose_points_do_not_form_a_grid_is_refused(tmp_path, monkeypatc
 
 def test_a_tecplot_zone_size_that_does_not_match_its_data_is_refused(tmp_path, monkeypatch, capfd):
     root = setup_project(tmp_path / "proj", monkeypatch)
-    rc, out = _cli(["ingest", "turbulence"], capfd)
+    rc, out = run_cli(["ingest", "turbulence"], capfd)
     assert rc == 0, out
     write_tecplot(root / "data/incoming/tecplot/piv.dat", 18, bad_zone=4)
     _assert_refused(root, capfd, ["ingest", "turbulence", "--profile", "examples/turbulence-tecplot"],
