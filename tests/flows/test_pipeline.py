@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
@@ -109,7 +110,10 @@ def test_pipeline_registers_champion_then_caches_and_gates(project, prefect_harn
                            str(out2), "--model-uri", "models:/formerflow-netflow/1"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert pl.read_parquet(out2)["p_attack"].to_list() == preds["p_attack"].to_list()
+    # The same version scores the same: equal up to float32 summation order (this process may run torch on fewer
+    # threads than the CLI's after the parallel-domains run above; measured: 2 parts in 10^7).
+    np.testing.assert_allclose(pl.read_parquet(out2)["p_attack"].to_numpy(), preds["p_attack"].to_numpy(),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_champion_loads_as_pyfunc_and_matches_evaluation(project, prefect_harness):
