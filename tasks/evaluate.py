@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -292,10 +291,8 @@ def threshold_table(models: dict[str, dict[str, Any]], fallback: float | None) -
 
 
 # ----------------------------------------------------------------------------- the report's header
-GENERATED = ("data/", "artifacts/", "reports/", "checkpoints/", "mlruns/", "mlartifacts/", "mlflow.db", ".tmp/",
-             ".prefect/", ".locks/", ".sweeps/", "dvc.lock", "dvc_plots/")
-"""Paths a run writes itself: changes there do not make the code of a report "dirty" (``dvc.lock`` included:
-every ``dvc repro`` and Prefect run rewrites it)."""
+GENERATED = tracking.GENERATED
+"""Paths a run writes itself, which do not make a report's code "dirty" (:data:`tasks.tracking.GENERATED`)."""
 REGISTRY_LINE = "- **Registry**"
 """How the header's registry line starts: register finds and rewrites it (:func:`update_registry_line`)."""
 
@@ -308,7 +305,8 @@ class ReportHeader:
         written: UTC time the report was written.
         commit: The git commit of the project, or ``unknown`` (not a git work tree).
         dirty: ``no``, ``yes (<n> files: ...)`` or ``unknown``: changes to tracked or untracked files that
-            git does not ignore, outside what a run writes (:data:`GENERATED`).
+            git does not ignore, outside what a run writes (:data:`GENERATED`); the rule of the runs' ``git.dirty``
+            tag (:func:`tasks.tracking.git_state`).
         params_hash: :func:`tasks.params_base.params_hash` of the resolved params (params.yaml + profiles +
             ``--set``), as the MLflow tag ``params.hash`` of the stage's run records it.
         profiles: The profiles the stage can see (``$FORMERFLOW_PROFILE``), or a note that it sees none.
@@ -342,21 +340,11 @@ class ReportHeader:
 
 
 def git_state(root: Path) -> tuple[str, str]:
-    """``(commit, dirty)`` of the project at ``root``: see :class:`ReportHeader`; ``("unknown", "unknown")``
-    outside a git work tree or without git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=normal"], cwd=root,
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", "unknown"
-    # Porcelain v1: two status letters, a space, the path ("old -> new" for a rename), quoted when unusual.
-    changed = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if len(line) > 3]
-    changed = [f for f in changed if not f.startswith(GENERATED)]
-    if not changed:
-        return commit, "no"
-    return commit, f"yes ({len(changed)} file(s): {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
+    """``(commit, dirty)`` of the project at ``root`` for the header (:class:`ReportHeader`): the rule of the
+    lineage tags (:func:`tasks.tracking.git_state`), so a report and its MLflow runs agree; ``("unknown",
+    "unknown")`` outside a git work tree or without git."""
+    state = tracking.git_state(root)
+    return state.commit, state.describe()
 
 
 def registry_line(domain: str, champion: str | None, candidate: str | None, note: str) -> str:

@@ -235,20 +235,80 @@ def experiment_id(domain: str) -> str:
         return exp.experiment_id
 
 
-def git_commit(root: Path | None = None) -> str:
-    """The current git commit (with ``-dirty`` when the work tree has changes), or ``unknown``."""
+GENERATED = ("data/", "artifacts/", "reports/", "checkpoints/", "mlruns/", "mlartifacts/", "mlflow.db", ".tmp/",
+             ".prefect/", ".locks/", ".sweeps/", "dvc.lock", "dvc_plots/")
+"""Paths a run writes itself: changes there do not make the project's code "dirty" (:func:`git_state`).
+
+``dvc.lock`` is one of them: every ``dvc repro`` and Prefect run rewrites it (``make run`` ends with ``dvc
+commit``), so counting it would call the tree dirty after every run of a project that commits its dvc.lock,
+and the next run's lineage would say so for code that did not change. What it records (the data's hashes) each
+run tags itself (``input.*.md5``, :func:`dvc_md5`)."""
+
+
+@dataclass(frozen=True)
+class GitState:
+    """The project's git commit and the files that make its work tree differ from it.
+
+    Attributes:
+        commit: ``git rev-parse HEAD``, or ``unknown`` (not a git work tree, no git, no commit yet).
+        changed: Tracked files changed and untracked files git does not ignore, outside :data:`GENERATED`
+            (a folder of untracked files as one ``folder/`` entry, as ``git status`` lists it), in git's
+            order; None when unknown.
+    """
+
+    commit: str
+    changed: tuple[str, ...] | None
+
+    @property
+    def dirty(self) -> bool | None:
+        """Whether the tree differs from the commit (None: unknown)."""
+        return None if self.changed is None else bool(self.changed)
+
+    def describe(self, most: int = 3) -> str:
+        """``no``, ``yes (<n> file(s): a, b, c, ...)`` (the first ``most`` named) or ``unknown``."""
+        if self.changed is None:
+            return "unknown"
+        if not self.changed:
+            return "no"
+        more = ", ..." if len(self.changed) > most else ""
+        return f"yes ({len(self.changed)} file(s): {', '.join(self.changed[:most])}{more})"
+
+
+def git_state(root: Path | None = None) -> GitState:
+    """The commit of the project at ``root`` (default: the project root) and what differs from it.
+
+    The one "dirty" rule of formerflow: the lineage tags of every MLflow run (:func:`git_commit`,
+    ``git.dirty``) and the header of every report (:func:`tasks.evaluate.git_state`) both read it, so they
+    agree on one tree. Changes to tracked files and untracked files that git does not ignore count; what
+    a run writes (:data:`GENERATED`) does not.
+    """
     root = root or project_root()
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=10,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "-z", "--untracked-files=normal"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
+        return GitState("unknown", None)
+    # Porcelain v1 with -z: "XY <path>" entries separated by NULs, paths unquoted; a rename or copy
+    # ("R"/"C" in the index column) is followed by one more entry, the path it came from.
+    changed, entries = [], iter(status.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":
+            next(entries, None)
+        if not entry[3:].startswith(GENERATED):
+            changed.append(entry[3:])
+    return GitState(commit, tuple(changed))
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The current git commit (with ``-dirty`` when :func:`git_state` finds changes), or ``unknown``."""
+    state = git_state(root)
+    if state.dirty is None:
         return "unknown"
+    return f"{state.commit}-dirty" if state.dirty else state.commit
 
 
 def lineage_tags(input_hashes: Mapping[str, str] | None = None, flow_run_id: str | None = None) -> dict[str, str]:
