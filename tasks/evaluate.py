@@ -29,27 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    auc,
-    balanced_accuracy_score,
-    brier_score_loss,
-    cohen_kappa_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import ConfusionMatrixDisplay, auc, balanced_accuracy_score, f1_score, roc_curve
 
 from tasks import domains, store, tracking
 from tasks.compress import load_any
 from tasks.compress.choose import choose, method_sections, nested_plot, pareto_markdown, pareto_plots
 from tasks.domains import ClassificationDomain, LoadedModel, TaskInfo
 from tasks.loop import count_parameters, hard_predictions, predict, probabilities
-from tasks.measure import latency_ms, size_on_disk
+from tasks.measure import classification_metrics, latency_ms, size_on_disk  # metrics: shared with score
 from tasks.params import ParamsError, load_params, params_diff
 from tasks.params_base import STAGES, params_hash
 from tasks.plotting import curve_style, pyplot, wrap_title
@@ -58,76 +45,6 @@ from tasks.store import DomainPaths
 if TYPE_CHECKING:
     from tasks.params import Params
     from tasks.tracking import StageRun
-
-
-def classification_metrics(
-    y: np.ndarray,
-    probs: np.ndarray,
-    task: str,
-    class_names: list[str],
-    *,
-    threshold: float = 0.5,
-    families: np.ndarray | None = None,
-    family_names: list[str] | None = None,
-    pred: np.ndarray | None = None,
-) -> dict[str, Any]:
-    """Metrics of one model's scores.
-
-    Args:
-        y: (N,) true labels (binary flag or class index).
-        probs: Binary: (N,) P(positive). Multi-class: (N, K) class probabilities.
-        task: ``binary`` or ``multiclass`` (class 0 is the negative class, any other positive).
-        class_names: Names of the label values.
-        threshold: Decision threshold of the binary task.
-        families: (N,) finer class index of every sample (netflow: attack family), for per-family recall.
-        family_names: Names of the family indices.
-        pred: (N,) hard predictions to score instead of the default rule (binary: ``threshold``; multi-class:
-            argmax), e.g. a multi-class model's predictions at a threshold (:func:`tasks.loop.hard_predictions`).
-
-    Returns:
-        A JSON-serialisable dict of scalar metrics, per-class tables and the confusion matrix.
-    """
-    labels = list(range(len(class_names)))
-    if task == "binary":
-        pred = (probs >= threshold).astype(np.int64) if pred is None else pred
-        pos_true, pos_pred, pos_score = y, pred, probs
-    else:
-        pred = probs.argmax(axis=1) if pred is None else pred
-        pos_true, pos_pred, pos_score = (y != 0).astype(int), (pred != 0).astype(int), 1.0 - probs[:, 0]
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    cm = confusion_matrix(y, pred, labels=labels)
-    negatives = pos_true == 0
-    out: dict[str, Any] = {
-        "n": int(len(y)),
-        "accuracy": float((pred == y).mean()) if len(y) else float("nan"),
-        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "kappa": float(cohen_kappa_score(y, pred, labels=labels)) if len(y) else float("nan"),
-        # Macro-F1 over the classes present in labels or predictions: a chronological test split
-        # often lacks some classes (netflow: attack families), which would otherwise count as F1 = 0.
-        "macro_f1": float(f1_score(y, pred, labels=np.union1d(y, pred), average="macro", zero_division=0)),
-        "f1": float(f1_score(pos_true, pos_pred, pos_label=1, zero_division=0)),
-        "precision": float(precision_score(pos_true, pos_pred, pos_label=1, zero_division=0)),
-        "recall": float(recall_score(pos_true, pos_pred, pos_label=1, zero_division=0)),
-        "fpr": float(pos_pred[negatives].mean()) if negatives.any() else float("nan"),
-        "per_class": {
-            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-            for i, name in enumerate(class_names)
-        },
-        "confusion_matrix": cm.tolist(),
-    }
-    out["roc_auc"] = (float(roc_auc_score(pos_true, pos_score))
-                      if len(np.unique(pos_true)) == 2 else float("nan"))
-    if task == "binary" or probs.shape[1] == 2:
-        # Calibration of P(positive), as FinAI-BERT reports it (lower is better; 0.25 = always 0.5).
-        out["brier"] = float(brier_score_loss(pos_true, np.clip(pos_score, 0.0, 1.0))) if len(y) else float("nan")
-    if task == "multiclass" and probs.shape[1] > 2 and len(np.unique(y)) == probs.shape[1]:
-        out["roc_auc_ovr_macro"] = float(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
-    if families is not None and family_names is not None:
-        out["family_recall"] = {
-            family_names[k]: float((pos_pred[families == k] == (0 if k == 0 else 1)).mean())
-            for k in np.unique(families)
-        }
-    return out
 
 
 DEFAULT_VIEW = ("balanced_accuracy", "macro_f1", "f1", "fpr")

@@ -11,7 +11,9 @@ checked against the digest the registry recorded before the model loads (:mod:`t
 
 :func:`score_sentences` (``score <domain> --sentences FILE``) scores single sentences instead of documents,
 for a domain whose contract object reads them (``read_sentences``: finance): one output row per sentence, a
-metrics table when the file carries labels, and ``--model <baseline>`` for a baseline the train stage saved.
+metrics table when the file carries labels, and ``--model <baseline>`` for a baseline the train stage saved. A
+sentence is predicted positive at the evaluate stage's threshold (:func:`sentence_threshold`), as the domain's
+report counts them, and its metrics are evaluate's (:func:`tasks.measure.classification_metrics`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,8 @@ import numpy as np
 import polars as pl
 
 from tasks import domains, serving, store, tracking
+from tasks.measure import classification_metrics
+from tasks.params_base import ClassificationEvaluate
 
 if TYPE_CHECKING:
     from tasks.params import Params
@@ -132,8 +137,10 @@ def score_sentences(domain: str, params: Params, source: str, output: str | Path
         width: A nested version's FFN width (registered model only).
 
     Returns:
-        The manifest: what scored (version or baseline file and SHA-256), rows, flagged, the output file(s),
-        ``metrics`` (with labels) and ``table``, the text the CLI prints (first predictions, metrics).
+        The manifest: what scored (version or baseline file and SHA-256), ``threshold`` (``prediction`` is 1
+        where ``p_ai`` reaches it: :func:`sentence_threshold`) and ``threshold_param`` (where it was read), rows,
+        flagged, the output file(s), ``metrics`` (with labels) and ``table``, the text the CLI prints (first
+        predictions, the threshold, metrics).
 
     Raises:
         ValueError: the domain scores no sentences, the output is neither .parquet nor .csv, ``--model`` names
@@ -153,12 +160,13 @@ def score_sentences(domain: str, params: Params, source: str, output: str | Path
     ip = params.section("ingest", domain)
     # A baseline is looked up before the input is read: an unknown name answers at once with the list.
     predict_baseline, record = dom.load_sentence_baseline(model) if baseline else (None, {})
+    threshold, threshold_param = sentence_threshold(params, domain)
     with tempfile.TemporaryDirectory() as cache:
         scoring = dom.read_sentences(source, text_column, label_column, ip, Path(cache))
     frame = scoring.frame
     if baseline:
         probs = np.asarray(predict_baseline(frame["sentence"].to_list()), dtype=np.float64)
-        preds = pl.DataFrame({"p_ai": probs, "prediction": (probs >= 0.5).astype(np.int64)})
+        preds = pl.DataFrame({"p_ai": probs})
         version: dict[str, Any] = {"model": model, **record}
     else:
         requested = model_uri or params.section("score", domain).model_uri or \
@@ -169,12 +177,15 @@ def score_sentences(domain: str, params: Params, source: str, output: str | Path
         preds = pl.from_pandas(pyfunc.predict(frame.select("sentence").to_pandas(),
                                               params={"width": float(width)} if width is not None else None))
         version = {"model": CHAMPION if not model_uri else model_uri, **_version_fields(requested, ref)}
+    # The registered pyfunc predicts at 0.5; every model here is cut at evaluate's threshold instead.
+    preds = preds.with_columns(prediction=(pl.col("p_ai") >= threshold).cast(pl.Int64))
     out = pl.concat([frame.drop("label", strict=False), preds, frame.select("label") if "label" in frame.columns
                      else pl.DataFrame()], how="horizontal")
     metrics = _label_metrics(out["label"].to_numpy(), out["p_ai"].to_numpy(), out["prediction"].to_numpy()) \
         if "label" in out.columns else None
     metrics_file = output.with_name(f"{output.stem}.metrics.json") if metrics else None
-    manifest = {"stage": "score", "domain": domain, "kind": "sentences", **version, "input": source,
+    manifest = {"stage": "score", "domain": domain, "kind": "sentences", **version, "threshold": threshold,
+                "threshold_param": threshold_param, "input": source,
                 **{k: v for k, v in scoring.notes.items()}, "rows": out.height,
                 "flagged": int((out["prediction"] != 0).sum()), "output": str(output),
                 **({"width": width} if width is not None else {}),
@@ -190,27 +201,45 @@ def score_sentences(domain: str, params: Params, source: str, output: str | Path
             stack.enter_context(store.atomic_path(metrics_file)).write_text(
                 json.dumps({k: v for k, v in manifest.items() if k != "metrics"} | {"metrics": metrics}, indent=2,
                            default=str) + "\n")
-    manifest["table"] = _sentence_table(out, metrics)
+    manifest["table"] = _sentence_table(out, metrics, threshold, threshold_param)
     return manifest
+
+
+def sentence_threshold(params: Params, domain: str) -> tuple[float, str]:
+    """The threshold on P(positive) a sentence is predicted positive at, and the param it comes from.
+
+    The evaluate stage's (``evaluate.<domain>.threshold``): the domain's task info reads it for the report, and
+    finance's evaluate applies it to every model's sentences, the saved baselines' too (edge cases, years). A
+    domain whose evaluate section has no threshold predicts at 0.5.
+    """
+    section = params.section("evaluate", domain)
+    if isinstance(section, ClassificationEvaluate):
+        return float(section.threshold), f"evaluate.{domain}.threshold"
+    return 0.5, f"no evaluate.{domain}.threshold"
 
 
 def _label_metrics(y: np.ndarray, p: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     """Accuracy, balanced accuracy, F1, precision, recall (of the positive class) and ROC-AUC of labelled
-    sentences; ROC-AUC is None when the labels hold one class only (it is undefined then)."""
-    from sklearn import metrics as skm  # lazy: the CLI's other commands do not need it
-
+    sentences, as evaluate computes them (:func:`tasks.measure.classification_metrics`) on ``pred``; balanced
+    accuracy and ROC-AUC are None when the labels hold one class only (undefined then)."""
     y = np.asarray(y, dtype=np.int64)
     both = len(np.unique(y)) == 2
-    return {"n": int(len(y)), "positives": int(y.sum()), "accuracy": float(skm.accuracy_score(y, pred)),
-            "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)) if both else None,
-            "f1": float(skm.f1_score(y, pred, zero_division=0)),
-            "precision": float(skm.precision_score(y, pred, zero_division=0)),
-            "recall": float(skm.recall_score(y, pred, zero_division=0)),
-            "roc_auc": float(skm.roc_auc_score(y, p)) if both else None}
+    with warnings.catch_warnings():
+        if not both:  # scikit-learn warns about what one class leaves undefined, which is not reported
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+        m = classification_metrics(y, np.asarray(p, dtype=np.float64), "binary", ["negative", "positive"],
+                                   pred=np.asarray(pred, dtype=np.int64))
+    return {"n": m["n"], "positives": int(y.sum()), "accuracy": m["accuracy"],
+            "balanced_accuracy": m["balanced_accuracy"] if both else None,
+            "f1": m["f1"], "precision": m["precision"], "recall": m["recall"],
+            "roc_auc": m["roc_auc"] if both else None}
 
 
-def _sentence_table(out: pl.DataFrame, metrics: dict[str, Any] | None, rows: int = 10) -> str:
-    """What the CLI prints: the first predictions and, with labels, the metrics table."""
+def _sentence_table(out: pl.DataFrame, metrics: dict[str, Any] | None, threshold: float, threshold_param: str,
+                    rows: int = 10) -> str:
+    """What the CLI prints: the first predictions, the threshold they were cut at and, with labels, the metrics
+    table."""
     key = "line" if "line" in out.columns else "row"
     lines = [f"{key:>6}  {'p_ai':>6}  pred  {'label  ' if 'label' in out.columns else ''}sentence"]
     for r in out.head(rows).iter_rows(named=True):
@@ -219,6 +248,7 @@ def _sentence_table(out: pl.DataFrame, metrics: dict[str, Any] | None, rows: int
         lines.append(f"{r[key]:>6}  {r['p_ai']:6.3f}  {r['prediction']:>4}  {label}{text}")
     if out.height > rows:
         lines.append(f"... {out.height - rows} more")
+    lines.append(f"pred = 1 where p_ai >= {threshold:g} ({threshold_param})")
     if metrics:
         lines += ["", "| metric | value |", "|---|---|"]
         lines += [f"| {k} | {'n/a (one class)' if v is None else (f'{v:.4f}' if isinstance(v, float) else v)} |"

@@ -4,7 +4,7 @@ One tiny finance project is trained, evaluated and registered once (real stages,
 tests score a TXT file (one sentence a line), a labelled CSV (metrics checked against scikit-learn on the same
 predictions and against what evaluate measured on the same sentences), the saved baselines (``--model``), and
 the bad inputs (empty, not UTF-8, a missing column, an unknown model): a clear error naming the user's file
-and nothing written.
+and nothing written. Sentences are predicted at evaluate's threshold (``evaluate.finance.threshold``).
 """
 
 from __future__ import annotations
@@ -135,6 +135,28 @@ def test_a_labelled_csv_gets_the_metrics_table(proj, capsys):
     assert m["accuracy"] == pytest.approx(teacher["accuracy"]) and m["roc_auc"] == pytest.approx(teacher["roc_auc"])
     assert saved["skipped_blank"] == 1 and saved["label_column"] == "label" and saved["model_version"] == "1"
     assert f"| accuracy | {m['accuracy']:.4f} |" in printed and f"| roc_auc | {m['roc_auc']:.4f} |" in printed
+    # Predicted at evaluate's threshold (params: 0.5), and it says so.
+    assert saved["threshold"] == 0.5 and saved["threshold_param"] == "evaluate.finance.threshold"
+    assert (pred == (p >= 0.5)).all() and "pred = 1 where p_ai >= 0.5 (evaluate.finance.threshold)" in printed
+
+    # Another evaluate.finance.threshold moves the predictions with it: one between the smallest P(AI) above 0.5
+    # and the next one up, so the sentence at that smallest P(AI) turns negative (or, none above 0.5, the top
+    # sentence turns positive).
+    u = np.unique(p)
+    above = u[u > 0.5]
+    thr = float((above[0] + (above[1] if len(above) > 1 else 1.0)) / 2 if len(above) else (u[-2] + u[-1]) / 2)
+    out2 = proj / "preds" / "labelled_thr.parquet"
+    assert cli("--sentences", str(src), "--text-column", "text", "--output", str(out2),
+               "--set", f"evaluate.finance.threshold={thr!r}") == 0
+    printed = capsys.readouterr().out
+    preds2 = pl.read_parquet(out2)
+    pred2 = preds2["prediction"].to_numpy()
+    assert np.allclose(preds2["p_ai"].to_numpy(), p, atol=1e-6)  # the same scores, cut elsewhere
+    assert (pred2 == (preds2["p_ai"].to_numpy() >= thr)).all() and (pred2 != pred).any()
+    saved2 = json.loads((out2.parent / "labelled_thr.metrics.json").read_text())
+    assert saved2["threshold"] == pytest.approx(thr) and manifest_of(printed)["threshold"] == pytest.approx(thr)
+    assert saved2["metrics"]["accuracy"] == pytest.approx(skm.accuracy_score(y, pred2))
+    assert f"pred = 1 where p_ai >= {thr:g} (evaluate.finance.threshold)" in printed
 
 
 def test_a_saved_baseline_scores_with_model(proj, capsys):
@@ -158,6 +180,7 @@ def test_a_saved_baseline_scores_with_model(proj, capsys):
         assert saved["metrics"]["accuracy"] == pytest.approx(
             skm.accuracy_score(preds["label"].to_numpy(), preds["prediction"].to_numpy()))
         assert manifest["model"] == name and "model_version" not in manifest and manifest["rows"] == test.height
+        assert saved["threshold"] == 0.5 and (preds["prediction"] == (preds["p_ai"] >= 0.5).cast(pl.Int64)).all()
     kw = pl.read_parquet(proj / "preds" / "keyword.parquet")
     assert (kw["prediction"].to_numpy() == lexicon.keyword_rule(kw["sentence"].to_list())).all()
 
