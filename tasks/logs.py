@@ -11,8 +11,7 @@ every place a reader looks:
   the root logger already, that handler prints them (no second handler, no doubled lines);
 * Prefect's run logs: :mod:`flows.pipeline` adds Prefect's API handler to the package loggers (this
   module imports no Prefect: the layer rules keep it out of ``tasks``);
-* what an ingest read: :func:`report_file` (one line per file of :data:`BIG_FILE_BYTES` or more) and
-  :func:`report_read` (one summary line: files, bytes, rows);
+* what an ingest read: :func:`report_read` (one summary line: files, bytes, rows);
 * MLflow: :func:`capture` keeps the lines a stage logs while its run is open, and
   :func:`tasks.tracking.start_run` stores them as the run's ``logs/<run name>.log`` artifact.
 
@@ -40,9 +39,6 @@ PACKAGES = ("tasks", "flows", "models")
 FORMAT = "%(asctime)s | %(levelname)-7s | %(name)s - %(message)s"
 """Prefect's console layout, so that a pipeline's lines and a stage CLI's lines read alike."""
 DATEFMT = "%H:%M:%S"
-
-BIG_FILE_BYTES = 10 * 2**20
-"""An ingest logs a line of its own for each file at least this large (:func:`report_file`)."""
 
 _HANDLER_MARK = "_formerflow_handler"
 _capture: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("formerflow_log_capture", default=None)
@@ -185,21 +181,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}" if unit != "GB" else f"{n:.2f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
-
-
-def report_file(logger: logging.Logger, what: str, url: str, size: int | None, rows: int | None = None) -> None:
-    """Log that ``url`` was read when it is a big file (:data:`BIG_FILE_BYTES` or more; smaller ones: DEBUG).
-
-    Args:
-        logger: The ingest module's logger.
-        what: Who reads (``netflow ingest``).
-        url: The file, as the user named it (redacted by the caller where it may hold credentials).
-        size: Its size in bytes (None: unknown, a DEBUG line).
-        rows: The rows read from it, when known.
-    """
-    level = logging.INFO if size is not None and size >= BIG_FILE_BYTES else logging.DEBUG
-    shown = human_bytes(size) if size is not None else "size unknown"
-    logger.log(level, "%s: read %s (%s%s)", what, url, shown, f", {rows:,} rows" if rows is not None else "")
 
 
 def report_read(logger: logging.Logger, what: str, sizes: Mapping[str, int | None], rows: int | None = None,

@@ -109,22 +109,18 @@ def test_quiet_and_verbose_flags():
         logs.setup_logging("loud")
 
 
-def test_ingest_reports_big_files_and_a_summary(caplog):
+def test_ingest_reports_a_summary(caplog):
     log = logging.getLogger("tasks.domains.x.ingest")
     caplog.set_level(logging.DEBUG, logger="tasks")
-    logs.report_file(log, "x ingest", "data/a.csv", logs.BIG_FILE_BYTES, rows=1_234_567)
-    logs.report_file(log, "x ingest", "data/small.csv", 2048)
-    logs.report_file(log, "x ingest", "s3://b/c.csv", None)
     logs.report_read(log, "x ingest", {"data/a.csv": 3 * 2**30, "data/small.csv": 2048, "s3://b/c.csv": None},
                      rows=2_390_275, seconds=41.24)
+    logs.report_read(log, "y ingest", {"data/one.h5": 10 * 2**20})
     got = [(r.levelname, r.getMessage()) for r in caplog.records]
     assert got == [
-        ("INFO", "x ingest: read data/a.csv (10.0 MB, 1,234,567 rows)"),
-        ("DEBUG", "x ingest: read data/small.csv (2.0 KB)"),
-        ("DEBUG", "x ingest: read s3://b/c.csv (size unknown)"),
         ("INFO", "x ingest: read 3 files, 3.00 GB (+1 of unknown size), 2,390,275 rows in 41.2 s"),
+        ("INFO", "y ingest: read 1 file, 10.0 MB"),
     ]
-    assert logs.human_bytes(512) == "512 B"
+    assert logs.human_bytes(512) == "512 B" and logs.human_bytes(2048) == "2.0 KB"
 
 
 def _python(code: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -8,12 +8,14 @@ with its name and the previous ``data/raw/eeg`` stays untouched.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks import store
+from tasks import logs, store
 from tasks.domains.eeg.data import NAME, EEGDataError
 from tasks.domains.eeg.params import EEGSpec
 from tasks.domains.eeg.readers import EpochSet, Recording, read_ascii_segments, read_mat, read_recording
@@ -23,6 +25,8 @@ from tasks.domains.eeg.synthetic import generate
 if TYPE_CHECKING:
     from tasks.params import Params
     from tasks.tracking import StageRun
+
+log = logging.getLogger(__name__)
 
 CONTINUOUS = ("edf", "bdf", "gdf", "fif", "brainvision")
 """Formats of continuous recordings (read with MNE); MAT and ASCII sources hold epochs already."""
@@ -132,6 +136,12 @@ def read_sources(folder: Path, spec: EEGSpec, max_array_bytes: int | None = None
     return out
 
 
+def recording_sizes(folder: Path) -> dict[str, int]:
+    """Every recording file under ``folder`` (those :func:`read_sources` reads: a format it knows) -> its bytes."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size
+            for p in sorted(folder.rglob("*")) if p.is_file() and format_of(p) is not None}
+
+
 def _channels_of(obj) -> list[str]:
     return list(obj.raw.ch_names) if isinstance(obj, Recording) else list(obj.ch_names)
 
@@ -191,7 +201,11 @@ def ingest(params: Params, run: StageRun | None = None) -> dict[str, Any]:
                               max_bytes=p.max_extracted_bytes, max_ratio=p.max_compression_ratio, origins=origins)
             sources = [p.source] if isinstance(p.source, str) else list(p.source)
             fingerprint = [store.source_fingerprint(u) for u in sources if "*" not in u and not store.is_remote(u)]
+        t0 = time.perf_counter()
         items = read_sources(src, spec, p.max_array_bytes, origins)
+        # One line of what was read, as the other domains' ingest: the recording files and their bytes (no row
+        # count: a recording is a continuous signal or a set of epochs, not rows).
+        logs.report_read(log, "eeg ingest", recording_sizes(src), rows=None, seconds=time.perf_counter() - t0)
         channels = common_channels(items, spec.channel_policy, src)
         rates = sorted({sfreq_of(obj) for _, obj in items})
         if len(rates) > 1:
