@@ -65,7 +65,7 @@ def fit_once(overrides: dict[str, Any], seed: int) -> dict[str, Any]:
     from tasks.domains.turbulence.configs import model_config
     from tasks.domains.turbulence.data import load_fields, load_schema, load_split
     from tasks.domains.turbulence.evaluate import Persistence, evaluate_fields
-    from tasks.loop import fit
+    from tasks.loop import fit, seed_everything
     from tasks.params import load_params
 
     torch.set_num_threads(1)
@@ -73,6 +73,7 @@ def fit_once(overrides: dict[str, Any], seed: int) -> dict[str, Any]:
     overrides = dict(overrides)
     model_overrides = overrides.pop("model", {})
     cfg = params.train.turbulence.model_copy(update={**overrides, "seed": seed, "resume": False})
+    seed_everything(seed)  # before the build, as the train stage: the seed picks the initial weights too
     model = models.build("turbulence/ifactformer", {**model_config(params, schema), **model_overrides})
     result = fit(model, load_split("train"), load_split("val"), cfg, task="regression", progress=False)
     e = params.evaluate.turbulence  # the evaluate stage's settings (tasks/domains/turbulence/evaluate.py)
