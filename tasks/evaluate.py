@@ -208,8 +208,6 @@ def threshold_table(models: dict[str, dict[str, Any]], fallback: float | None) -
 
 
 # ----------------------------------------------------------------------------- the report's header
-GENERATED = tracking.GENERATED
-"""Paths a run writes itself, which do not make a report's code "dirty" (:data:`tasks.tracking.GENERATED`)."""
 REGISTRY_LINE = "- **Registry**"
 """How the header's registry line starts: register finds and rewrites it (:func:`update_registry_line`)."""
 
@@ -222,7 +220,7 @@ class ReportHeader:
         written: UTC time the report was written.
         commit: The git commit of the project, or ``unknown`` (not a git work tree).
         dirty: ``no``, ``yes (<n> files: ...)`` or ``unknown``: changes to tracked or untracked files that
-            git does not ignore, outside what a run writes (:data:`GENERATED`); the rule of the runs' ``git.dirty``
+            git does not ignore, outside what a run writes (:data:`tasks.tracking.GENERATED`); the rule of the runs' ``git.dirty``
             tag (:func:`tasks.tracking.git_state`).
         params_hash: :func:`tasks.params_base.params_hash` of the resolved params (params.yaml + profiles +
             ``--set``), as the MLflow tag ``params.hash`` of the stage's run records it.
